@@ -1,0 +1,60 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from readings.csvfile import DEFAULT_BATCH_SIZE
+from readings.management.progress import ProgressBar
+from readings.services import ReadingsImportError, readings_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Import CSV files of meter readings (header 'time,meterusage') into the relational store. "
+        "Readings are upserted by (meter, time): importing a file again changes nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", metavar="PATH", help="CSV file(s) to import.")
+        parser.add_argument(
+            "--meter", help="Meter to import into (created if missing); default: the file's name."
+        )
+        parser.add_argument(
+            "--tz",
+            dest="time_zone",
+            help="IANA time zone of the file's naive times; default: the meter's zone, else UTC.",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Read and count everything, then roll back."
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=DEFAULT_BATCH_SIZE,
+            help=f"Rows read and staged at a time (default {DEFAULT_BATCH_SIZE}).",
+        )
+
+    def handle(self, *args, paths, meter, time_zone, dry_run, batch_size, **options):
+        if batch_size < 1:
+            raise CommandError("--batch-size must be at least 1")
+        verbosity = options["verbosity"]
+        for path in paths:
+            progress = ProgressBar(self.stdout, f"Importing {path}")
+            try:
+                run = readings_import(
+                    path=path,
+                    meter_name=meter,
+                    time_zone=time_zone,
+                    dry_run=dry_run,
+                    batch_size=batch_size,
+                    on_progress=progress,
+                )
+            except ReadingsImportError as exc:
+                raise CommandError(str(exc)) from None
+            finally:
+                progress.close()
+            if verbosity >= 2:
+                for row in run.rejected_rows:
+                    self.stdout.write(f"  line {row['line']}: {row['reason']} ({row['kind']})")
+            if verbosity >= 1:
+                prefix = "Dry run, nothing saved: " if dry_run else ""
+                self.stdout.write(
+                    self.style.SUCCESS(f"{prefix}{path} → meter '{run.meter_name}': {run.summary()}")
+                )

@@ -1,0 +1,118 @@
+from datetime import timedelta
+
+from django.db import models
+
+from readings.validators import validate_interval, validate_time_zone
+
+
+class Meter(models.Model):
+    """A metering point whose readings arrive at a fixed interval."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    unit = models.CharField(max_length=16, default="kWh")
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="IANA zone the meter's CSV times are written in.",
+    )
+    interval = models.DurationField(default=timedelta(minutes=15), validators=[validate_interval])
+    source = models.CharField(
+        max_length=64,
+        default="default",
+        help_text="Alias in READINGS_SOURCES of the store that serves this meter's readings.",
+    )
+    # Kept by every import so lists stay cheap on millions of readings.
+    reading_count = models.PositiveBigIntegerField(default=0, editable=False)
+    first_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Reading(models.Model):
+    """One interval value of a meter; `time` is in UTC."""
+
+    # The (meter, time) unique index serves meter lookups, so the FK needs no index of its own.
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="readings", db_index=False)
+    time = models.DateTimeField()
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "time"], name="reading_meter_time_uniq"),
+        ]
+        # Lets admin list all meters' readings by time without sorting the whole table.
+        indexes = [models.Index(fields=["time", "meter"], name="reading_time_meter_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.time.isoformat()} {self.value}"
+
+
+class ImportRun(models.Model):
+    """One run of an import into a store, with its counts and the rows it set aside."""
+
+    class Target(models.TextChoices):
+        SQL = "sql", "Relational store"
+        INFLUXDB = "influxdb", "InfluxDB"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    # The name is kept apart from the FK: a failed run for a new meter has no Meter row to point at.
+    meter_name = models.CharField(max_length=100)
+    meter = models.ForeignKey(
+        Meter, on_delete=models.SET_NULL, null=True, blank=True, related_name="import_runs"
+    )
+    target = models.CharField(max_length=16, choices=Target.choices, default=Target.SQL)
+    file_name = models.CharField(max_length=500)
+    file_size = models.PositiveBigIntegerField(null=True, blank=True)
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    time_zone = models.CharField(max_length=64)
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows_read = models.PositiveBigIntegerField(default=0)
+    rows_inserted = models.PositiveBigIntegerField(default=0)
+    rows_updated = models.PositiveBigIntegerField(default=0)
+    rows_unchanged = models.PositiveBigIntegerField(default=0)
+    rows_skipped = models.PositiveBigIntegerField(default=0)
+    rows_invalid = models.PositiveBigIntegerField(default=0)
+    # [{"line": 1548, "value": "NaN", "reason": "..."}], capped (see REJECTED_ROWS_KEPT).
+    rejected_rows = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    REJECTED_ROWS_KEPT = 1000
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["meter", "-started_at"], name="importrun_meter_started_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} → {self.meter_name} ({self.status})"
+
+    @property
+    def duration(self):
+        return self.finished_at - self.started_at if self.finished_at else None
+
+    def summary(self) -> str:
+        """One line of counts, as the import command prints it."""
+        skipped = [row for row in self.rejected_rows if row["kind"] == "skipped"]
+        detail = ""
+        if skipped and len(skipped) == self.rows_skipped and len(skipped) <= 3:
+            detail = " (" + ", ".join(f"{row['reason']} at line {row['line']}" for row in skipped) + ")"
+        return (
+            f"{self.rows_inserted} inserted, {self.rows_updated} updated, "
+            f"{self.rows_unchanged} unchanged, {self.rows_skipped} skipped{detail}"
+            + (f", {self.rows_invalid} invalid" if self.rows_invalid else "")
+        )

@@ -1,0 +1,281 @@
+"""Writes to the relational store: importing CSV files of readings."""
+import hashlib
+import zoneinfo
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest, Least
+from django.utils import timezone
+from django.utils.text import slugify
+
+from readings.csvfile import (
+    DEFAULT_BATCH_SIZE,
+    CsvError,
+    CsvReport,
+    ReadingBatch,
+    RowProblem,
+    check_readable,
+    read_readings,
+)
+from readings.models import ImportRun, Meter, Reading
+
+STAGING_TABLE = "readings_import_staging"
+
+
+class ReadingsImportError(Exception):
+    """An import that failed and changed nothing; `run` is its recorded ImportRun, if any."""
+
+    def __init__(self, message: str, *, run: ImportRun | None = None):
+        super().__init__(message)
+        self.run = run
+
+
+def meter_name_for(path: Path) -> str:
+    """The meter a file is imported into when none is named: its stem, as a slug."""
+    return slugify(path.stem) or "meter"
+
+
+def validate_time_zone_name(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ReadingsImportError(f"unknown time zone {name!r}; use an IANA name such as Europe/Amsterdam") from None
+    return name
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def readings_import(
+    *,
+    path: Path | str,
+    meter_name: str | None = None,
+    time_zone: str | None = None,
+    dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ImportRun:
+    """Import a CSV of readings into the relational store, atomically and idempotently.
+
+    Readings are upserted by (meter, time); the meter is created if missing. Returns the
+    finished ImportRun; raises ReadingsImportError (with the failed run) and writes no reading
+    when the file has an invalid row or cannot be read.
+    """
+    path = Path(path)
+    try:
+        check_readable(path)
+    except CsvError as exc:
+        raise ReadingsImportError(str(exc)) from None
+    meter_name = meter_name or meter_name_for(path)
+    if slugify(meter_name) != meter_name:
+        raise ReadingsImportError(
+            f"meter name {meter_name!r} is not a slug (letters, digits, '-' and '_')"
+        )
+    existing = Meter.objects.filter(name=meter_name).first()
+    zone = validate_time_zone_name(time_zone or (existing.time_zone if existing else "UTC"))
+
+    run = ImportRun.objects.create(
+        meter_name=meter_name,
+        meter=existing,
+        target=ImportRun.Target.SQL,
+        file_name=str(path),
+        file_size=path.stat().st_size,
+        file_sha256=file_sha256(path),
+        time_zone=zone,
+        dry_run=dry_run,
+    )
+    report = CsvReport()
+    try:
+        with transaction.atomic():
+            meter = existing or Meter.objects.create(name=meter_name, time_zone=zone)
+            batches = read_readings(
+                path, time_zone=zone, report=report, batch_size=batch_size, on_progress=on_progress
+            )
+            inserted, updated = readings_upsert(
+                meter=meter, batches=batches, report=report, source=str(path)
+            )
+            if report.rows_invalid:
+                raise CsvError(path, _invalid_rows_message(report))
+            if dry_run:
+                transaction.set_rollback(True)
+    except CsvError as exc:
+        _finish(run, report, status=ImportRun.Status.FAILED, error=str(exc))
+        raise ReadingsImportError(str(exc), run=run) from None
+    except BaseException as exc:
+        _finish(run, report, status=ImportRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    if not dry_run or existing:
+        run.meter = meter
+    _finish(run, report, status=ImportRun.Status.SUCCEEDED, inserted=inserted, updated=updated)
+    return run
+
+
+def _invalid_rows_message(report: CsvReport) -> str:
+    shown = report.invalid_problems()[:5]
+    details = "; ".join(f"line {p.line}: {p.reason}" for p in shown)
+    more = f"; and {report.rows_invalid - len(shown)} more" if report.rows_invalid > len(shown) else ""
+    noun = "row" if report.rows_invalid == 1 else "rows"
+    return f"{report.rows_invalid} invalid {noun}, nothing imported: {details}{more}"
+
+
+def _finish(
+    run: ImportRun, report: CsvReport, *, status: str, error: str = "", inserted: int = 0, updated: int = 0
+) -> None:
+    run.status = status
+    run.error = error
+    run.finished_at = timezone.now()
+    run.rows_read = report.rows_read
+    run.rows_skipped = report.rows_skipped
+    run.rows_invalid = report.rows_invalid
+    run.rows_inserted = inserted
+    run.rows_updated = updated
+    if status == ImportRun.Status.SUCCEEDED:
+        run.rows_unchanged = report.rows_read - report.rows_skipped - inserted - updated
+    run.rejected_rows = [p.as_dict() for p in report.problems]
+    run.save()
+
+
+def readings_upsert(
+    *, meter: Meter, batches: Iterable[ReadingBatch], report: CsvReport, source: str
+) -> tuple[int, int]:
+    """Upsert batches of readings of one meter read from `source`; returns (inserted, updated).
+
+    Rows go to a temporary staging table first (COPY on PostgreSQL, executemany on SQLite), then
+    are merged by (meter, time) in two set-based statements. Must run inside a transaction.
+    Duplicate times within the input are merged when their values agree (the later rows are
+    reported as skipped in `report`) and raise CsvError naming both lines when they differ.
+    """
+    with connection.cursor() as cursor:
+        _create_staging_table(cursor)
+        writer = _copy_batch if connection.vendor == "postgresql" else _insert_batch
+        for batch in batches:
+            # Rows are still read to the end to count every invalid one, but no longer staged.
+            if not report.rows_invalid:
+                writer(cursor, batch)
+        if report.rows_invalid or report.min_epoch is None:
+            _drop_staging_table(cursor)
+            return 0, 0
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ANALYZE {STAGING_TABLE}")
+        if not report.strictly_increasing:
+            _merge_duplicate_rows(cursor, meter, report, source)
+        inserted, updated = _merge_staging_table(cursor, meter, report)
+        _drop_staging_table(cursor)
+    _note_new_readings(meter, inserted, report)
+    return inserted, updated
+
+
+def _create_staging_table(cursor) -> None:
+    _drop_staging_table(cursor)
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {STAGING_TABLE} "
+        "(line bigint NOT NULL, epoch bigint NOT NULL, value double precision NOT NULL)"
+    )
+
+
+def _drop_staging_table(cursor) -> None:
+    cursor.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
+
+
+def _copy_batch(cursor, batch: ReadingBatch) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    table = pa.table({"line": batch.lines, "epoch": batch.epochs, "value": batch.values})
+    sink = pa.BufferOutputStream()
+    # Arrow writes the shortest text that reads back to the same double, so values stay exact.
+    pa_csv.write_csv(table, sink, write_options=pa_csv.WriteOptions(include_header=False))
+    with cursor.copy(f"COPY {STAGING_TABLE} (line, epoch, value) FROM STDIN (FORMAT csv)") as copy:
+        copy.write(sink.getvalue().to_pybytes())
+
+
+def _insert_batch(cursor, batch: ReadingBatch) -> None:
+    cursor.executemany(
+        f"INSERT INTO {STAGING_TABLE} (line, epoch, value) VALUES (%s, %s, %s)",
+        zip(batch.lines.tolist(), batch.epochs.tolist(), batch.values.tolist()),
+    )
+
+
+def _time_sql(column: str) -> str:
+    """SQL turning epoch seconds into the value Django stores in a DateTimeField."""
+    if connection.vendor == "postgresql":
+        return f"to_timestamp({column})"
+    # Django keeps SQLite datetimes as 'YYYY-MM-DD HH:MM:SS' text in UTC; datetime() writes just that.
+    return f"datetime({column}, 'unixepoch')"
+
+
+def _merge_duplicate_rows(cursor, meter: Meter, report: CsvReport, source: str) -> None:
+    cursor.execute(
+        f"SELECT epoch FROM {STAGING_TABLE} GROUP BY epoch "
+        "HAVING MIN(value) <> MAX(value) ORDER BY MIN(line) LIMIT 1"
+    )
+    conflict = cursor.fetchone()
+    if conflict:
+        cursor.execute(
+            f"SELECT line, value FROM {STAGING_TABLE} WHERE epoch = %s ORDER BY line", [conflict[0]]
+        )
+        rows = cursor.fetchall()
+        first_line, first_value = rows[0]
+        line, value = next((line, value) for line, value in rows if value != first_value)
+        local = datetime.fromtimestamp(conflict[0], UTC).astimezone(zoneinfo.ZoneInfo(meter.time_zone))
+        raise CsvError(
+            source,
+            f"lines {first_line} and {line} both give time {local:%Y-%m-%d %H:%M:%S} "
+            f"with different values ({first_value!r} and {value!r})",
+        )
+    repeats = (
+        f"SELECT s.line, d.first_line FROM {STAGING_TABLE} AS s JOIN "
+        f"(SELECT epoch, MIN(line) AS first_line FROM {STAGING_TABLE} GROUP BY epoch "
+        "HAVING COUNT(*) > 1) AS d ON s.epoch = d.epoch AND s.line > d.first_line"
+    )
+    cursor.execute(f"{repeats} ORDER BY s.line")
+    for line, first_line in cursor.fetchall():
+        report.add_problem(RowProblem(line, "", f"duplicate of line {first_line}", "skipped"))
+    cursor.execute(f"DELETE FROM {STAGING_TABLE} WHERE line IN (SELECT line FROM ({repeats}) AS r)")
+
+
+def _merge_staging_table(cursor, meter: Meter, report: CsvReport) -> tuple[int, int]:
+    table = Reading._meta.db_table
+    time_sql = _time_sql("s.epoch")
+    updated = 0
+    # A first import into an empty range needs no update pass.
+    overlaps = Reading.objects.filter(
+        meter=meter,
+        time__gte=datetime.fromtimestamp(report.min_epoch, UTC),
+        time__lte=datetime.fromtimestamp(report.max_epoch, UTC),
+    ).exists()
+    if overlaps:
+        cursor.execute(
+            f"UPDATE {table} SET value = s.value FROM {STAGING_TABLE} AS s "
+            f"WHERE {table}.meter_id = %s AND {table}.time = {time_sql} AND {table}.value <> s.value",
+            [meter.pk],
+        )
+        updated = cursor.rowcount
+    # WHERE true: SQLite needs it to tell ON CONFLICT from a join constraint.
+    cursor.execute(
+        f"INSERT INTO {table} (meter_id, time, value) SELECT %s, {time_sql}, s.value "
+        f"FROM {STAGING_TABLE} AS s WHERE true ON CONFLICT (meter_id, time) DO NOTHING",
+        [meter.pk],
+    )
+    return cursor.rowcount, updated
+
+
+def _note_new_readings(meter: Meter, inserted: int, report: CsvReport) -> None:
+    """Keep the meter's cached count and first/last times in step with what was added."""
+    if not inserted:
+        return
+    first = Value(datetime.fromtimestamp(report.min_epoch, UTC))
+    last = Value(datetime.fromtimestamp(report.max_epoch, UTC))
+    # Expressions, so that two imports into one meter cannot lose each other's counts.
+    Meter.objects.filter(pk=meter.pk).update(
+        reading_count=F("reading_count") + inserted,
+        first_reading_at=Least(Coalesce("first_reading_at", first), first),
+        last_reading_at=Greatest(Coalesce("last_reading_at", last), last),
+        updated_at=timezone.now(),
+    )
+    meter.refresh_from_db(fields=["reading_count", "first_reading_at", "last_reading_at", "updated_at"])
