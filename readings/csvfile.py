@@ -94,14 +94,18 @@ class ReadingBatch:
         return len(self.epochs)
 
 
-def check_readable(path: Path) -> None:
-    """Raise CsvError unless `path` is a non-empty regular file that looks like text."""
+def check_is_file(path: Path) -> None:
+    """Raise CsvError unless `path` is a regular file."""
     if not path.exists():
         raise CsvError(path, "no such file")
     if path.is_dir():
         raise CsvError(path, "is a directory, not a CSV file")
     if not path.is_file():
         raise CsvError(path, "is not a regular file")
+
+
+def check_is_text(path: Path) -> None:
+    """Raise CsvError unless the file is non-empty and its start looks like UTF-8 text."""
     with path.open("rb") as f:
         head = f.read(_BINARY_SNIFF_BYTES)
     if not head:
@@ -150,7 +154,8 @@ def read_readings(
     Naive times are read in `time_zone` and returned as UTC epoch seconds.
     """
     path = Path(path)
-    check_readable(path)
+    check_is_file(path)
+    check_is_text(path)
     columns = read_header(path)
     zone = zoneinfo.ZoneInfo(time_zone)
     bytes_total = path.stat().st_size

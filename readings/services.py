@@ -17,7 +17,7 @@ from readings.csvfile import (
     CsvReport,
     ReadingBatch,
     RowProblem,
-    check_readable,
+    check_is_file,
     read_readings,
 )
 from readings.models import ImportRun, Meter, Reading
@@ -68,7 +68,7 @@ def readings_import(
     """
     path = Path(path)
     try:
-        check_readable(path)
+        check_is_file(path)
     except CsvError as exc:
         raise ReadingsImportError(str(exc)) from None
     meter_name = meter_name or meter_name_for(path)
