@@ -369,7 +369,7 @@ def _to_utc_epochs(
         second_time = int(naive[i]) in report.ambiguous_seen
         report.ambiguous_seen.add(int(naive[i]))
         chosen = stamp.tz_localize(zone.key, ambiguous=not second_time)
-        epochs[i] = chosen.tz_convert("UTC").as_unit("s").value
+        epochs[i] = int(chosen.timestamp())
     return epochs, local_ok
 
 
