@@ -13,6 +13,7 @@ from django.utils.text import slugify
 
 from readings.csvfile import (
     DEFAULT_BATCH_SIZE,
+    PROBLEMS_KEPT,
     CsvError,
     CsvReport,
     ReadingBatch,
@@ -233,9 +234,13 @@ def _merge_duplicate_rows(cursor, meter: Meter, report: CsvReport, source: str) 
         f"(SELECT epoch, MIN(line) AS first_line FROM {STAGING_TABLE} GROUP BY epoch "
         "HAVING COUNT(*) > 1) AS d ON s.epoch = d.epoch AND s.line > d.first_line"
     )
-    cursor.execute(f"{repeats} ORDER BY s.line")
-    for line, first_line in cursor.fetchall():
+    cursor.execute(f"SELECT COUNT(*) FROM ({repeats}) AS r")
+    total = cursor.fetchone()[0]
+    cursor.execute(f"{repeats} ORDER BY s.line LIMIT {PROBLEMS_KEPT}")
+    examples = cursor.fetchall()
+    for line, first_line in examples:
         report.add_problem(RowProblem(line, "", f"duplicate of line {first_line}", "skipped"))
+    report.rows_skipped += total - len(examples)
     cursor.execute(f"DELETE FROM {STAGING_TABLE} WHERE line IN (SELECT line FROM ({repeats}) AS r)")
 
 
