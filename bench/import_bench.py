@@ -51,6 +51,14 @@ BENCH_METER = "bench"
 BASELINE_ROWS = 10_000
 SLOTS_PER_DAY = 96
 GOAL_RATIO = 0.5
+# Linux carries a parent's peak RSS into a child it spawns (vfork, then exec), so a large bench
+# process would inflate the child's ru_maxrss: a small probe process runs the command instead.
+RSS_PROBE = (
+    "import resource, subprocess, sys; "
+    "code = subprocess.call(sys.argv[1:], stdout=sys.stderr); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+    "sys.exit(code)"
+)
 
 IMPORT = "import (new rows)"
 REIMPORT = "re-import (unchanged)"
@@ -218,16 +226,20 @@ def measure_memory(store: Store, csv_path: Path, rows: int, workdir: Path, *, wi
 
 
 def peak_rss_mib(args: list[str], store: Store, workdir: Path) -> float:
-    """Run `args` to the end and return its own peak RSS, from the rusage of waiting for it."""
+    """Run `args` to the end under RSS_PROBE and return the peak RSS of `args` alone."""
     log_path = workdir / "subprocess.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(args, env=store.env(), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
+        probe = subprocess.run(
+            [sys.executable, "-c", RSS_PROBE, *args],
+            env=store.env(),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    if probe.returncode:
         output = log_path.read_text(errors="replace")[-2000:]
-        raise BenchError(f"{' '.join(args[1:])} failed (exit status {process.returncode}):\n{output}")
-    return usage.ru_maxrss / 1024  # KiB on Linux
+        raise BenchError(f"{' '.join(args[1:])} failed (exit status {probe.returncode}):\n{output}")
+    return int(probe.stdout) / 1024  # KiB on Linux
 
 
 def format_table(results: list[dict]) -> str:
