@@ -31,7 +31,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "readings",
+    # Before django_grpc_framework: its grpcrunserver is replaced by the project's own.
     "grpc_api",
+    "django_grpc_framework",
 ]
 
 MIDDLEWARE = [
@@ -94,6 +96,22 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
+
+# The stores that serve readings, by alias; Meter.source picks one (see readings/sources/).
+READINGS_SOURCES = {
+    "default": {"BACKEND": "readings.sources.sql.SqlSource", "OPTIONS": {}},
+    "csv": {
+        "BACKEND": "readings.sources.csv.CsvSource",
+        "OPTIONS": {"DIRECTORY": os.environ.get("READINGS_CSV_DIRECTORY", str(BASE_DIR / "data"))},
+    },
+}
+
+# gRPC: the address grpcrunserver binds, the target the web gateway calls, and the bearer tokens
+# the server accepts (none: no authentication).
+GRPC_ADDRESS = os.environ.get("GRPC_ADDRESS", "127.0.0.1:50051")
+GRPC_TARGET = os.environ.get("GRPC_TARGET", "127.0.0.1:50051")
+GRPC_AUTH_TOKENS = env_list("GRPC_AUTH_TOKENS", "")
+GRPC_FRAMEWORK = {"ROOT_HANDLERS_HOOK": "grpc_api.handlers.grpc_handlers"}
 
 LOGGING = {
     "version": 1,

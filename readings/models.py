@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.db import models
 
-from readings.validators import validate_interval, validate_time_zone
+from readings.validators import validate_interval, validate_source_alias, validate_time_zone
 
 
 class Meter(models.Model):
@@ -21,6 +21,7 @@ class Meter(models.Model):
     source = models.CharField(
         max_length=64,
         default="default",
+        validators=[validate_source_alias],
         help_text="Alias in READINGS_SOURCES of the store that serves this meter's readings.",
     )
     # Kept by every import so lists stay cheap on millions of readings.
@@ -35,6 +36,15 @@ class Meter(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def cached_summary(self):
+        """Count and first/last reading time (epoch seconds) as the last import recorded them."""
+        from readings.sources.base import MeterSummary
+
+        def epoch(value):
+            return int(value.timestamp()) if value else None
+
+        return MeterSummary(self.reading_count, epoch(self.first_reading_at), epoch(self.last_reading_at))
 
 
 class Reading(models.Model):

@@ -1,0 +1,73 @@
+"""One place that turns what the read API raises into canonical gRPC status codes.
+
+Every servicer method goes through `grpc_errors`, so no input can end a call as UNKNOWN.
+"""
+import functools
+import inspect
+import logging
+
+import grpc
+from django.db import DatabaseError
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from readings.errors import InvalidArgument, MeterNotFound
+from readings.sources import SourceUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+def _abort_invalid(context: grpc.ServicerContext, error: InvalidArgument):
+    detail = any_pb2.Any()
+    detail.Pack(
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+    )
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[detail])
+    context.abort_with_status(rpc_status.to_status(status))
+
+
+def abort_for(context: grpc.ServicerContext, error: Exception):
+    """Abort the call with the status that `error` stands for."""
+    if isinstance(error, InvalidArgument):
+        _abort_invalid(context, error)
+    if isinstance(error, MeterNotFound):
+        context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+    if isinstance(error, SourceUnavailable):
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+    if isinstance(error, DatabaseError):
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"the relational store is unavailable: {error}")
+    logger.exception("unexpected error in %s", context, exc_info=error)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})")
+
+
+def grpc_errors(method):
+    """Map exceptions of a servicer method (unary or server-streaming) to gRPC statuses."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def streaming(self, request, context):
+            try:
+                yield from method(self, request, context)
+            except grpc.RpcError:
+                raise
+            except Exception as error:  # noqa: BLE001  (every error gets a canonical status)
+                abort_for(context, error)
+
+        return streaming
+
+    @functools.wraps(method)
+    def unary(self, request, context):
+        try:
+            return method(self, request, context)
+        except grpc.RpcError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            abort_for(context, error)
+
+    return unary

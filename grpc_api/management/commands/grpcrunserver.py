@@ -1,0 +1,67 @@
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import autoreload
+
+from grpc_api.server import create_server
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the meterusage.v1 gRPC API, with grpc.health.v1 and server reflection. "
+        "SIGTERM or Ctrl-C reports NOT_SERVING, then stops after in-flight calls (--grace)."
+    )
+    # Checks run in handle() (and again on every reload with --dev).
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "address", nargs="?", default=settings.GRPC_ADDRESS,
+            help=f"host:port to listen on (default GRPC_ADDRESS, {settings.GRPC_ADDRESS}).",
+        )
+        parser.add_argument("--max-workers", type=int, default=10, help="Worker threads (default 10).")
+        parser.add_argument("--dev", action="store_true", help="Restart when code changes.")
+        parser.add_argument("--grace", type=float, default=10.0, help="Seconds calls get to finish on stop.")
+        parser.add_argument("--certfile", help="TLS certificate chain (PEM); with --keyfile, serves TLS.")
+        parser.add_argument("--keyfile", help="TLS private key (PEM).")
+
+    def handle(self, *args, **options):
+        if bool(options["certfile"]) != bool(options["keyfile"]):
+            raise CommandError("--certfile and --keyfile go together")
+        if options["dev"]:
+            autoreload.run_with_reloader(self.serve, **options)
+        else:
+            self.serve(**options)
+
+    def serve(self, *, address, max_workers, grace, certfile, keyfile, **options):
+        self.check(display_num_errors=False)
+        tls = None
+        if certfile:
+            try:
+                with open(keyfile, "rb") as key, open(certfile, "rb") as chain:
+                    tls = (key.read(), chain.read())
+            except OSError as exc:
+                raise CommandError(f"cannot read TLS files: {exc}") from None
+        try:
+            running = create_server(
+                address, max_workers=max_workers, tokens=settings.GRPC_AUTH_TOKENS, tls=tls
+            )
+        except OSError as exc:
+            raise CommandError(f"{exc} (is the port in use?)") from None
+        host = address.rsplit(":", 1)[0]
+        auth = "bearer tokens" if settings.GRPC_AUTH_TOKENS else "no authentication"
+        self.stdout.write(
+            f"Serving meterusage.v1 on {host}:{running.port} ({'TLS' if tls else 'plaintext'}, {auth}). "
+            "Ctrl-C stops it."
+        )
+        self.stdout.flush()
+        stopping = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stopping.set())
+        stopping.wait()
+        self.stdout.write(f"Stopping: NOT_SERVING, finishing calls for up to {grace:g}s ...")
+        running.stop(grace)
+        self.stdout.write("Stopped.")

@@ -1,0 +1,98 @@
+"""The meterusage.v1 servicer: translate the request, call a selector, translate the result."""
+from django.db import close_old_connections
+from django_grpc_framework.services import Service
+
+from grpc_api import convert
+from grpc_api.errors import grpc_errors
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from readings import selectors
+
+
+class MeterUsageService(Service):
+    @grpc_errors
+    def ListMeters(self, request, context):
+        page, next_token = selectors.meter_page(page_size=request.page_size, page_token=request.page_token)
+        response = pb.ListMetersResponse(next_page_token=next_token)
+        for meter, summary in page:
+            message = response.meters.add(
+                name=meter.name,
+                description=meter.description,
+                unit=meter.unit,
+                time_zone=meter.time_zone,
+                interval=convert.duration(meter.interval.total_seconds()),
+                source=meter.source,
+                reading_count=summary.count,
+            )
+            if summary.first is not None:
+                message.first_reading_time.CopyFrom(convert.timestamp(summary.first))
+                message.last_reading_time.CopyFrom(convert.timestamp(summary.last))
+        return response
+
+    @grpc_errors
+    def ListReadings(self, request, context):
+        series, next_token = selectors.reading_page(
+            meter_name=request.meter,
+            start=convert.epoch_of(request, "start_time"),
+            end=convert.epoch_of(request, "end_time"),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListReadingsResponse(
+            readings=[
+                pb.Reading(time=convert.timestamp(t), value=v)
+                for t, v in zip(series.times.tolist(), series.values.tolist())
+            ],
+            next_page_token=next_token,
+        )
+
+    @grpc_errors
+    def StreamReadings(self, request, context):
+        batches = selectors.reading_batches(
+            meter_name=request.meter,
+            start=convert.epoch_of(request, "start_time"),
+            end=convert.epoch_of(request, "end_time"),
+            batch_size=request.batch_size,
+            resume_token=request.resume_token,
+        )
+        try:
+            for series, token in batches:
+                # A cancelled call or a passed deadline ends the stream before the next read.
+                if not context.is_active():
+                    return
+                yield pb.StreamReadingsResponse(
+                    times=series.times.tolist(), values=series.values.tolist(), resume_token=token
+                )
+        finally:
+            # The framework's end-of-call signal fires before a stream's body runs.
+            close_old_connections()
+
+    @grpc_errors
+    def AggregateReadings(self, request, context):
+        result = selectors.reading_aggregates(
+            meter_name=request.meter,
+            start=convert.epoch_of(request, "start_time"),
+            end=convert.epoch_of(request, "end_time"),
+            window=convert.window_of(request.window),
+            time_zone=request.time_zone,
+        )
+        return convert.aggregates_response(result)
+
+    @grpc_errors
+    def GetCompleteness(self, request, context):
+        result = selectors.reading_completeness(
+            meter_name=request.meter,
+            start=convert.epoch_of(request, "start_time"),
+            end=convert.epoch_of(request, "end_time"),
+        )
+        return pb.GetCompletenessResponse(
+            interval=convert.duration(result.interval),
+            expected_count=result.expected,
+            present_count=result.present,
+            missing_count=result.missing,
+            coverage=result.present / result.expected if result.expected else 1.0,
+            gaps=[
+                pb.Gap(start_time=convert.timestamp(a), end_time=convert.timestamp(b), missing_count=n)
+                for a, b, n in result.gaps
+            ],
+            gap_count=result.gap_count,
+        )

@@ -1,0 +1,26 @@
+"""System checks of the readings settings, run at start like every Django check."""
+from django.conf import settings
+from django.core.checks import Error, register
+from django.core.exceptions import ImproperlyConfigured
+
+
+@register()
+def check_readings_sources(app_configs, **kwargs):
+    from readings.sources import build_source
+
+    config = getattr(settings, "READINGS_SOURCES", None)
+    if not isinstance(config, dict) or "default" not in config:
+        return [
+            Error(
+                "READINGS_SOURCES must be a dict with a 'default' alias.",
+                hint='{"default": {"BACKEND": "readings.sources.sql.SqlSource"}}',
+                id="readings.E001",
+            )
+        ]
+    errors = []
+    for alias in config:
+        try:
+            build_source(alias)
+        except ImproperlyConfigured as exc:
+            errors.append(Error(str(exc), obj="READINGS_SOURCES", id="readings.E002"))
+    return errors

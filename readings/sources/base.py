@@ -1,0 +1,137 @@
+"""The interface every readings source implements, and the values it returns.
+
+Times cross this interface as int64 UTC epoch seconds in numpy arrays: cheap to move in bulk,
+and the same for every store.
+"""
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from readings.models import Meter
+
+
+class SourceUnavailable(Exception):
+    """The store behind a source cannot answer now; the message names it."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """Readings in time order: `times` (int64 epoch seconds) and `values` (float64)."""
+
+    times: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @classmethod
+    def from_rows(cls, rows) -> "Series":
+        if not rows:
+            return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+        times, values = zip(*rows)
+        return cls(np.array(times, dtype=np.int64), np.array(values, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class BucketStats:
+    """Per bucket: count, sum, min and max (NaN min/max where empty)."""
+
+    counts: np.ndarray
+    sums: np.ndarray
+    mins: np.ndarray
+    maxs: np.ndarray
+
+    @classmethod
+    def from_rows(cls, size: int, rows) -> "BucketStats":
+        """From (bucket index, count, sum, min, max) rows; buckets absent from rows are empty."""
+        stats = cls(
+            np.zeros(size, dtype=np.int64),
+            np.zeros(size, dtype=np.float64),
+            np.full(size, np.nan),
+            np.full(size, np.nan),
+        )
+        for index, count, total, low, high in rows:
+            stats.counts[index] = count
+            stats.sums[index] = total
+            stats.mins[index] = low
+            stats.maxs[index] = high
+        return stats
+
+
+@dataclass(frozen=True)
+class Extremes:
+    """Where the smallest and largest values of a range are (earliest time on ties)."""
+
+    min_time: int
+    min_value: float
+    max_time: int
+    max_value: float
+
+
+@dataclass(frozen=True)
+class Jumps:
+    """Enough to find the gaps of a range: how many readings, the first and last time, and
+    every pair of consecutive reading times further apart than the interval."""
+
+    count: int
+    first: int | None
+    last: int | None
+    pairs: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class MeterSummary:
+    count: int
+    first: int | None
+    last: int | None
+
+
+class ReadingsSource(Protocol):
+    """A store of readings. Ranges are [start, end) in epoch seconds."""
+
+    alias: str
+
+    def summary(self, meter: "Meter") -> MeterSummary:
+        """How many readings the meter has, and its first and last time."""
+
+    def read(self, meter: "Meter", *, start: int, end: int, after: int | None, limit: int) -> Series:
+        """Up to `limit` readings in [start, end), later than `after` when given, oldest first."""
+
+    def aggregate(self, meter: "Meter", *, edges: np.ndarray) -> BucketStats:
+        """Stats of the buckets [edges[i], edges[i+1]), computed in the store where it can."""
+
+    def extremes(self, meter: "Meter", *, start: int, end: int) -> Extremes | None:
+        """The smallest and largest value in [start, end) and their times; None when empty."""
+
+    def jumps(self, meter: "Meter", *, start: int, end: int, interval: int) -> Jumps:
+        """Count, first and last time, and consecutive times more than `interval` apart."""
+
+
+def bucket_index_stats(times: np.ndarray, values: np.ndarray, edges: np.ndarray) -> BucketStats:
+    """Bucket stats of sorted in-memory readings, summed in time order like a database would."""
+    bounds = np.searchsorted(times, edges, side="left")
+    counts = np.diff(bounds).astype(np.int64)
+    size = len(counts)
+    sums = np.zeros(size)
+    mins = np.full(size, np.nan)
+    maxs = np.full(size, np.nan)
+    filled = np.flatnonzero(counts)
+    if len(filled):
+        starts = bounds[:-1][filled]
+        window = values[: bounds[-1]]
+        # reduceat runs from each start to the next one: empty buckets between them hold nothing.
+        sums[filled] = np.add.reduceat(window, starts)
+        mins[filled] = np.minimum.reduceat(window, starts)
+        maxs[filled] = np.maximum.reduceat(window, starts)
+    return BucketStats(counts, sums, mins, maxs)
+
+
+def jumps_of(times: np.ndarray, interval: int) -> Jumps:
+    """Jumps of sorted in-memory reading times."""
+    if not len(times):
+        return Jumps(0, None, None, [])
+    far = np.flatnonzero(np.diff(times) > interval)
+    pairs = list(zip(times[far].tolist(), times[far + 1].tolist()))
+    return Jumps(len(times), int(times[0]), int(times[-1]), pairs)

@@ -1,0 +1,71 @@
+"""Aggregation windows aligned to the wall clock of a time zone, as UTC epoch edges."""
+import enum
+import zoneinfo
+from datetime import UTC, date, datetime, time, timedelta
+
+import numpy as np
+
+
+class Window(enum.Enum):
+    FIFTEEN_MINUTES = "15m"
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+_FIXED_SECONDS = {Window.FIFTEEN_MINUTES: 900, Window.HOUR: 3600}
+
+
+def window_edges(*, start: int, end: int, window: Window, zone: zoneinfo.ZoneInfo) -> np.ndarray:
+    """Edges [start, b1, ..., end] of the windows covering [start, end), clipped to the range.
+
+    Days, weeks and months run from local midnight to local midnight, so a day on which clocks
+    change lasts 23 or 25 hours. Hours and quarter hours follow the zone's offset at `start`
+    (a half-hour zone has half-past hours in UTC); every real hour stays its own window, the
+    repeated hour of a fall-back night included.
+    """
+    if window in _FIXED_SECONDS:
+        step = _FIXED_SECONDS[window]
+        phase = int(datetime.fromtimestamp(start, zone).utcoffset().total_seconds()) % step
+        # The first edge after start: the next t with (t + phase) a multiple of step.
+        first = start + step - (start + phase) % step
+        inner = np.arange(first, end, step, dtype=np.int64)
+    else:
+        inner = np.array(
+            [t for t in _calendar_boundaries(start, end, window, zone) if start < t < end], dtype=np.int64
+        )
+    return np.concatenate(([start], inner, [end])).astype(np.int64)
+
+
+def _calendar_boundaries(start: int, end: int, window: Window, zone: zoneinfo.ZoneInfo):
+    day = datetime.fromtimestamp(start, zone).date()
+    last = datetime.fromtimestamp(end, zone).date()
+    if window is Window.WEEK:
+        day -= timedelta(days=day.weekday())
+    elif window is Window.MONTH:
+        day = day.replace(day=1)
+    while day <= last:
+        yield _local_midnight(day, zone)
+        day = _next(day, window)
+
+
+def _next(day: date, window: Window) -> date:
+    if window is Window.DAY:
+        return day + timedelta(days=1)
+    if window is Window.WEEK:
+        return day + timedelta(days=7)
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _local_midnight(day: date, zone: zoneinfo.ZoneInfo) -> int:
+    """The first instant of a local day; where midnight is skipped by DST, the instant after the gap."""
+    wall = datetime.combine(day, time(0), tzinfo=zone)
+    instant = wall.astimezone(UTC)
+    # zoneinfo reads a skipped wall time with the offset before the gap, which lands just after it.
+    return int(instant.timestamp())
+
+
+def expected_slots(starts: np.ndarray, ends: np.ndarray, interval: int) -> np.ndarray:
+    """How many multiples of `interval` (since the epoch) each [start, end) holds."""
+    return -(-ends // interval) - -(-starts // interval)
