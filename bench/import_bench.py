@@ -18,12 +18,13 @@ Run from the repository root:
 Each store runs in its own subprocess with its own DATABASE_URL: SQLite in a temporary file, and
 PostgreSQL in a database `meterusage_bench` that the bench creates and drops. Without a reachable
 PostgreSQL only SQLite is measured. `--memory-rows 10000000` also imports a file of that many rows
-into SQLite, to show that the import's memory does not grow with the file.
+into SQLite, to compare its peak RSS with that of the --rows file.
 """
 import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -97,7 +98,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=0,
         help="Also report the peak RSS of importing a file of this many rows (SQLite only).",
     )
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="Server to create the bench database on.")
+    parser.add_argument(
+        "--postgres-url", default=DEFAULT_POSTGRES_URL, help="Server to create the bench database on."
+    )
     args = parser.parse_args(argv)
     if args.rows < 1 or args.repeats < 1 or args.memory_rows < 0:
         parser.error("--rows and --repeats must be at least 1, --memory-rows at least 0")
@@ -210,7 +213,9 @@ def run_store(store: Store, csv_path: Path, clean_path: Path, workdir: Path, rep
     return json.loads(result_path.read_text())
 
 
-def measure_memory(store: Store, csv_path: Path, rows: int, workdir: Path, *, with_check: bool = True) -> dict:
+def measure_memory(
+    store: Store, csv_path: Path, rows: int, workdir: Path, *, with_check: bool = True
+) -> dict:
     """Peak RSS in MiB of `manage.py import_readings` into a new meter, and of `manage.py check`."""
     manage = [sys.executable, str(REPO_ROOT / "manage.py")]
     meter = f"memory-{store.name}-{rows}"
@@ -250,12 +255,16 @@ def format_table(results: list[dict]) -> str:
         limit = limits.get(r["store"])
         ratio = f"{rows_per_second(r) / limit:.2f}x" if limit else "-"
         median = statistics.median(r["seconds"])
-        lines.append([r["store"], r["method"], f"{r['rows']:,}", f"{median:.3f}", f"{rows_per_second(r):,.0f}", ratio])
+        speed = f"{rows_per_second(r):,.0f}"
+        lines.append([r["store"], r["method"], f"{r['rows']:,}", f"{median:.3f}", speed, ratio])
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
     left_aligned = {0, 1}
 
     def render(row: list[str]) -> str:
-        cells = [cell.ljust(w) if i in left_aligned else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        cells = [
+            cell.ljust(width) if i in left_aligned else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths))
+        ]
         return " | ".join(cells)
 
     rule = "-+-".join("-" * w for w in widths)
@@ -353,7 +362,8 @@ def time_reimport(csv_path: Path, rows: int, store: str, repeats: int) -> dict:
 
     def run():
         imported = readings_import(path=csv_path, meter_name=BENCH_METER)
-        expect(imported.rows_unchanged == rows, f"re-import left {imported.rows_unchanged} of {rows} rows unchanged")
+        unchanged = imported.rows_unchanged
+        expect(unchanged == rows, f"re-import left {unchanged} of {rows} rows unchanged")
 
     return repeat(store, REIMPORT, rows, repeats, lambda: None, run)
 
@@ -444,7 +454,8 @@ def write_copy_csv(path: Path, meter_id: int, epochs: np.ndarray, values: np.nda
             "value": pa.array(values, pa.float64()),
         }
     )
-    pa_csv.write_csv(table, str(path), write_options=pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
+    pa_csv.write_csv(table, str(path), write_options=options)
 
 
 def empty_bench_meter():
@@ -477,6 +488,8 @@ def expect(condition: bool, message: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+    # A terminated bench still drops its database and temporary files.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         if argv[:1] == ["worker"]:
             worker(argv[1:])

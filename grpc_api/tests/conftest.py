@@ -1,7 +1,8 @@
 """A real gRPC server on 127.0.0.1 (free port) over committed data, shared by a test module.
 
 The server answers from its own threads and database connections, so the data is committed
-(not held in a test transaction) and removed when the module ends.
+(not held in a test transaction) and removed when the module ends. Test modules still carry
+`django_db`, which is what makes pytest-django create the test database.
 """
 import time
 from datetime import date
@@ -10,6 +11,7 @@ from io import StringIO
 import grpc
 import pytest
 from django.core.management import call_command
+from django.db import connections
 from django.test import override_settings
 from google.protobuf import timestamp_pb2
 
@@ -57,6 +59,9 @@ def served_data(django_db_setup, django_db_blocker, reference_csv, tmp_path_fact
         "broken": {"BACKEND": "readings.sources.csv.CsvSource", "OPTIONS": {"DIRECTORY": str(folder / "missing")}},
     }
     with django_db_blocker.unblock(), override_settings(READINGS_SOURCES=sources):
+        name = str(connections["default"].settings_dict["NAME"])
+        # Committed data, so it must land in the test database and nowhere else.
+        assert name.startswith("test_") or "memory" in name, f"not a test database: {name}"
         call_command("import_readings", str(reference_csv), stdout=StringIO())
         for name in GENERATED:
             call_command("import_readings", files[f"{name}-csv"], "--tz", "Europe/Amsterdam", stdout=StringIO())

@@ -8,6 +8,8 @@ import pytest
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.tests.conftest import ts
 
+pytestmark = pytest.mark.django_db
+
 JANUARY = {"start_time": ts("2019-01-01T00:00:00Z"), "end_time": ts("2019-02-01T00:00:00Z")}
 
 

@@ -8,6 +8,8 @@ from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.tests.conftest import ts, wait_for
 from grpc_api.tests.test_list_readings import JANUARY, all_pages
 
+pytestmark = pytest.mark.django_db
+
 
 def received(messages) -> list[tuple[int, float]]:
     return [pair for message in messages for pair in zip(message.times, message.values)]
