@@ -69,6 +69,7 @@ def served_data(django_db_setup, django_db_blocker, reference_csv, tmp_path_fact
         for name in GENERATED:
             Meter.objects.create(name=f"{name}-csv", source="csv", time_zone="Europe/Amsterdam")
         Meter.objects.create(name="lost", source="broken")
+        Meter.objects.create(name="orphan", source="retired")
         yield files
         Meter.objects.all().delete()
         ImportRun.objects.all().delete()

@@ -1,0 +1,89 @@
+"""Bad requests get canonical codes and name the offending field; no input yields UNKNOWN."""
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from grpc_api.tests.conftest import ts
+
+pytestmark = pytest.mark.django_db
+
+JAN = dict(start_time=ts("2019-01-01T00:00:00Z"), end_time=ts("2019-02-01T00:00:00Z"))
+INVALID, NOT_FOUND, UNAVAILABLE = (
+    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
+)
+
+CASES = [
+    ("no meter", "ListReadings", pb.ListReadingsRequest(**JAN), INVALID, ["meter"]),
+    ("unknown meter", "ListReadings", pb.ListReadingsRequest(meter="nope", **JAN), NOT_FOUND, []),
+    ("no range", "ListReadings", pb.ListReadingsRequest(meter="meterusage"), INVALID, ["start_time", "end_time"]),
+    ("start after end", "ListReadings",
+     pb.ListReadingsRequest(meter="meterusage", start_time=JAN["end_time"], end_time=JAN["start_time"]),
+     INVALID, ["end_time"]),
+    ("empty range", "GetCompleteness",
+     pb.GetCompletenessRequest(meter="meterusage", start_time=JAN["start_time"], end_time=JAN["start_time"]),
+     INVALID, ["end_time"]),
+    ("negative page size", "ListReadings", pb.ListReadingsRequest(meter="meterusage", page_size=-1, **JAN),
+     INVALID, ["page_size"]),
+    ("forged page token", "ListReadings", pb.ListReadingsRequest(meter="meterusage", page_token="abc", **JAN),
+     INVALID, ["page_token"]),
+    ("negative batch size", "StreamReadings", pb.StreamReadingsRequest(meter="meterusage", batch_size=-5, **JAN),
+     INVALID, ["batch_size"]),
+    ("forged resume token", "StreamReadings",
+     pb.StreamReadingsRequest(meter="meterusage", resume_token="x" * 40, **JAN), INVALID, ["resume_token"]),
+    ("stream of unknown meter", "StreamReadings", pb.StreamReadingsRequest(meter="nope", **JAN), NOT_FOUND, []),
+    ("no window", "AggregateReadings", pb.AggregateReadingsRequest(meter="meterusage", **JAN), INVALID, ["window"]),
+    ("unknown window", "AggregateReadings", pb.AggregateReadingsRequest(meter="meterusage", window=99, **JAN),
+     INVALID, ["window"]),
+    ("unknown time zone", "AggregateReadings",
+     pb.AggregateReadingsRequest(meter="meterusage", window=pb.WINDOW_DAY, time_zone="Mars/Olympus", **JAN),
+     INVALID, ["time_zone"]),
+    ("too many windows", "AggregateReadings",
+     pb.AggregateReadingsRequest(meter="meterusage", window=pb.WINDOW_15_MINUTES,
+                                 start_time=ts("2000-01-01T00:00:00Z"), end_time=ts("2019-01-01T00:00:00Z")),
+     INVALID, ["end_time"]),
+    ("completeness range too large", "GetCompleteness",
+     pb.GetCompletenessRequest(meter="meterusage", start_time=ts("1990-01-01T00:00:00Z"), end_time=ts("2019-01-01T00:00:00Z")),
+     INVALID, ["end_time"]),
+    ("csv file missing", "ListReadings", pb.ListReadingsRequest(meter="lost", **JAN), UNAVAILABLE, []),
+    ("csv file missing, aggregates", "AggregateReadings",
+     pb.AggregateReadingsRequest(meter="lost", window=pb.WINDOW_DAY, **JAN), UNAVAILABLE, []),
+]
+
+
+@pytest.mark.parametrize(("method", "request_message", "code", "fields"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_request_gets_its_code(stub, method, request_message, code, fields):
+    call = getattr(stub, method)
+
+    with pytest.raises(grpc.RpcError) as raised:
+        result = call(request_message)
+        if method == "StreamReadings":
+            list(result)
+
+    error = raised.value
+    assert error.code() == code, error.details()
+    assert error.details()
+    if code == INVALID:
+        status = rpc_status.from_call(error)
+        (detail,) = status.details
+        bad_request = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad_request)
+        assert [v.field for v in bad_request.field_violations] == fields
+        assert all(v.description for v in bad_request.field_violations)
+
+
+def test_unavailable_names_the_store(stub):
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ListReadings(pb.ListReadingsRequest(meter="lost", **JAN))
+
+    assert "CSV source 'broken'" in raised.value.details()
+    assert "lost.csv" in raised.value.details()
+
+
+def test_meter_with_an_unknown_source_alias_is_unavailable(stub):
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ListReadings(pb.ListReadingsRequest(meter="orphan", **JAN))
+
+    assert raised.value.code() == UNAVAILABLE
+    assert "meter 'orphan' names source 'retired': READINGS_SOURCES has no alias 'retired'" in raised.value.details()

@@ -1,0 +1,183 @@
+"""The server around the service: health, reflection, auth, TLS, concurrency, deadlines, stop."""
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from io import StringIO
+
+import grpc
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
+from grpc_api.server import create_server
+from grpc_api.tests.conftest import ts, wait_for
+from grpc_api.tests.test_list_readings import JANUARY
+
+pytestmark = pytest.mark.django_db
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_health_reports_serving(channel):
+    health = health_pb2_grpc.HealthStub(channel)
+
+    for service in ("", "meterusage.v1.MeterUsageService"):
+        response = health.Check(health_pb2.HealthCheckRequest(service=service))
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_services(channel):
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    (response,) = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+
+    names = {s.name for s in response.list_services_response.service}
+    assert {"meterusage.v1.MeterUsageService", "grpc.health.v1.Health"} <= names
+
+
+def test_sixteen_clients_at_once(stub):
+    def month(_):
+        response = stub.ListReadings(pb.ListReadingsRequest(meter="meterusage", page_size=10_000, **JANUARY))
+        return [(r.time.seconds, r.value) for r in response.readings]
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(month, range(48)))
+
+    assert all(len(r) == 2974 for r in results)
+    assert all(r == results[0] for r in results)
+
+
+def test_unary_deadline(stub):
+    with pytest.raises(grpc.RpcError) as error:
+        stub.AggregateReadings(
+            pb.AggregateReadingsRequest(meter="gen-a", window=pb.WINDOW_15_MINUTES,
+                                        start_time=ts("2019-08-01T00:00:00Z"), end_time=ts("2020-01-01T00:00:00Z")),
+            timeout=0.0001,
+        )
+    assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_grpccall_prints_json(grpc_server):
+    out = StringIO()
+    request = json.dumps({"meter": "meterusage", "start_time": "2019-01-01T01:00:00Z", "end_time": "2019-01-01T02:00:00Z"})
+
+    call_command("grpccall", "ListReadings", request, target=f"127.0.0.1:{grpc_server.port}", stdout=out)
+
+    assert [r["value"] for r in json.loads(out.getvalue())["readings"]] == [56.03, 55.77, 55.45, 55.74]
+
+
+def test_connections_are_closed_after_every_call(stub, django_db_blocker):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's in-memory test database keeps its connection by design")
+    list(stub.StreamReadings(pb.StreamReadingsRequest(meter="meterusage", batch_size=100, **JANUARY)))
+    stub.ListReadings(pb.ListReadingsRequest(meter="meterusage", **JANUARY))
+
+    def others():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+
+    wait_for(lambda: others() == 0)
+
+
+@pytest.fixture
+def token_server(served_data):
+    running = create_server("127.0.0.1:0", tokens=["s3cret", "other"])
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        yield channel
+    running.stop(0)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "code"),
+    [
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+        ((("authorization", "Bearer wrong"),), grpc.StatusCode.UNAUTHENTICATED),
+        ((("authorization", "s3cret"),), grpc.StatusCode.UNAUTHENTICATED),
+        ((("authorization", "Bearer s3cret"),), grpc.StatusCode.OK),
+        ((("authorization", "bearer other"),), grpc.StatusCode.OK),
+    ],
+)
+def test_bearer_tokens(token_server, metadata, code):
+    stub = meter_usage_pb2_grpc.MeterUsageServiceStub(token_server)
+    try:
+        stub.ListMeters(pb.ListMetersRequest(), metadata=metadata)
+        got = grpc.StatusCode.OK
+    except grpc.RpcError as error:
+        got = error.code()
+    assert got == code
+    with pytest.raises(grpc.RpcError) if code != grpc.StatusCode.OK else contextlib.nullcontext():
+        list(stub.StreamReadings(pb.StreamReadingsRequest(meter="meterusage", **JANUARY), metadata=metadata))
+
+
+def test_health_stays_open_with_tokens(token_server):
+    response = health_pb2_grpc.HealthStub(token_server).Check(health_pb2.HealthCheckRequest())
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_tls(served_data, tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    running = create_server("127.0.0.1:0", tls=(key.read_bytes(), cert.read_bytes()))
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with grpc.secure_channel(f"localhost:{running.port}", credentials) as channel:
+            meters = meter_usage_pb2_grpc.MeterUsageServiceStub(channel).ListMeters(pb.ListMetersRequest())
+        assert "meterusage" in [m.name for m in meters.meters]
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as plain:
+            with pytest.raises(grpc.RpcError) as error:
+                health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.stop(0)
+
+
+def test_grpcrunserver_serves_and_stops_on_sigterm(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0", "--grace", "2"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("Serving meterusage.v1 on 127.0.0.1:"), first
+        port = int(first.split("127.0.0.1:")[1].split(" ")[0])
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "Stopping: NOT_SERVING" in output
+    assert output.rstrip().endswith("Stopped.")
+
+
+def test_graceful_stop_reports_not_serving_first(served_data):
+    running = create_server("127.0.0.1:0")
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        running.health.enter_graceful_shutdown()
+        status = health.Check(health_pb2.HealthCheckRequest(service="meterusage.v1.MeterUsageService")).status
+    running.stop(0)
+    assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_port_in_use_is_a_clear_error(grpc_server):
+    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{grpc_server.port}"):
+        create_server(f"127.0.0.1:{grpc_server.port}")
