@@ -36,13 +36,19 @@ def _page_size(value: int, field: str, limits: tuple[int, int]) -> int:
     return min(value or default, maximum)
 
 
+# Within the span of google.protobuf.Timestamp and Python's datetime (years 1 to 9999), a day
+# short at each end so that local times in any zone stay representable.
+MIN_EPOCH, MAX_EPOCH = -62_135_510_400, 253_402_214_400
+
+
 def _check_range(start: int | None, end: int | None) -> tuple[int, int]:
     violations = []
-    if start is None:
-        violations.append(FieldViolation("start_time", "is required"))
-    if end is None:
-        violations.append(FieldViolation("end_time", "is required"))
-    if start is not None and end is not None and start >= end:
+    for field, value in (("start_time", start), ("end_time", end)):
+        if value is None:
+            violations.append(FieldViolation(field, "is required"))
+        elif not MIN_EPOCH <= value <= MAX_EPOCH:
+            violations.append(FieldViolation(field, "must lie between 0001-01-02 and 9999-12-30"))
+    if not violations and start >= end:
         violations.append(FieldViolation("end_time", "must be after start_time"))
     if violations:
         raise InvalidArgument(*violations)

@@ -47,7 +47,10 @@ def _calendar_boundaries(start: int, end: int, window: Window, zone: zoneinfo.Zo
         day = day.replace(day=1)
     while day <= last:
         yield _local_midnight(day, zone)
-        day = _next(day, window)
+        try:
+            day = _next(day, window)
+        except (ValueError, OverflowError):  # past year 9999
+            return
 
 
 def _next(day: date, window: Window) -> date:

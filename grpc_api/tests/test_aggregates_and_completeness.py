@@ -170,3 +170,17 @@ def test_completeness_gaps_of_generated_data(stub, served_data):
     assert ("2019-10-27T01:00:00Z", "2019-10-27T02:00:00Z", 4) in [
         (g.start_time.ToJsonString(), g.end_time.ToJsonString(), g.missing_count) for g in response.gaps
     ]
+
+
+@pytest.mark.parametrize("window", [pb.WINDOW_DAY, pb.WINDOW_WEEK, pb.WINDOW_MONTH])
+@pytest.mark.parametrize(("start", "end"), [
+    ("0001-01-02T00:00:00Z", "0001-03-01T00:00:00Z"),
+    ("9999-11-01T00:00:00Z", "9999-12-30T00:00:00Z"),
+])
+def test_windows_at_the_ends_of_time(stub, window, start, end):
+    response = aggregate(stub, meter="meterusage", window=window, time_zone="Pacific/Kiritimati",
+                         start_time=ts(start), end_time=ts(end))
+
+    assert response.total.count == 0
+    assert response.buckets[0].start_time.ToJsonString() == start
+    assert response.buckets[-1].end_time.ToJsonString() == end

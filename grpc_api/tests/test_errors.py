@@ -1,6 +1,7 @@
 """Bad requests get canonical codes and name the offending field; no input yields UNKNOWN."""
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -24,6 +25,12 @@ CASES = [
     ("empty range", "GetCompleteness",
      pb.GetCompletenessRequest(meter="meterusage", start_time=JAN["start_time"], end_time=JAN["start_time"]),
      INVALID, ["end_time"]),
+    ("time past year 9999", "ListReadings",
+     pb.ListReadingsRequest(meter="meterusage", start_time=JAN["start_time"], end_time=Timestamp(seconds=2**40)),
+     INVALID, ["end_time"]),
+    ("time before year 1", "StreamReadings",
+     pb.StreamReadingsRequest(meter="meterusage", start_time=Timestamp(seconds=-2**40), end_time=JAN["end_time"]),
+     INVALID, ["start_time"]),
     ("negative page size", "ListReadings", pb.ListReadingsRequest(meter="meterusage", page_size=-1, **JAN),
      INVALID, ["page_size"]),
     ("forged page token", "ListReadings", pb.ListReadingsRequest(meter="meterusage", page_token="abc", **JAN),

@@ -28,10 +28,11 @@ class Series:
 
     @classmethod
     def from_rows(cls, rows) -> "Series":
+        """From (epoch, value) rows. Epochs pass through float64 exactly (they are far below 2**53)."""
         if not rows:
             return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
-        times, values = zip(*rows)
-        return cls(np.array(times, dtype=np.int64), np.array(values, dtype=np.float64))
+        table = np.array(rows, dtype=np.float64)
+        return cls(table[:, 0].astype(np.int64), table[:, 1].copy())
 
 
 @dataclass(frozen=True)

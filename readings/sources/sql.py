@@ -1,5 +1,6 @@
 """Readings from the relational store (Django's database), with the work done in SQL."""
 import json
+import sqlite3
 from datetime import UTC, datetime
 
 import numpy as np
@@ -14,7 +15,9 @@ TABLE = Reading._meta.db_table
 def _epoch(column: str) -> str:
     if connection.vendor == "postgresql":
         return f"EXTRACT(EPOCH FROM {column})::bigint"
-    # Django stores SQLite datetimes as UTC text, which strftime('%s') reads.
+    # Django stores SQLite datetimes as UTC text. unixepoch() (SQLite 3.38+) reads it fastest.
+    if sqlite3.sqlite_version_info >= (3, 38):
+        return f"unixepoch({column})"
     return f"CAST(strftime('%%s', {column}) AS INTEGER)"  # %% survives Django's %s placeholders
 
 

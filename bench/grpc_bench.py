@@ -1,0 +1,280 @@
+"""gRPC benchmark: ListReadings latency, StreamReadings throughput and server memory.
+
+Measures, in one run on the same data (the reference month and generated meters imported into a
+fresh SQLite file, or the database at --database-url):
+
+- ListReadings latency for one month (median and p99), for the reference meter and for a month
+  of the generated 1M-reading meter;
+- StreamReadings throughput of 1M readings received and decoded by a Python client, beside
+  (a) a baseline server that streams the same readings one per message, as naive
+  implementations do, and (b) the limit: encoding and decoding the same messages in one process,
+  with no network and no store;
+- the batch size of StreamReadings messages against throughput;
+- the server's RSS growth while it streams --rss-readings readings (10M by default).
+
+The project's server is `manage.py grpcrunserver` in its own process; the baseline server is
+this script with --serve-baseline. Run from the repository root:
+
+    .venv/bin/python bench/grpc_bench.py                  # full run (about 3 minutes)
+    .venv/bin/python bench/grpc_bench.py --rss-readings 1000000 --repeats 3   # quicker
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb  # noqa: E402
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc  # noqa: E402
+
+BASELINE_METHOD = "/bench.Baseline/StreamReadings"
+START = "1970-01-01T00:00:00Z"
+END = "2400-01-01T00:00:00Z"
+GOAL_VS_BASELINE = 20
+GOAL_VS_LIMIT = 0.25
+GOAL_RSS_MB = 64
+
+
+def ts(text: str):
+    from google.protobuf import timestamp_pb2
+
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromJsonString(text)
+    return stamp
+
+
+def manage(env: dict, *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def prepare_data(env: dict, folder: Path, reference: Path, rss_readings: int) -> None:
+    """Meters in the relational store, and gen-1m-csv: the same file served by the csv source."""
+    manage(env, "migrate", "--no-input")
+    manage(env, "import_readings", str(reference), "--meter", "meterusage")
+    for name, readings in (("gen-1m", 1_000_000), ("gen-rss", rss_readings)):
+        days = -(-readings // 96) + 1
+        path = folder / f"{name}.csv"
+        manage(env, "generate_readings", "--days", str(days), "--out", str(path), "--seed", "7")
+        manage(env, "import_readings", str(path), "--meter", name)
+    (folder / "gen-1m.csv").rename(folder / "gen-1m-csv.csv")
+    manage(env, "shell", "-c", "from readings.models import Meter; Meter.objects.create(name='gen-1m-csv', source='csv')")
+
+
+def start_server(command: list[str], env: dict) -> tuple[subprocess.Popen, int]:
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = process.stdout.readline()
+    if "127.0.0.1:" not in line:
+        process.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return process, int(line.split("127.0.0.1:")[1].split(" ")[0])
+
+
+def latency_ms(stub, meter: str, start: str, end: str, calls: int) -> tuple[float, float]:
+    request = pb.ListReadingsRequest(meter=meter, start_time=ts(start), end_time=ts(end), page_size=10_000)
+    stub.ListReadings(request)  # warm-up
+    samples = []
+    for _ in range(calls):
+        began = time.perf_counter()
+        stub.ListReadings(request)
+        samples.append((time.perf_counter() - began) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def stream_rate(call, request) -> tuple[float, int]:
+    began = time.perf_counter()
+    received = 0
+    for message in call(request):
+        times = np.asarray(message.times, dtype=np.int64)
+        np.asarray(message.values, dtype=np.float64)
+        received += len(times)
+    return received / (time.perf_counter() - began), received
+
+
+def limit_rate(times: np.ndarray, values: np.ndarray, batch: int) -> float:
+    """Encode and decode the same messages in this process: what protobuf allows at all."""
+    began = time.perf_counter()
+    for low in range(0, len(times), batch):
+        message = pb.StreamReadingsResponse(
+            times=times[low:low + batch].tolist(), values=values[low:low + batch].tolist(), resume_token="x" * 80
+        )
+        decoded = pb.StreamReadingsResponse.FromString(message.SerializeToString())
+        np.asarray(decoded.times, dtype=np.int64)
+        np.asarray(decoded.values, dtype=np.float64)
+    return len(times) / (time.perf_counter() - began)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_growth(stub, pid: int, meter: str) -> tuple[float, float, int]:
+    stream_rate(stub.StreamReadings, pb.StreamReadingsRequest(meter="meterusage", start_time=ts(START), end_time=ts(END)))
+    before = rss_mb(pid)
+    peak = before
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_mb(pid))
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        _, received = stream_rate(
+            stub.StreamReadings, pb.StreamReadingsRequest(meter=meter, start_time=ts(START), end_time=ts(END))
+        )
+    finally:
+        done.set()
+        sampler.join()
+    return before, peak, received
+
+
+def serve_baseline() -> None:
+    """A server that streams the same readings from the same store, one reading per message."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "meterproject.settings")
+    django.setup()
+    from concurrent import futures
+
+    from grpc_api import convert
+    from readings import selectors
+
+    def one_per_message(request, context):
+        batches = selectors.reading_batches(
+            meter_name=request.meter, start=convert.epoch_of(request, "start_time"),
+            end=convert.epoch_of(request, "end_time"), batch_size=0, resume_token="",
+        )
+        for series, _ in batches:
+            for t, v in zip(series.times.tolist(), series.values.tolist()):
+                yield pb.StreamReadingsResponse(times=[t], values=[v])
+
+    handler = grpc.method_handlers_generic_handler("bench.Baseline", {
+        "StreamReadings": grpc.unary_stream_rpc_method_handler(
+            one_per_message,
+            request_deserializer=pb.StreamReadingsRequest.FromString,
+            response_serializer=pb.StreamReadingsResponse.SerializeToString,
+        )
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"Serving baseline on 127.0.0.1:{port}", flush=True)
+    server.wait_for_termination()
+
+
+def row(name: str, project: str, baseline: str = "", limit: str = "", ratio: str = "", goal: str = "") -> str:
+    return f"| {name} | {project} | {baseline} | {limit} | {ratio} | {goal} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reference", default=os.environ.get("METERUSAGE_CSV", str(REPO.parent / "shared/data/meterusage.csv")))
+    parser.add_argument("--database-url", help="Use this (empty) database instead of a temporary SQLite file.")
+    parser.add_argument("--rss-readings", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=5, help="Runs of each stream measurement (median).")
+    parser.add_argument("--calls", type=int, default=200, help="ListReadings calls per latency figure.")
+    args = parser.parse_args()
+    if args.serve_baseline:
+        serve_baseline()
+        return
+
+    with tempfile.TemporaryDirectory(prefix="grpc-bench-") as tmp:
+        folder = Path(tmp)
+        env = {**os.environ, "DATABASE_URL": args.database_url or f"sqlite:///{folder / 'bench.sqlite3'}",
+               "READINGS_CSV_DIRECTORY": str(folder), "DJANGO_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+        print(f"Preparing data ({args.rss_readings:,} readings for the memory run) ...", flush=True)
+        prepare_data(env, folder, Path(args.reference), args.rss_readings)
+        server, port = start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], env)
+        baseline_server, baseline_port = start_server([sys.executable, __file__, "--serve-baseline"], env)
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}", options) as channel, \
+                    grpc.insecure_channel(f"127.0.0.1:{baseline_port}", options) as baseline_channel:
+                stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
+                baseline_call = baseline_channel.unary_stream(
+                    BASELINE_METHOD,
+                    request_serializer=pb.StreamReadingsRequest.SerializeToString,
+                    response_deserializer=pb.StreamReadingsResponse.FromString,
+                )
+                report(args, stub, baseline_call, server.pid)
+        finally:
+            for process in (server, baseline_server):
+                process.terminate()
+                process.wait(timeout=20)
+
+
+def report(args, stub, baseline_call, server_pid: int) -> None:
+    month = ("2019-01-01T00:00:00Z", "2019-02-01T00:00:00Z")
+    ref_median, ref_p99 = latency_ms(stub, "meterusage", *month, args.calls)
+    gen_median, gen_p99 = latency_ms(stub, "gen-1m", "2019-03-01T00:00:00Z", "2019-04-01T00:00:00Z", args.calls)
+
+    def full(meter: str, batch_size: int = 0):
+        return pb.StreamReadingsRequest(meter=meter, start_time=ts(START), end_time=ts(END), batch_size=batch_size)
+
+    def median_rate(call, request, runs: int) -> float:
+        stream_rate(call, request)  # warm-up: connections, caches, the csv file load
+        return statistics.median(stream_rate(call, request)[0] for _ in range(runs))
+
+    count = stream_rate(stub.StreamReadings, full("gen-1m"))[1]
+    rates = {meter: median_rate(stub.StreamReadings, full(meter), args.repeats) for meter in ("gen-1m", "gen-1m-csv")}
+    baseline_rate = median_rate(baseline_call, full("gen-1m"), max(1, args.repeats // 2))
+    times = np.concatenate([np.asarray(m.times) for m in stub.StreamReadings(full("gen-1m"))])
+    values = np.concatenate([np.asarray(m.values) for m in stub.StreamReadings(full("gen-1m"))])
+    limit_value = statistics.median(limit_rate(times, values, 16_384) for _ in range(args.repeats))
+
+    sizes = {
+        size: {meter: median_rate(stub.StreamReadings, full(meter, size), 3) for meter in ("gen-1m", "gen-1m-csv")}
+        for size in (256, 1024, 4096, 16_384, 50_000)
+    }
+
+    before, peak, streamed = rss_growth(stub, server_pid, "gen-rss")
+
+    print()
+    print(f"gRPC benchmark: {count:,} generated readings per stream, medians of {args.repeats} runs")
+    print(row("measurement", "project", "baseline", "limit", "ratio", "goal"))
+    print(row("---", "---", "---", "---", "---", "---"))
+    print(row("ListReadings, reference month (2974), median / p99 ms", f"{ref_median:.2f} / {ref_p99:.2f}"))
+    print(row("ListReadings, a month of gen-1m (2976), median / p99 ms", f"{gen_median:.2f} / {gen_p99:.2f}"))
+    for meter, label in (("gen-1m", "sql source"), ("gen-1m-csv", "csv source")):
+        vs_baseline, vs_limit = rates[meter] / baseline_rate, rates[meter] / limit_value
+        met = vs_baseline >= GOAL_VS_BASELINE and vs_limit >= GOAL_VS_LIMIT
+        print(row(
+            f"StreamReadings ({label}), readings/s decoded by the client", f"{rates[meter]:,.0f}",
+            f"{baseline_rate:,.0f} (1 per message, sql)", f"{limit_value:,.0f} (encode+decode, no network)",
+            f"{vs_baseline:.1f}x baseline, {vs_limit:.2f} of limit",
+            f">= {GOAL_VS_BASELINE}x, >= {GOAL_VS_LIMIT}: {'PASS' if met else 'MISS'}",
+        ))
+    growth = peak - before
+    print(row(
+        f"Server RSS streaming {streamed:,} readings (sql), MB", f"{before:.0f} -> {peak:.0f} (+{growth:.1f})",
+        "", "", "", f"growth < {GOAL_RSS_MB}: {'PASS' if growth < GOAL_RSS_MB else 'MISS'}",
+    ))
+    print()
+    print("StreamReadings batch size (readings per message) against readings/s:")
+    print("| batch_size | sql source | csv source |")
+    print("| --- | --- | --- |")
+    for size, by_meter in sizes.items():
+        print(f"| {size} | {by_meter['gen-1m']:,.0f} | {by_meter['gen-1m-csv']:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
