@@ -23,6 +23,7 @@ import pyarrow.csv as pa_csv
 TIME_COLUMN = "time"
 VALUE_COLUMN = "meterusage"
 DEFAULT_BATCH_SIZE = 100_000
+READ_BLOCK_BYTES = 1 << 20
 PROBLEMS_KEPT = 1000
 # Markers of a missing value, beside the empty string and what float() reads as NaN or infinite.
 MISSING_MARKERS = frozenset({"na", "n/a", "null", "none"})
@@ -172,7 +173,9 @@ def read_readings(
             skip_rows=1,
             column_names=columns,
             use_threads=False,
-            block_size=min(max(batch_size * 32, 1 << 16), 1 << 26),
+            # Blocks of 1 MiB (~40,000 rows): the reader reads a few dozen ahead, so this is
+            # what bounds memory, whatever the file's length.
+            block_size=READ_BLOCK_BYTES,
         ),
         # Blank lines stay rows, so that row number and file line keep in step.
         parse_options=pa_csv.ParseOptions(

@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
@@ -107,6 +107,13 @@ def readings_import(
     except CsvError as exc:
         _finish(run, report, status=ImportRun.Status.FAILED, error=str(exc))
         raise ReadingsImportError(str(exc), run=run) from None
+    except IntegrityError as exc:
+        message = (
+            f"{path}: another import wrote readings of meter {meter_name!r} in the same range "
+            f"at the same time; nothing was imported, run it again ({exc})"
+        )
+        _finish(run, report, status=ImportRun.Status.FAILED, error=message)
+        raise ReadingsImportError(message, run=run) from None
     except BaseException as exc:
         _finish(run, report, status=ImportRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -249,11 +256,7 @@ def _merge_staging_table(cursor, meter: Meter, report: CsvReport) -> tuple[int, 
     time_sql = _time_sql("s.epoch")
     updated = 0
     # A first import into an empty range needs no update pass.
-    overlaps = Reading.objects.filter(
-        meter=meter,
-        time__gte=datetime.fromtimestamp(report.min_epoch, UTC),
-        time__lte=datetime.fromtimestamp(report.max_epoch, UTC),
-    ).exists()
+    overlaps = _range_has_readings(meter, report.min_epoch, report.max_epoch)
     if overlaps:
         cursor.execute(
             f"UPDATE {table} SET value = s.value FROM {STAGING_TABLE} AS s "
@@ -261,13 +264,24 @@ def _merge_staging_table(cursor, meter: Meter, report: CsvReport) -> tuple[int, 
             [meter.pk],
         )
         updated = cursor.rowcount
+    # Into an empty range a plain INSERT does; an import racing this one into the same range
+    # then fails on the unique index instead of merging (see readings_import).
     # WHERE true: SQLite needs it to tell ON CONFLICT from a join constraint.
+    conflict = " ON CONFLICT (meter_id, time) DO NOTHING" if overlaps else ""
     cursor.execute(
         f"INSERT INTO {table} (meter_id, time, value) SELECT %s, {time_sql}, s.value "
-        f"FROM {STAGING_TABLE} AS s WHERE true ON CONFLICT (meter_id, time) DO NOTHING",
+        f"FROM {STAGING_TABLE} AS s WHERE true{conflict}",
         [meter.pk],
     )
     return cursor.rowcount, updated
+
+
+def _range_has_readings(meter: Meter, first: int, last: int) -> bool:
+    return Reading.objects.filter(
+        meter=meter,
+        time__gte=datetime.fromtimestamp(first, UTC),
+        time__lte=datetime.fromtimestamp(last, UTC),
+    ).exists()
 
 
 def _note_new_readings(meter: Meter, inserted: int, report: CsvReport) -> None:

@@ -163,3 +163,14 @@ def test_failure_late_in_a_large_file_writes_nothing(write_csv):
 
     assert not Reading.objects.exists()
     assert not Meter.objects.exists()
+
+
+def test_import_racing_another_into_the_same_range_fails_cleanly(existing_meter, write_csv, monkeypatch):
+    # As if another import had written this range after this one looked at it.
+    monkeypatch.setattr("readings.services._range_has_readings", lambda meter, first, last: False)
+
+    with pytest.raises(CommandError, match="another import wrote readings of meter 'meter' in the same range"):
+        import_file(write_csv(HEADER + "2018-12-31 23:45:00,2.0\n2019-01-01 00:00:00,3.0\n", "meter.csv"))
+
+    assert stored() == existing_meter
+    assert ImportRun.objects.latest("started_at").status == ImportRun.Status.FAILED
