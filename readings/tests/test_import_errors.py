@@ -1,21 +1,14 @@
 """A corpus of awkward files: each is imported correctly or rejected naming file, line and value."""
 from datetime import UTC, datetime
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from readings.models import ImportRun, Meter, Reading
+from readings.tests.commands import HEADER, import_file
 
 pytestmark = pytest.mark.django_db
 
-HEADER = "time,meterusage\n"
-
-
-def import_file(path, **options) -> str:
-    out = StringIO()
-    call_command("import_readings", str(path), stdout=out, stderr=StringIO(), **options)
-    return out.getvalue()
 
 
 def stored() -> list[tuple[datetime, float]]:

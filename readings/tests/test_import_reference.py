@@ -2,20 +2,14 @@
 import csv
 import math
 from datetime import UTC, datetime
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 
 from readings.models import ImportRun, Meter, Reading
+from readings.tests.commands import import_file
 
 pytestmark = pytest.mark.django_db
 
-
-def import_file(*args, **options) -> str:
-    out = StringIO()
-    call_command("import_readings", *map(str, args), stdout=out, stderr=StringIO(), **options)
-    return out.getvalue()
 
 
 def file_rows(path) -> list[tuple[str, float]]:

@@ -1,21 +1,14 @@
 """Naive CSV times are read in the meter's zone and stored in UTC, DST days included."""
 from datetime import UTC, datetime
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from readings.models import Meter, Reading
+from readings.tests.commands import HEADER, import_file
 
 pytestmark = pytest.mark.django_db
 
-HEADER = "time,meterusage\n"
-
-
-def import_file(path, **options) -> str:
-    out = StringIO()
-    call_command("import_readings", str(path), stdout=out, stderr=StringIO(), **options)
-    return out.getvalue()
 
 
 def utc_times() -> list[datetime]:
