@@ -1,5 +1,7 @@
 """Fixtures shared by every app's tests."""
+import itertools
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,30 @@ def write_csv(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory):
+    """A real influxd on a free loopback port for the whole run (Debian's `influxdb` package)."""
+    from readings.tests.influxd import InfluxServer
+
+    if not shutil.which("influxd"):
+        require("influxd is not installed: apt-get install -y influxdb (scripts/test does it when it can)")
+    server = InfluxServer(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def influx_database(influxd, settings):
+    """A fresh InfluxDB database for one test, set as settings.INFLUXDB; its name is returned."""
+    name = f"test_{next(_databases)}"
+    influxd.query(f'CREATE DATABASE "{name}"')
+    settings.INFLUXDB = influxd.settings(name)
+    yield name
+    if influxd.process:
+        influxd.query(f'DROP DATABASE "{name}"')

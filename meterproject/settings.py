@@ -105,6 +105,19 @@ READINGS_SOURCES = {
         "BACKEND": "readings.sources.csv.CsvSource",
         "OPTIONS": {"DIRECTORY": os.environ.get("READINGS_CSV_DIRECTORY", str(BASE_DIR / "data"))},
     },
+    "influxdb": {"BACKEND": "readings.sources.influx.InfluxSource", "OPTIONS": {}},
+}
+
+# InfluxDB, spoken to over its 1.x HTTP API (InfluxDB 1.x, 2.x with DBRP mappings, 3 Core).
+# TOKEN is sent as "Authorization: Token ..."; otherwise USERNAME/PASSWORD as basic auth.
+INFLUXDB = {
+    "URL": os.environ.get("INFLUXDB_URL", "http://127.0.0.1:8086"),
+    "DATABASE": os.environ.get("INFLUXDB_DATABASE", "meterusage"),
+    "TOKEN": os.environ.get("INFLUXDB_TOKEN", ""),
+    "USERNAME": os.environ.get("INFLUXDB_USERNAME", ""),
+    "PASSWORD": os.environ.get("INFLUXDB_PASSWORD", ""),
+    "RETENTION_POLICY": os.environ.get("INFLUXDB_RETENTION_POLICY", ""),
+    "TIMEOUT": float(os.environ.get("INFLUXDB_TIMEOUT", "10")),
 }
 
 # gRPC: the address grpcrunserver binds, the target the web gateway calls, and the bearer tokens
@@ -121,5 +134,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
     # Replaces Django's own console handler, which would print every record twice.
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Connection retries are summed up in the error that follows them.
+        "urllib3": {"level": "ERROR"},
+    },
 }

@@ -98,6 +98,8 @@ class ImportRun(models.Model):
     rows_unchanged = models.PositiveBigIntegerField(default=0)
     rows_skipped = models.PositiveBigIntegerField(default=0)
     rows_invalid = models.PositiveBigIntegerField(default=0)
+    # Points sent to InfluxDB (an InfluxDB run); a failed run says how far it got.
+    points_written = models.PositiveBigIntegerField(default=0)
     # [{"line": 1548, "value": "NaN", "reason": "..."}], capped (see REJECTED_ROWS_KEPT).
     rejected_rows = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
@@ -116,13 +118,16 @@ class ImportRun(models.Model):
         return self.finished_at - self.started_at if self.finished_at else None
 
     def summary(self) -> str:
-        """One line of counts, as the import command prints it."""
+        """One line of counts, as the import and seed commands print it."""
         skipped = [row for row in self.rejected_rows if row["kind"] == "skipped"]
         detail = ""
         if skipped and len(skipped) == self.rows_skipped and len(skipped) <= 3:
             detail = " (" + ", ".join(f"{row['reason']} at line {row['line']}" for row in skipped) + ")"
-        return (
-            f"{self.rows_inserted} inserted, {self.rows_updated} updated, "
-            f"{self.rows_unchanged} unchanged, {self.rows_skipped} skipped{detail}"
-            + (f", {self.rows_invalid} invalid" if self.rows_invalid else "")
-        )
+        rest = f"{self.rows_skipped} skipped{detail}" + (f", {self.rows_invalid} invalid" if self.rows_invalid else "")
+        stored = f"{self.rows_inserted} inserted, {self.rows_updated} updated, {self.rows_unchanged} unchanged"
+        if self.target == self.Target.INFLUXDB:
+            parts = [f"{self.points_written} points written to InfluxDB"]
+            if self.rows_inserted or self.rows_updated or self.rows_unchanged:
+                parts.append(f"relational mirror: {stored}")
+            return "; ".join([*parts, rest])
+        return f"{stored}, {rest}"

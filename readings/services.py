@@ -1,7 +1,8 @@
-"""Writes to the relational store: importing CSV files of readings."""
+"""Writes: importing CSV files of readings into the relational store, seeding InfluxDB."""
 import hashlib
 import zoneinfo
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,9 +22,13 @@ from readings.csvfile import (
     check_is_file,
     read_readings,
 )
+from readings.influx import DEFAULT_WRITE_BATCH, InfluxClient, InfluxError, InfluxSettings, line_protocol
 from readings.models import ImportRun, Meter, Reading
 
 STAGING_TABLE = "readings_import_staging"
+FROM_DB_BATCH = 50_000
+# The span of Python's datetime, in epoch seconds: "all readings".
+MIN_EPOCH, MAX_EPOCH = -62_135_596_800, 253_402_300_799
 
 
 class ReadingsImportError(Exception):
@@ -52,6 +57,56 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def _start_run(
+    *, path: Path | str, meter_name: str | None, time_zone: str | None, target: str, dry_run: bool
+) -> tuple[ImportRun, Meter | None]:
+    """Check the file and the names, then record a running ImportRun for it."""
+    path = Path(path)
+    try:
+        check_is_file(path)
+    except CsvError as exc:
+        raise ReadingsImportError(str(exc)) from None
+    meter_name = meter_name or meter_name_for(path)
+    if slugify(meter_name) != meter_name:
+        raise ReadingsImportError(
+            f"meter name {meter_name!r} is not a slug (letters, digits, '-' and '_')"
+        )
+    existing = Meter.objects.filter(name=meter_name).first()
+    zone = validate_time_zone_name(time_zone or (existing.time_zone if existing else "UTC"))
+    run = ImportRun.objects.create(
+        meter_name=meter_name,
+        meter=existing,
+        target=target,
+        file_name=str(path),
+        file_size=path.stat().st_size,
+        file_sha256=file_sha256(path),
+        time_zone=zone,
+        dry_run=dry_run,
+    )
+    return run, existing
+
+
+@contextmanager
+def _recorded(run: ImportRun, report: CsvReport, outcome: dict):
+    """Finish `run` as failed (raising ReadingsImportError) or as succeeded with `outcome`."""
+    try:
+        yield
+    except (CsvError, InfluxError) as exc:
+        _finish(run, report, status=ImportRun.Status.FAILED, error=str(exc), **outcome)
+        raise ReadingsImportError(str(exc), run=run) from None
+    except IntegrityError as exc:
+        message = (
+            f"{run.file_name}: another import wrote readings of meter {run.meter_name!r} in the same "
+            f"range at the same time; nothing was imported, run it again ({exc})"
+        )
+        _finish(run, report, status=ImportRun.Status.FAILED, error=message, **outcome)
+        raise ReadingsImportError(message, run=run) from None
+    except BaseException as exc:
+        _finish(run, report, status=ImportRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", **outcome)
+        raise
+    _finish(run, report, status=ImportRun.Status.SUCCEEDED, **outcome)
+
+
 def readings_import(
     *,
     path: Path | str,
@@ -67,60 +122,139 @@ def readings_import(
     finished ImportRun; raises ReadingsImportError (with the failed run) and writes no reading
     when the file has an invalid row or cannot be read.
     """
-    path = Path(path)
-    try:
-        check_is_file(path)
-    except CsvError as exc:
-        raise ReadingsImportError(str(exc)) from None
-    meter_name = meter_name or meter_name_for(path)
-    if slugify(meter_name) != meter_name:
-        raise ReadingsImportError(
-            f"meter name {meter_name!r} is not a slug (letters, digits, '-' and '_')"
-        )
-    existing = Meter.objects.filter(name=meter_name).first()
-    zone = validate_time_zone_name(time_zone or (existing.time_zone if existing else "UTC"))
-
-    run = ImportRun.objects.create(
-        meter_name=meter_name,
-        meter=existing,
-        target=ImportRun.Target.SQL,
-        file_name=str(path),
-        file_size=path.stat().st_size,
-        file_sha256=file_sha256(path),
-        time_zone=zone,
-        dry_run=dry_run,
+    run, existing = _start_run(
+        path=path, meter_name=meter_name, time_zone=time_zone, target=ImportRun.Target.SQL, dry_run=dry_run
     )
-    report = CsvReport()
-    try:
+    report, outcome = CsvReport(), {}
+    with _recorded(run, report, outcome):
         with transaction.atomic():
-            meter = existing or Meter.objects.create(name=meter_name, time_zone=zone)
+            meter = existing or Meter.objects.create(name=run.meter_name, time_zone=run.time_zone)
             batches = read_readings(
-                path, time_zone=zone, report=report, batch_size=batch_size, on_progress=on_progress
+                run.file_name, time_zone=run.time_zone, report=report, batch_size=batch_size, on_progress=on_progress
             )
-            inserted, updated = readings_upsert(
-                meter=meter, batches=batches, report=report, source=str(path)
+            outcome["inserted"], outcome["updated"] = readings_upsert(
+                meter=meter, batches=batches, report=report, source=run.file_name
             )
             if report.rows_invalid:
-                raise CsvError(path, _invalid_rows_message(report))
+                raise CsvError(run.file_name, _invalid_rows_message(report))
             if dry_run:
                 transaction.set_rollback(True)
-    except CsvError as exc:
-        _finish(run, report, status=ImportRun.Status.FAILED, error=str(exc))
-        raise ReadingsImportError(str(exc), run=run) from None
-    except IntegrityError as exc:
-        message = (
-            f"{path}: another import wrote readings of meter {meter_name!r} in the same range "
-            f"at the same time; nothing was imported, run it again ({exc})"
-        )
-        _finish(run, report, status=ImportRun.Status.FAILED, error=message)
-        raise ReadingsImportError(message, run=run) from None
-    except BaseException as exc:
-        _finish(run, report, status=ImportRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
-        raise
-    if not dry_run or existing:
-        run.meter = meter
-    _finish(run, report, status=ImportRun.Status.SUCCEEDED, inserted=inserted, updated=updated)
+        if not dry_run or existing:
+            run.meter = meter
     return run
+
+
+def readings_seed_influx(
+    *,
+    path: Path | str,
+    meter_name: str | None = None,
+    time_zone: str | None = None,
+    dry_run: bool = False,
+    mirror: bool = True,
+    create_database: bool = False,
+    batch_size: int = DEFAULT_WRITE_BATCH,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ImportRun:
+    """Write a CSV of readings to InfluxDB, cleaned as `readings_import` cleans it.
+
+    The whole file is checked before the first point is written. With `mirror`, the readings
+    are also upserted into the relational store, in a transaction that commits only once every
+    point is in InfluxDB. Writing the same file again leaves the same points. A failure leaves
+    the run marked failed with the points written so far; running again completes it.
+    """
+    run, existing = _start_run(
+        path=path, meter_name=meter_name, time_zone=time_zone, target=ImportRun.Target.INFLUXDB, dry_run=dry_run
+    )
+    client = InfluxClient(InfluxSettings.from_settings())
+    report, outcome = CsvReport(), {"points": 0, "merged": mirror}
+    with _recorded(run, report, outcome):
+        _check_target(client, create=create_database and not dry_run)
+        with transaction.atomic():
+            meter = existing or Meter.objects.create(
+                name=run.meter_name, time_zone=run.time_zone, source=influx_source_alias()
+            )
+            batches = read_readings(run.file_name, time_zone=run.time_zone, report=report)
+            if mirror:
+                outcome["inserted"], outcome["updated"] = readings_upsert(
+                    meter=meter, batches=batches, report=report, source=run.file_name
+                )
+            else:
+                _check_without_storing(meter, batches, report, run.file_name)
+            if report.rows_invalid:
+                raise CsvError(run.file_name, _invalid_rows_message(report))
+            if dry_run:
+                transaction.set_rollback(True)
+            else:
+                for batch in read_readings(
+                    run.file_name, time_zone=run.time_zone, report=CsvReport(), on_progress=on_progress
+                ):
+                    _write_points(client, meter.name, batch.epochs, batch.values, batch_size, outcome)
+        if not dry_run or existing:
+            run.meter = meter
+    return run
+
+
+def readings_seed_influx_from_db(
+    *, meter: Meter, dry_run: bool = False, create_database: bool = False, batch_size: int = DEFAULT_WRITE_BATCH
+) -> ImportRun:
+    """Write every reading the relational store holds for `meter` to InfluxDB."""
+    from readings.sources.sql import SqlSource
+
+    run = ImportRun.objects.create(
+        meter_name=meter.name, meter=meter, target=ImportRun.Target.INFLUXDB,
+        file_name="relational store", time_zone=meter.time_zone, dry_run=dry_run,
+    )
+    client = InfluxClient(InfluxSettings.from_settings())
+    report, outcome = CsvReport(), {"points": 0, "merged": False}
+    source, position = SqlSource(alias="default"), None
+    with _recorded(run, report, outcome):
+        _check_target(client, create=create_database and not dry_run)
+        while True:
+            batch = source.read(meter, start=MIN_EPOCH, end=MAX_EPOCH, after=position, limit=FROM_DB_BATCH)
+            if not len(batch):
+                break
+            report.rows_read += len(batch)
+            position = int(batch.times[-1])
+            if not dry_run:
+                _write_points(client, meter.name, batch.times, batch.values, batch_size, outcome)
+    return run
+
+
+def _write_points(client: InfluxClient, meter: str, epochs, values, batch_size: int, outcome: dict) -> None:
+    """Write in requests of `batch_size` points, counting them as they land (for a failed run)."""
+    for low in range(0, len(epochs), batch_size):
+        client.write(line_protocol(meter, epochs[low : low + batch_size], values[low : low + batch_size]))
+        outcome["points"] += len(epochs[low : low + batch_size])
+
+
+def _check_target(client: InfluxClient, *, create: bool) -> None:
+    """Fail before any work when InfluxDB is unreachable, refuses us or lacks the database."""
+    if create:
+        client.create_database()
+    client.write(b"")  # an empty write checks all three and writes nothing
+
+
+def influx_source_alias() -> str:
+    """The READINGS_SOURCES alias that serves InfluxDB, for meters that seeding creates."""
+    from django.conf import settings
+
+    for alias, config in settings.READINGS_SOURCES.items():
+        if config.get("BACKEND") == "readings.sources.influx.InfluxSource":
+            return alias
+    return "default"
+
+
+def _check_without_storing(meter: Meter, batches: Iterable[ReadingBatch], report: CsvReport, source: str) -> None:
+    """Read everything (counting invalid rows); stage it only when duplicates are possible."""
+    for _ in batches:
+        pass
+    if not report.rows_invalid and not report.strictly_increasing:
+        # Times out of order: conflicting duplicates are found the way an import finds them.
+        scratch = CsvReport(strictly_increasing=False)
+        readings_upsert(
+            meter=meter, batches=read_readings(source, time_zone=meter.time_zone, report=scratch),
+            report=scratch, source=source, merge=False,
+        )
 
 
 def _invalid_rows_message(report: CsvReport) -> str:
@@ -132,7 +266,15 @@ def _invalid_rows_message(report: CsvReport) -> str:
 
 
 def _finish(
-    run: ImportRun, report: CsvReport, *, status: str, error: str = "", inserted: int = 0, updated: int = 0
+    run: ImportRun,
+    report: CsvReport,
+    *,
+    status: str,
+    error: str = "",
+    inserted: int = 0,
+    updated: int = 0,
+    points: int = 0,
+    merged: bool = True,
 ) -> None:
     run.status = status
     run.error = error
@@ -142,16 +284,18 @@ def _finish(
     run.rows_invalid = report.rows_invalid
     run.rows_inserted = inserted
     run.rows_updated = updated
-    if status == ImportRun.Status.SUCCEEDED:
+    run.points_written = points
+    if status == ImportRun.Status.SUCCEEDED and merged:
         run.rows_unchanged = report.rows_read - report.rows_skipped - inserted - updated
     run.rejected_rows = [p.as_dict() for p in report.problems]
     run.save()
 
 
 def readings_upsert(
-    *, meter: Meter, batches: Iterable[ReadingBatch], report: CsvReport, source: str
+    *, meter: Meter, batches: Iterable[ReadingBatch], report: CsvReport, source: str, merge: bool = True
 ) -> tuple[int, int]:
     """Upsert batches of readings of one meter read from `source`; returns (inserted, updated).
+    With `merge` false the rows are only checked (duplicates included), not stored.
 
     Rows go to a temporary staging table first (COPY on PostgreSQL, executemany on SQLite), then
     are merged by (meter, time) in two set-based statements. Must run inside a transaction.
@@ -172,7 +316,7 @@ def readings_upsert(
             cursor.execute(f"ANALYZE {STAGING_TABLE}")
         if not report.strictly_increasing:
             _merge_duplicate_rows(cursor, meter, report, source)
-        inserted, updated = _merge_staging_table(cursor, meter, report)
+        inserted, updated = _merge_staging_table(cursor, meter, report) if merge else (0, 0)
         _drop_staging_table(cursor)
     _note_new_readings(meter, inserted, report)
     return inserted, updated

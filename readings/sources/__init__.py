@@ -69,5 +69,5 @@ def get_source(alias: str) -> ReadingsSource:
 
 @receiver(setting_changed)
 def _forget_sources(*, setting, **kwargs):
-    if setting == "READINGS_SOURCES":
+    if setting in ("READINGS_SOURCES", "INFLUXDB"):
         _sources.clear()
