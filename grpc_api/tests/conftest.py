@@ -57,6 +57,8 @@ def served_data(django_db_setup, django_db_blocker, reference_csv, tmp_path_fact
         "default": {"BACKEND": "readings.sources.sql.SqlSource"},
         "csv": {"BACKEND": "readings.sources.csv.CsvSource", "OPTIONS": {"FILES": files}},
         "broken": {"BACKEND": "readings.sources.csv.CsvSource", "OPTIONS": {"DIRECTORY": str(folder / "missing")}},
+        # Its server comes from settings.INFLUXDB, which the `influx_meters` fixture points at influxd.
+        "influxdb": {"BACKEND": "readings.sources.influx.InfluxSource"},
     }
     with django_db_blocker.unblock(), override_settings(READINGS_SOURCES=sources):
         name = str(connections["default"].settings_dict["NAME"])
@@ -91,3 +93,18 @@ def channel(grpc_server):
 @pytest.fixture(scope="module")
 def stub(channel):
     return meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+def influx_meters(served_data, influxd, reference_csv, django_db_blocker):
+    """The same files seeded into a real influxd, served by meters named <meter>-influx."""
+    database = "grpc_served"
+    influxd.query(f'CREATE DATABASE "{database}"')
+    seeds = [("meterusage", str(reference_csv), "UTC")]
+    seeds += [(name, served_data[f"{name}-csv"], "Europe/Amsterdam") for name in GENERATED]
+    with django_db_blocker.unblock(), override_settings(INFLUXDB=influxd.settings(database)):
+        for name, path, zone in seeds:
+            call_command("seed_influx", path, "--meter", f"{name}-influx", "--tz", zone, "--no-mirror", stdout=StringIO())
+        yield influxd
+        Meter.objects.filter(name__endswith="-influx").delete()
+    influxd.query(f'DROP DATABASE "{database}"')

@@ -1,4 +1,5 @@
-"""Every RPC answers the same from the relational store and from the CSV file itself."""
+"""Every RPC answers the same from the relational store, from the CSV file itself and from InfluxDB."""
+import grpc
 import pytest
 from google.protobuf import json_format
 
@@ -19,11 +20,20 @@ def as_dict(message) -> dict:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
-def both(stub, method: str, request_type, meter: str, **fields):
+@pytest.fixture(scope="module", params=["csv", "influx"])
+def twin(request) -> str:
+    """The source compared with the relational store: the CSV file, or the same data in InfluxDB.
+    Module-scoped, so that InfluxDB is seeded before (not inside) a test's transaction."""
+    if request.param == "influx":
+        request.getfixturevalue("influx_meters")
+    return request.param
+
+
+def both(stub, method: str, request_type, meter: str, twin: str, **fields):
     call = getattr(stub, method)
     sql = call(request_type(meter=meter, **fields))
-    csv = call(request_type(meter=f"{meter}-csv", **fields))
-    return sql, csv
+    other = call(request_type(meter=f"{meter}-{twin}", **fields))
+    return sql, other
 
 
 def close(a: dict, b: dict):
@@ -46,40 +56,60 @@ def close(a: dict, b: dict):
 
 
 @pytest.mark.parametrize(("meter", "start", "end"), CASES)
-def test_list_readings_agree(stub, meter, start, end):
-    sql, csv = both(stub, "ListReadings", pb.ListReadingsRequest, meter,
+def test_list_readings_agree(stub, twin, meter, start, end):
+    sql, csv = both(stub, "ListReadings", pb.ListReadingsRequest, meter, twin,
                     start_time=ts(start), end_time=ts(end), page_size=10_000)
     assert list(sql.readings) == list(csv.readings)
     assert bool(sql.next_page_token) == bool(csv.next_page_token)
 
 
 @pytest.mark.parametrize(("meter", "start", "end"), CASES)
-def test_stream_readings_agree(stub, meter, start, end):
+def test_stream_readings_agree(stub, twin, meter, start, end):
     request = dict(start_time=ts(start), end_time=ts(end), batch_size=4000)
     sql = list(stub.StreamReadings(pb.StreamReadingsRequest(meter=meter, **request)))
-    csv = list(stub.StreamReadings(pb.StreamReadingsRequest(meter=f"{meter}-csv", **request)))
+    csv = list(stub.StreamReadings(pb.StreamReadingsRequest(meter=f"{meter}-{twin}", **request)))
     assert [(list(m.times), list(m.values)) for m in sql] == [(list(m.times), list(m.values)) for m in csv]
 
 
 @pytest.mark.parametrize("window", [pb.WINDOW_15_MINUTES, pb.WINDOW_HOUR, pb.WINDOW_DAY, pb.WINDOW_WEEK, pb.WINDOW_MONTH])
 @pytest.mark.parametrize("time_zone", ["UTC", "Europe/Amsterdam", "America/New_York"])
 @pytest.mark.parametrize(("meter", "start", "end"), CASES)
-def test_aggregates_agree(stub, meter, start, end, window, time_zone):
-    sql, csv = both(stub, "AggregateReadings", pb.AggregateReadingsRequest, meter,
+def test_aggregates_agree(stub, twin, meter, start, end, window, time_zone):
+    sql, csv = both(stub, "AggregateReadings", pb.AggregateReadingsRequest, meter, twin,
                     start_time=ts(start), end_time=ts(end), window=window, time_zone=time_zone)
     assert len(sql.buckets) > 0
     close(as_dict(sql), as_dict(csv))
 
 
 @pytest.mark.parametrize(("meter", "start", "end"), CASES)
-def test_completeness_agrees(stub, meter, start, end):
-    sql, csv = both(stub, "GetCompleteness", pb.GetCompletenessRequest, meter, start_time=ts(start), end_time=ts(end))
+def test_completeness_agrees(stub, twin, meter, start, end):
+    sql, csv = both(stub, "GetCompleteness", pb.GetCompletenessRequest, meter, twin, start_time=ts(start), end_time=ts(end))
     assert as_dict(sql) == as_dict(csv)
 
 
-def test_meter_summaries_agree(stub):
+def test_meter_summaries_agree(stub, twin):
     meters = {m.name: m for m in stub.ListMeters(pb.ListMetersRequest()).meters}
     for name in RANGES:
-        sql, csv = as_dict(meters[name]), as_dict(meters[f"{name}-csv"])
+        assert meters[f"{name}-{twin}"].source == {"csv": "csv", "influx": "influxdb"}[twin]
+        sql, csv = as_dict(meters[name]), as_dict(meters[f"{name}-{twin}"])
         for key in ("reading_count", "first_reading_time", "last_reading_time", "interval"):
             assert sql[key] == csv[key], (name, key)
+
+
+def test_influxdb_down_is_unavailable_and_recovers(stub, influx_meters):
+    request = pb.ListReadingsRequest(
+        meter="meterusage-influx", start_time=ts("2019-01-01T01:00:00Z"), end_time=ts("2019-01-01T02:00:00Z")
+    )
+    influx_meters.stop()
+    try:
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ListReadings(request)
+        # Listing meters does not depend on every store being up.
+        names = [m.name for m in stub.ListMeters(pb.ListMetersRequest()).meters]
+    finally:
+        influx_meters.start()
+
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"InfluxDB at {influx_meters.url} is unreachable" in error.value.details()
+    assert "meterusage-influx" in names
+    assert [r.value for r in stub.ListReadings(request).readings] == [56.03, 55.77, 55.45, 55.74]
