@@ -174,7 +174,7 @@ def reading_aggregates(
         )
     edges = window_edges(start=start, end=end, window=window, zone=zone)
     source = source_of(meter)
-    stats = source.aggregate(meter, edges=edges)
+    stats = source.aggregate(meter, edges=edges, zone=zone.key)
     interval = int(meter.interval.total_seconds())
     return Aggregates(
         edges=edges,

@@ -100,8 +100,9 @@ class ReadingsSource(Protocol):
     def read(self, meter: "Meter", *, start: int, end: int, after: int | None, limit: int) -> Series:
         """Up to `limit` readings in [start, end), later than `after` when given, oldest first."""
 
-    def aggregate(self, meter: "Meter", *, edges: np.ndarray) -> BucketStats:
-        """Stats of the buckets [edges[i], edges[i+1]), computed in the store where it can."""
+    def aggregate(self, meter: "Meter", *, edges: np.ndarray, zone: str = "UTC") -> BucketStats:
+        """Stats of the buckets [edges[i], edges[i+1]), computed in the store where it can.
+        `zone` is the IANA zone the edges were drawn in, for stores that group by local days."""
 
     def extremes(self, meter: "Meter", *, start: int, end: int) -> Extremes | None:
         """The smallest and largest value in [start, end) and their times; None when empty."""

@@ -74,7 +74,7 @@ class CsvSource:
         part = self._slice(meter, start, end)
         return Series(part.times[:limit], part.values[:limit])
 
-    def aggregate(self, meter: Meter, *, edges: np.ndarray) -> BucketStats:
+    def aggregate(self, meter: Meter, *, edges: np.ndarray, zone: str = "UTC") -> BucketStats:
         series = self.series(meter)
         return bucket_index_stats(series.times, series.values, edges)
 

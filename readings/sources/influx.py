@@ -1,10 +1,12 @@
 """Readings from InfluxDB, with the work done in InfluxQL where InfluxDB 1.6 can do it."""
 import math
 import threading
+import zoneinfo
+from datetime import datetime, time
 
 import numpy as np
 
-from readings.influx import InfluxClient, InfluxError, InfluxSettings
+from readings.influx import InfluxClient, InfluxError, InfluxSettings, quote_string
 from readings.models import Meter
 from readings.sources.base import BucketStats, Extremes, Jumps, MeterSummary, Series, SourceUnavailable
 
@@ -44,20 +46,27 @@ class InfluxSource:
         where = self.client.meter_filter(meter.name, start, end, after=after)
         return Series.from_rows(self._rows(f"SELECT value {where} ORDER BY time ASC LIMIT {int(limit)}"))
 
-    def aggregate(self, meter: Meter, *, edges: np.ndarray) -> BucketStats:
-        # InfluxQL groups by fixed steps from the epoch, and has no months nor DST-long days.
-        # Grouping by the largest step that divides every edge gives partial buckets that each
-        # lie inside one window; adding them up per window is exact for count, sum, min, max.
-        step = math.gcd(*(int(e) for e in edges)) or 1
-        where = self.client.meter_filter(meter.name, int(edges[0]), int(edges[-1]))
-        rows = self._rows(
-            f"SELECT count(value), sum(value), min(value), max(value) {where} GROUP BY time({step}s) fill(none)"
-        )
+    def aggregate(self, meter: Meter, *, edges: np.ndarray, zone: str = "UTC") -> BucketStats:
+        # InfluxQL groups by fixed steps from the epoch, or by local days with tz(); it has no
+        # months. It is asked for partial buckets that each lie inside one window (local days
+        # when every edge is a local midnight, else the largest step dividing every edge), and
+        # the partials are added up per window: exact for count, sum, min and max.
         size = len(edges) - 1
+        where = self.client.meter_filter(meter.name, int(edges[0]), int(edges[-1]))
+        select = f"SELECT count(value), sum(value), min(value), max(value) {where}"
+        inner = [int(e) for e in edges[1:-1]]
+        if not inner:
+            grouping = ""
+        elif zone != "UTC" and math.gcd(*inner) % 86400 and _all_local_midnights(inner, zone):
+            grouping = f" GROUP BY time(1d) fill(none) tz({quote_string(zone)})"
+        else:
+            grouping = f" GROUP BY time({math.gcd(*inner)}s) fill(none)"
+        rows = self._rows(select + grouping)
         if not rows:
             return BucketStats.from_rows(size, [])
         partial = np.array(rows, dtype=np.float64)
-        window = np.searchsorted(edges, partial[:, 0].astype(np.int64), side="right") - 1
+        # A partial that starts before the range (WHERE cut it) belongs to the first window.
+        window = np.clip(np.searchsorted(edges, partial[:, 0].astype(np.int64), side="right") - 1, 0, size - 1)
         counts = np.bincount(window, weights=partial[:, 1], minlength=size).astype(np.int64)
         sums = np.zeros(size)
         np.add.at(sums, window, partial[:, 2])
@@ -95,3 +104,8 @@ class InfluxSource:
         )
         pairs = [(int(t) - int(step), int(t)) for t, step in steps]
         return Jumps(int(count[0][1]), first, last, pairs)
+
+
+def _all_local_midnights(epochs: list[int], zone: str) -> bool:
+    tz = zoneinfo.ZoneInfo(zone)
+    return all(datetime.fromtimestamp(e, tz).time() == time(0) for e in epochs)

@@ -53,7 +53,7 @@ class SqlSource:
         )
         return Series.from_rows(rows)
 
-    def aggregate(self, meter: Meter, *, edges: np.ndarray) -> BucketStats:
+    def aggregate(self, meter: Meter, *, edges: np.ndarray, zone: str = "UTC") -> BucketStats:
         size = len(edges) - 1
         if connection.vendor == "postgresql":
             # width_bucket finds each row's bucket by binary search over the edges: one range scan.

@@ -1,0 +1,190 @@
+"""InfluxDB benchmark: seeding throughput against the server's own limit, and read latency.
+
+In one run, on the same data (about 1M generated 15-minute readings of one meter):
+
+- seed_influx's points/s (reading and cleaning the CSV included, relational mirror off), beside
+  the limit: the same line protocol, prepared in advance, posted in the same batch sizes over one
+  keep-alive session. Goal: at least 70% of the limit. With the mirror on, for information.
+- ListReadings latency for one month and AggregateReadings for a year of days, served from
+  InfluxDB beside the relational store (SQLite), through a real `grpcrunserver`.
+
+influxd is started on a free loopback port in a temporary folder (Debian's `influxdb` package).
+Run from the repository root:
+
+    .venv/bin/python bench/influx_bench.py [--rows 1000000] [--repeats 5] [--batch-size 5000]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+GOAL = 0.70
+
+
+def manage(env: dict, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=5000, help="Points per write request.")
+    parser.add_argument("--calls", type=int, default=100, help="Calls per latency figure.")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="influx-bench-") as tmp:
+        folder = Path(tmp)
+        from readings.tests.influxd import InfluxServer
+
+        influxd = InfluxServer(folder / "influxd")
+        influxd.start()
+        database = "bench"
+        env = {
+            **os.environ, "DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
+            "INFLUXDB_URL": influxd.url, "INFLUXDB_DATABASE": database,
+            "INFLUXDB_USERNAME": "admin", "INFLUXDB_PASSWORD": "admin-password",
+            "DJANGO_LOG_LEVEL": "WARNING",
+        }
+        os.environ.update(env)
+        try:
+            path = folder / "gen.csv"
+            manage(env, "migrate", "--no-input")
+            manage(env, "generate_readings", "--days", str(-(-args.rows // 96) + 1), "--out", str(path), "--seed", "3")
+            seeding = seed_rates(influxd, database, path, args)
+            manage(env, "import_readings", str(path), "--meter", "gen-sql")
+            manage(env, "seed_influx", str(path), "--meter", "gen-influx", "--no-mirror", "--create-database")
+            latencies = read_latencies(env, args.calls)
+        finally:
+            influxd.stop()
+    report(seeding, latencies, args)
+
+
+def seed_rates(influxd, database: str, path: Path, args) -> dict:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "meterproject.settings")
+    django.setup()
+    import requests
+
+    from readings.csvfile import CsvReport, read_readings
+    from readings.influx import line_protocol
+    from readings.services import readings_seed_influx
+
+    # The limit's request bodies: the same cleaned points, in the same batch sizes, built beforehand.
+    bodies = []
+    for batch in read_readings(path, report=CsvReport()):
+        for low in range(0, len(batch), args.batch_size):
+            high = low + args.batch_size
+            bodies.append(line_protocol("limit", batch.epochs[low:high], batch.values[low:high]))
+    points = sum(body.count(b"\n") for body in bodies)
+
+    def fresh_database():
+        influxd.query(f'DROP DATABASE "{database}"')
+        influxd.query(f'CREATE DATABASE "{database}"')
+
+    def limit_run() -> float:
+        fresh_database()
+        session = requests.Session()
+        session.auth = ("admin", "admin-password")
+        began = time.perf_counter()
+        for body in bodies:
+            session.post(f"{influxd.url}/write", params={"db": database, "precision": "s"}, data=body).raise_for_status()
+        return points / (time.perf_counter() - began)
+
+    def seed_run(mirror: bool) -> float:
+        fresh_database()
+        began = time.perf_counter()
+        run = readings_seed_influx(path=path, meter_name="seeded", mirror=mirror, batch_size=args.batch_size)
+        elapsed = time.perf_counter() - began
+        assert run.points_written == points, (run.points_written, points)
+        return points / elapsed
+
+    limits, seeds = [], []
+    for _ in range(args.repeats):  # interleaved, so that drift on a shared machine hits both
+        limits.append(limit_run())
+        seeds.append(seed_run(mirror=False))
+    mirrored = [seed_run(mirror=True) for _ in range(max(1, args.repeats // 2))]
+    return {
+        "points": points,
+        "limit": statistics.median(limits),
+        "seed": statistics.median(seeds),
+        "mirrored": statistics.median(mirrored),
+    }
+
+
+def read_latencies(env: dict, calls: int) -> dict:
+    import grpc
+    from google.protobuf import timestamp_pb2
+
+    from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+    from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
+
+    def ts(text: str):
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromJsonString(text)
+        return stamp
+
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    port = int(server.stdout.readline().split("127.0.0.1:")[1].split(" ")[0])
+    results = {}
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
+            for meter in ("gen-sql", "gen-influx"):
+                month = pb.ListReadingsRequest(
+                    meter=meter, start_time=ts("2019-03-01T00:00:00Z"), end_time=ts("2019-04-01T00:00:00Z"), page_size=10_000
+                )
+                year = pb.AggregateReadingsRequest(
+                    meter=meter, start_time=ts("2020-01-01T00:00:00Z"), end_time=ts("2021-01-01T00:00:00Z"),
+                    window=pb.WINDOW_DAY, time_zone="Europe/Amsterdam",
+                )
+                results[meter] = (timed(stub.ListReadings, month, calls), timed(stub.AggregateReadings, year, calls))
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    return results
+
+
+def timed(call, request, calls: int) -> tuple[float, float]:
+    call(request)
+    samples = []
+    for _ in range(calls):
+        began = time.perf_counter()
+        call(request)
+        samples.append((time.perf_counter() - began) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def report(seeding: dict, latencies: dict, args) -> None:
+    ratio = seeding["seed"] / seeding["limit"]
+    print()
+    print(f"InfluxDB benchmark: {seeding['points']:,} points, batches of {args.batch_size}, medians of {args.repeats} runs")
+    print("| measurement | project | limit / baseline | ratio | goal |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| seed_influx --no-mirror, points/s (CSV parsing included) | {seeding['seed']:,.0f} | "
+          f"{seeding['limit']:,.0f} (prepared line protocol, one session) | {ratio:.2f} | "
+          f">= {GOAL}: {'PASS' if ratio >= GOAL else 'MISS'} |")
+    print(f"| seed_influx with the relational mirror (SQLite), points/s | {seeding['mirrored']:,.0f} | "
+          f"{seeding['limit']:,.0f} | {seeding['mirrored'] / seeding['limit']:.2f} | (information) |")
+    (sql_month, sql_year), (influx_month, influx_year) = latencies["gen-sql"], latencies["gen-influx"]
+    print(f"| ListReadings, one month (2976), median / p99 ms, InfluxDB | {influx_month[0]:.2f} / {influx_month[1]:.2f} | "
+          f"{sql_month[0]:.2f} / {sql_month[1]:.2f} (SQLite) | {influx_month[0] / sql_month[0]:.2f} | |")
+    print(f"| AggregateReadings, a year of days (Amsterdam), median / p99 ms, InfluxDB | {influx_year[0]:.2f} / {influx_year[1]:.2f} | "
+          f"{sql_year[0]:.2f} / {sql_year[1]:.2f} (SQLite) | {influx_year[0] / sql_year[0]:.2f} | |")
+
+
+if __name__ == "__main__":
+    main()
