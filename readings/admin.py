@@ -61,7 +61,7 @@ class ReadingAdmin(admin.ModelAdmin):
 class ImportRunAdmin(admin.ModelAdmin):
     list_display = ["started_at", "meter_name", "target", "status", "dry_run", "file_name",
                     "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped",
-                    "rows_invalid"]
+                    "rows_invalid", "points_written"]
     list_filter = ["status", "target", "dry_run", "meter"]
     search_fields = ["meter_name", "file_name", "file_sha256"]
     date_hierarchy = "started_at"
@@ -70,7 +70,7 @@ class ImportRunAdmin(admin.ModelAdmin):
         ("File", {"fields": ["file_name", "file_size", "file_sha256", "time_zone"]}),
         ("Timing", {"fields": ["started_at", "finished_at", "duration"]}),
         ("Counts", {"fields": ["rows_read", "rows_inserted", "rows_updated", "rows_unchanged",
-                               "rows_skipped", "rows_invalid"]}),
+                               "rows_skipped", "rows_invalid", "points_written"]}),
         ("Rejected rows", {"fields": ["rejected_rows_table"]}),
     ]
 
