@@ -27,8 +27,6 @@ from readings.models import ImportRun, Meter, Reading
 
 STAGING_TABLE = "readings_import_staging"
 FROM_DB_BATCH = 50_000
-# The span of Python's datetime, in epoch seconds: "all readings".
-MIN_EPOCH, MAX_EPOCH = -62_135_596_800, 253_402_300_799
 
 
 class ReadingsImportError(Exception):
@@ -198,6 +196,7 @@ def readings_seed_influx_from_db(
     *, meter: Meter, dry_run: bool = False, create_database: bool = False, batch_size: int = DEFAULT_WRITE_BATCH
 ) -> ImportRun:
     """Write every reading the relational store holds for `meter` to InfluxDB."""
+    from readings.selectors import MAX_EPOCH, MIN_EPOCH
     from readings.sources.sql import SqlSource
 
     run = ImportRun.objects.create(

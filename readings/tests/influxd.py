@@ -1,8 +1,8 @@
 """A throwaway InfluxDB 1.x server on loopback, for tests and benchmarks.
 
-Its own config, data and free ports in a temporary folder; authentication on, with one admin
-user, so that credentials are really checked. Stop and start it again to simulate an outage:
-the data stays.
+Its own config, data and free ports in a temporary folder; authentication on by default, with one
+admin user, so that credentials are really checked. Stop and start it again to simulate an
+outage: the data stays.
 """
 import shutil
 import socket
@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 class InfluxServer:
-    def __init__(self, root: Path, binary: str | None = None):
+    def __init__(self, root: Path, *, auth: bool = True, binary: str | None = None):
         self.binary = binary or shutil.which("influxd")
         self.root = root
         self.port = free_port()
@@ -36,7 +36,8 @@ class InfluxServer:
             f'bind-address = "127.0.0.1:{self.rpc_port}"\n'
             f'[meta]\n  dir = "{root / "meta"}"\n'
             f'[data]\n  dir = "{root / "data"}"\n  wal-dir = "{root / "wal"}"\n  query-log-enabled = false\n'
-            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  auth-enabled = true\n  log-enabled = false\n'
+            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  auth-enabled = {str(auth).lower()}\n'
+            "  log-enabled = false\n"
             "[monitor]\n  store-enabled = false\n"
             "[continuous_queries]\n  enabled = false\n"
         )
