@@ -213,4 +213,7 @@ def test_stopping_influxd_mid_seed_then_running_again(influxd, tmp_path):
     again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert count() == expected
+    stored = [v for _, v in points(influxd, database, "big")]
+    assert len(stored) == expected
+    assert math.fsum(stored) == math.fsum(file_values(path).values())
     influxd.query(f'DROP DATABASE "{database}"')
