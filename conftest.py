@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
+# A real gRPC server over committed data, for the gRPC tests and the HTTP gateway's tests alike.
+pytest_plugins = ["grpc_api.tests.fixtures"]
+
 REPO = Path(__file__).resolve().parent
+# Servers the tests start as subprocesses (manage.py ...) need a key; pytest itself gets one from
+# settings (TESTING).
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-key-" + "q7Wm2Zr9Xc4Vb8Nt1Ly6Hk3Jd5Gf0Sp" * 2)
 
 
 def require(reason: str) -> None:

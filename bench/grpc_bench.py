@@ -20,6 +20,7 @@ this script with --serve-baseline. Run from the repository root:
 """
 import argparse
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,9 @@ import grpc
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The project refuses to start without a key (outside debug); the bench's servers get a throwaway one.
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-" + secrets.token_urlsafe(32))
 sys.path.insert(0, str(REPO))
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb  # noqa: E402

@@ -1,8 +1,10 @@
-"""Settings for meterusage, read from the environment (see .env.sample)."""
+"""Settings for meterusage, read from the environment (see .env.sample) and a .env file."""
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -18,10 +20,44 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def load_dotenv(path: Path) -> None:
+    """Take KEY=VALUE lines of a .env file for what the environment does not set (empty: unset)."""
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        key, _, value = line.strip().partition("=")
+        value = value.strip().strip("'\"")
+        if key and not key.startswith("#") and value:
+            os.environ.setdefault(key.strip(), value)
+
+
+load_dotenv(Path(os.environ.get("DJANGO_ENV_FILE", BASE_DIR / ".env")))
+TESTING = "pytest" in sys.modules
+
 DEBUG = env_bool("DJANGO_DEBUG", False)
-# The fallback key is for local use only: `check --deploy` flags it (security.W009).
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "django-insecure-local-development-key"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: set it in the environment or in .env (scripts/run writes "
+            "one), or set DJANGO_DEBUG=true to use a development key."
+        )
+    SECRET_KEY = "django-insecure-local-development-key"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+# Behind TLS (usually a proxy that sets X-Forwarded-Proto): secure cookies, HSTS, HTTPS only.
+if env_bool("DJANGO_SECURE_SSL", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+else:
+    # Served as plain HTTP on purpose (a laptop, or TLS ended by a proxy that owns HSTS):
+    # the deploy checks about TLS-only settings do not apply.
+    SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008", "security.W012", "security.W016"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -30,6 +66,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "readings",
     # Before django_grpc_framework: its grpcrunserver is replaced by the project's own.
     "grpc_api",
@@ -38,6 +79,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves static files under gunicorn (runserver serves them itself in debug).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -97,6 +140,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # collectstatic also writes compressed copies, which WhiteNoise serves to clients that take them.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 # The stores that serve readings, by alias; Meter.source picks one (see readings/sources/).
 READINGS_SOURCES = {
@@ -126,12 +174,71 @@ GRPC_ADDRESS = os.environ.get("GRPC_ADDRESS", "127.0.0.1:50051")
 GRPC_TARGET = os.environ.get("GRPC_TARGET", "127.0.0.1:50051")
 GRPC_AUTH_TOKENS = env_list("GRPC_AUTH_TOKENS", "")
 GRPC_FRAMEWORK = {"ROOT_HANDLERS_HOOK": "grpc_api.handlers.grpc_handlers"}
+# The web gateway's calls: bearer token to send, CA certificate (PEM file) that turns on TLS,
+# and the deadline of every call.
+GRPC_TOKEN = os.environ.get("GRPC_TOKEN", "")
+GRPC_TLS_ROOT_CERT = os.environ.get("GRPC_TLS_ROOT_CERT", "")
+GRPC_DEADLINE_SECONDS = float(os.environ.get("GRPC_DEADLINE_SECONDS", "10"))
+
+# HTTP API (readings/api/): anonymous clients may read unless API_ANONYMOUS_READ is off; a
+# session or a token (DRF authtoken) for anything more. Every error is application/problem+json.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: its WWW-Authenticate header makes an anonymous refusal a 401, not a 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticatedOrReadOnly"
+        if env_bool("API_ANONYMOUS_READ", True)
+        else "rest_framework.permissions.IsAuthenticated"
+    ],
+    "DEFAULT_RENDERER_CLASSES": [
+        "readings.api.renderers.FastJSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "readings.api.pagination.PageNumberPagination",
+    "EXCEPTION_HANDLER": "readings.api.problems.problem_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "meterusage HTTP API",
+    "DESCRIPTION": (
+        "Interval meter readings as JSON or CSV. Meters and import runs come from the relational "
+        "store; readings, aggregates and completeness from the meterusage.v1 gRPC service. Times are "
+        "RFC 3339 in UTC; errors are application/problem+json (RFC 9457)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's files come from drf-spectacular-sidecar, served with the other static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "readings.api.schema.empty_list_parameters_are_omitted",
+    ],
+}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "meterproject.logformat.JsonFormatter"},
+    },
+    # Everything to stdout, as plain text or (DJANGO_LOG_FORMAT=json) one JSON object a line.
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json" if os.environ.get("DJANGO_LOG_FORMAT") == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
     # Replaces Django's own console handler, which would print every record twice.
     "loggers": {

@@ -14,15 +14,21 @@ def _request_digest(request_fields: tuple) -> str:
     return hashlib.blake2s(repr(request_fields).encode(), digest_size=8).hexdigest()
 
 
+def _signer(kind: str) -> signing.Signer:
+    # A plain Signer, not dumps()'s TimestampSigner: the same page gets the same token, so a
+    # response that carries one stays byte-identical (and keeps its ETag).
+    return signing.Signer(salt=f"meterusage.{kind}")
+
+
 def issue(kind: str, *, position, request_fields: tuple) -> str:
     """A token of `kind` to continue after `position` for the request with `request_fields`."""
-    return signing.dumps([position, _request_digest(request_fields)], salt=f"meterusage.{kind}", compress=True)
+    return _signer(kind).sign_object([position, _request_digest(request_fields)], compress=True)
 
 
 def redeem(kind: str, token: str, *, field: str, request_fields: tuple):
     """The position stored in `token`; InvalidArgument (on `field`) if it is not one this request may use."""
     try:
-        position, digest = signing.loads(token, salt=f"meterusage.{kind}")
+        position, digest = _signer(kind).unsign_object(token)
     except (signing.BadSignature, ValueError, TypeError):
         raise InvalidArgument(FieldViolation(field, "is not a token issued by this service")) from None
     if digest != _request_digest(request_fields):

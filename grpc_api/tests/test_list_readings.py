@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from grpc_api.tests.conftest import ts
+from grpc_api.tests.fixtures import ts
 
 pytestmark = pytest.mark.django_db
 

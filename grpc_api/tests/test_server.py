@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import create_server
-from grpc_api.tests.conftest import ts, wait_for
+from grpc_api.tests.fixtures import ts, wait_for
 from grpc_api.tests.test_list_readings import JANUARY
 
 pytestmark = pytest.mark.django_db

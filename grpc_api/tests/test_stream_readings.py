@@ -5,7 +5,7 @@ import grpc
 import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from grpc_api.tests.conftest import ts, wait_for
+from grpc_api.tests.fixtures import ts, wait_for
 from grpc_api.tests.test_list_readings import JANUARY, all_pages
 
 pytestmark = pytest.mark.django_db

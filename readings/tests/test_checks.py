@@ -45,3 +45,4 @@ def test_sources_are_built_once_per_alias(settings):
 
     assert isinstance(source, SqlSource)
     assert get_source("default") is source
+

@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# One image for both roles (web: gunicorn; grpc: grpcrunserver) and the one-shot init job;
+# scripts/docker-entrypoint picks the role from the command.
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN python -m venv /venv
+# Dependencies in their own layer: rebuilt only when the pins change.
+COPY requirements.txt /tmp/requirements.txt
+RUN /venv/bin/pip install --no-compile -r /tmp/requirements.txt
+
+FROM python:3.11-slim-bookworm
+ENV PATH=/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DJANGO_SETTINGS_MODULE=meterproject.settings \
+    DJANGO_STATIC_ROOT=/app/staticfiles
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app
+COPY --from=build /venv /venv
+WORKDIR /app
+COPY --chown=app:app . .
+# Static files are collected at build time; WhiteNoise serves them.
+RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input --verbosity 0
+USER 10001:10001
+EXPOSE 8000 50051
+# ROLE (web or grpc) tells the probe what to check: HTTP /healthz, or grpc.health.v1.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "scripts/healthcheck.py"]
+ENTRYPOINT ["scripts/docker-entrypoint"]
+CMD ["web"]

@@ -1,0 +1,125 @@
+"""Every error of the HTTP API as an RFC 9457 problem document (application/problem+json).
+
+`problem_exception_handler` is DRF's EXCEPTION_HANDLER: it covers DRF's own errors (400, 401, 403,
+404, 405, 406, ...), gRPC failures (GatewayError) and unexpected exceptions (500). The handler400,
+403, 404 and 500 views here do the same for errors under /api/ that no DRF view handles.
+"""
+import logging
+from http import HTTPStatus
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.views import defaults
+from rest_framework import exceptions
+from rest_framework.views import set_rollback
+
+from grpc_api.client import GatewayError
+from readings.api.renderers import dumps
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+API_PREFIX = "/api/"
+# The gRPC request fields that stand for HTTP query parameters of another name.
+PARAMETER_OF_FIELD = {"start_time": "start", "end_time": "end", "time_zone": "tz"}
+
+
+def problem_response(
+    status: int, detail: str, *, instance: str = "", headers: dict | None = None, **members
+) -> HttpResponse:
+    """A problem document; `members` are extension members (grpc_code, errors)."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:  # a status without a registered phrase
+        title = "Error"
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(members)
+    response = HttpResponse(dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _field_errors(detail, prefix: str = "") -> list[dict]:
+    """DRF's nested validation messages as a flat list of {"field", "description"}."""
+    if isinstance(detail, dict):
+        errors = []
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            errors += _field_errors(value, "" if key == "non_field_errors" else name)
+        return errors
+    if isinstance(detail, list):
+        return [error for item in detail for error in _field_errors(item, prefix)]
+    return [{"field": prefix, "description": str(detail)}]
+
+
+def _summary(errors: list[dict]) -> str:
+    return "; ".join(f"{e['field']}: {e['description']}" if e["field"] else e["description"] for e in errors)
+
+
+def _gateway_problem(error: GatewayError, instance: str) -> HttpResponse:
+    members = {"grpc_code": error.grpc_code}
+    detail = error.detail
+    if error.violations:
+        errors = [
+            {"field": PARAMETER_OF_FIELD.get(v.field, v.field), "description": v.description}
+            for v in error.violations
+        ]
+        members["errors"] = errors
+        detail = _summary(errors)
+    headers = {"Retry-After": "5"} if error.http_status == 503 else None
+    return problem_response(error.http_status, detail, instance=instance, headers=headers, **members)
+
+
+def problem_exception_handler(exc, context):
+    request = context.get("request")
+    instance = request.path if request is not None else ""
+    if isinstance(exc, GatewayError):
+        return _gateway_problem(exc, instance)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    set_rollback()
+    if isinstance(exc, exceptions.APIException):
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, exceptions.ValidationError):
+            errors = _field_errors(exc.detail)
+            return problem_response(exc.status_code, _summary(errors), instance=instance, headers=headers, errors=errors)
+        return problem_response(exc.status_code, str(exc.detail), instance=instance, headers=headers)
+    logger.error("unexpected error answering %s", instance, exc_info=exc)
+    return problem_response(500, "the server failed to answer this request; the error is logged", instance=instance)
+
+
+def bad_request(request, exception):
+    """handler400 (a disallowed host, a malformed request): a problem document under /api/."""
+    if request.path.startswith(API_PREFIX):
+        return problem_response(400, "the request cannot be read", instance=request.path)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception):
+    """handler403 (CSRF and other refusals outside the API views): a problem document under /api/."""
+    if request.path.startswith(API_PREFIX):
+        return problem_response(403, "this request is not allowed", instance=request.path)
+    return defaults.permission_denied(request, exception)
+
+
+def not_found(request, exception):
+    """handler404: a problem document under /api/, Django's page elsewhere."""
+    if request.path.startswith(API_PREFIX):
+        return problem_response(404, "no resource at this URL", instance=request.path)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: a problem document under /api/, Django's page elsewhere."""
+    if request.path.startswith(API_PREFIX):
+        return problem_response(500, "the server failed to answer this request; the error is logged", instance=request.path)
+    return defaults.server_error(request)

@@ -1,0 +1,237 @@
+"""The HTTP API's contract: query parameters in, records and documents out.
+
+Readings, aggregates and completeness are built as plain dicts in `readings.api.gateway` (a
+serializer per row costs more than the gRPC call for a page of 10,000 readings); the serializers
+named *Document here describe them for the OpenAPI schema.
+"""
+from urllib.parse import urlencode
+
+from django.urls import reverse
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from readings.api import times
+from readings.models import ImportRun, Meter
+from readings.selectors import READINGS_PAGE_SIZE
+from readings.windows import Window
+
+WINDOWS = [window.value for window in Window]
+TIME_HELP = (
+    "RFC 3339 time (`2019-01-01T00:15:00Z`, `2019-01-01T01:15:00+01:00`), or a date alone "
+    "(`2019-01-01`: local midnight in `tz`), or a date and time without offset (local time in `tz`)."
+)
+
+
+class TimeField(serializers.CharField):
+    """An RFC 3339 time, a date alone or a local date and time; a datetime, naive when local."""
+
+    def __init__(self, *, example: str, **kwargs):
+        self.example = example
+        super().__init__(**kwargs)
+
+    def run_validation(self, data=serializers.empty):
+        # The text passes CharField's checks (length, NUL characters) before it is parsed.
+        text = super().run_validation(data)
+        try:
+            return times.parse_time(text)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class TimeFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = TimeField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "pattern": times.TIME_PATTERN, "example": self.target.example}
+
+
+@extend_schema_field({"type": "string", "example": "Europe/Amsterdam"})
+class TimeZoneField(serializers.CharField):
+    """An IANA time zone name; a ZoneInfo."""
+
+    def run_validation(self, data=serializers.empty):
+        text = super().run_validation(data)
+        try:
+            return times.time_zone(text)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class RangeQuery(serializers.Serializer):
+    start = TimeField(example="2019-01-01T00:00:00Z", help_text=f"Start of the range (included). {TIME_HELP}")
+    end = TimeField(example="2019-01-02T00:00:00Z", help_text=f"End of the range (excluded). {TIME_HELP}")
+    tz = TimeZoneField(
+        required=False, max_length=64,
+        help_text="IANA time zone that dates and local times are read in; default: the meter's zone.",
+    )
+
+
+class ReadingsQuery(RangeQuery):
+    page_size = serializers.IntegerField(
+        required=False, default=READINGS_PAGE_SIZE[0], min_value=1, max_value=READINGS_PAGE_SIZE[1],
+        help_text=f"Readings per page (default {READINGS_PAGE_SIZE[0]}, at most {READINGS_PAGE_SIZE[1]}).",
+    )
+    page_token = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=1000,
+        help_text="`next_page_token` of the previous page, sent with the same meter, start, end and tz.",
+    )
+
+
+class AggregatesQuery(RangeQuery):
+    window = serializers.ChoiceField(choices=WINDOWS, help_text="Window width.")
+    tz = TimeZoneField(
+        required=False, max_length=64,
+        help_text="IANA time zone whose wall clock aligns the windows (days start at its midnight) "
+        "and that dates and local times are read in; default: the meter's zone.",
+    )
+
+
+class ReadingDocument(serializers.Serializer):
+    time = serializers.DateTimeField(help_text="Time of the reading, RFC 3339 UTC.")
+    value = serializers.FloatField()
+
+
+class ReadingsDocument(serializers.Serializer):
+    meter = serializers.CharField()
+    start = serializers.DateTimeField(help_text="Start of the range, RFC 3339 UTC.")
+    end = serializers.DateTimeField(help_text="End of the range (excluded), RFC 3339 UTC.")
+    readings = ReadingDocument(many=True, help_text="Readings oldest first.")
+    next = serializers.URLField(allow_null=True, help_text="URL of the next page; null on the last page.")
+    next_page_token = serializers.CharField(allow_blank=True, help_text="Token of the next page; empty on the last.")
+
+
+class BucketDocument(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField(help_text="Excluded.")
+    count = serializers.IntegerField(help_text="Readings in the window.")
+    expected_count = serializers.IntegerField(help_text="Readings the window should hold at the meter's interval.")
+    coverage = serializers.FloatField(help_text="count / expected_count, 0 to 1.")
+    sum = serializers.FloatField(help_text="Sum of the values; 0 for an empty window.")
+    mean = serializers.FloatField(allow_null=True, help_text="Null for an empty window.")
+    min = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+
+
+class AggregatesDocument(serializers.Serializer):
+    meter = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    window = serializers.ChoiceField(choices=WINDOWS)
+    time_zone = serializers.CharField(help_text="The zone the windows are aligned in.")
+    buckets = BucketDocument(many=True, help_text="Every window of the range in time order, empty ones included.")
+    total = BucketDocument(help_text="The whole range as one window.")
+    min_time = serializers.DateTimeField(allow_null=True, help_text="When the smallest value was read.")
+    max_time = serializers.DateTimeField(allow_null=True, help_text="When the largest value was read.")
+
+
+class GapDocument(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    missing_count = serializers.IntegerField()
+
+
+class CompletenessDocument(serializers.Serializer):
+    meter = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    interval_seconds = serializers.IntegerField(help_text="The meter's interval; slots are its multiples since the epoch.")
+    expected_count = serializers.IntegerField()
+    present_count = serializers.IntegerField()
+    missing_count = serializers.IntegerField()
+    coverage = serializers.FloatField(help_text="present_count / expected_count, 0 to 1.")
+    gap_count = serializers.IntegerField(help_text="Runs of missing slots in the range, all of them.")
+    gaps = GapDocument(many=True, help_text="The runs of missing slots in time order (the first 10000).")
+
+
+class FieldErrorDocument(serializers.Serializer):
+    field = serializers.CharField(help_text="Query parameter (or field) at fault; empty for the request as a whole.")
+    description = serializers.CharField()
+
+
+class ProblemDocument(serializers.Serializer):
+    """RFC 9457 problem details."""
+
+    type = serializers.CharField(help_text="Always about:blank: the status says what went wrong.")
+    title = serializers.CharField(help_text="The HTTP status phrase.")
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    instance = serializers.CharField(required=False, help_text="Path of the request.")
+    grpc_code = serializers.CharField(
+        required=False, help_text="Status code of the gRPC service, when the error comes from it (or it was unreachable)."
+    )
+    errors = FieldErrorDocument(many=True, required=False, help_text="Each invalid parameter, for 400.")
+
+
+class MeterLinksDocument(serializers.Serializer):
+    readings = serializers.URLField()
+    aggregates = serializers.URLField()
+    completeness = serializers.URLField()
+
+
+class MeterSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:meter-detail", lookup_field="name", lookup_url_kwarg="meter")
+    interval_seconds = serializers.SerializerMethodField()
+    first_reading_time = serializers.DateTimeField(
+        source="first_reading_at", read_only=True, allow_null=True, help_text="Null while the meter has no readings."
+    )
+    last_reading_time = serializers.DateTimeField(source="last_reading_at", read_only=True, allow_null=True)
+    links = serializers.SerializerMethodField(help_text="The meter's readings, daily aggregates and completeness over all its data.")
+
+    class Meta:
+        model = Meter
+        fields = [
+            "url", "name", "description", "unit", "time_zone", "interval_seconds", "source",
+            "reading_count", "first_reading_time", "last_reading_time", "links",
+        ]
+
+    def get_interval_seconds(self, meter) -> int:
+        return int(meter.interval.total_seconds())
+
+    @extend_schema_field(MeterLinksDocument)
+    def get_links(self, meter) -> dict:
+        request = self.context["request"]
+        query = {}
+        if meter.first_reading_at and meter.last_reading_at:
+            query = {
+                "start": times.rfc3339_one(int(meter.first_reading_at.timestamp())),
+                "end": times.rfc3339_one(int((meter.last_reading_at + meter.interval).timestamp())),
+            }
+
+        def link(name, **extra):
+            url = reverse(f"api:meter-{name}", kwargs={"meter": meter.name})
+            params = {**query, **extra} if query else {}
+            return request.build_absolute_uri(url + (f"?{urlencode(params)}" if params else ""))
+
+        return {"readings": link("readings"), "aggregates": link("aggregates", window="day"), "completeness": link("completeness")}
+
+
+class ImportRunSerializer(serializers.ModelSerializer):
+    meter = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImportRun
+        fields = [
+            "id", "meter_name", "meter", "target", "file_name", "file_size", "file_sha256", "time_zone",
+            "dry_run", "status", "started_at", "finished_at", "duration_seconds", "rows_read",
+            "rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped", "rows_invalid", "error",
+        ]
+
+    def get_duration_seconds(self, run) -> float | None:
+        return run.duration.total_seconds() if run.duration is not None else None
+
+
+class RejectedRowDocument(serializers.Serializer):
+    line = serializers.IntegerField()
+    value = serializers.CharField()
+    reason = serializers.CharField()
+    kind = serializers.CharField(help_text="skipped or invalid.")
+
+
+class ImportRunDetailSerializer(ImportRunSerializer):
+    rejected_rows = RejectedRowDocument(many=True, read_only=True, help_text="The first 1000 rows set aside.")
+
+    class Meta(ImportRunSerializer.Meta):
+        fields = [*ImportRunSerializer.Meta.fields, "rejected_rows"]
+

@@ -1,0 +1,57 @@
+"""Times in and out of the HTTP API: RFC 3339 in, local dates and wall times in a zone, RFC 3339 UTC out."""
+import re
+import zoneinfo
+from datetime import UTC, datetime
+
+import numpy as np
+
+# RFC 3339 date-time, or a date alone, or a date and wall time without an offset. Seconds may be
+# left out and fractions are dropped (the service works in whole seconds).
+_TIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"(?:[Tt ]([0-9]{2}:[0-9]{2})(?::([0-9]{2})(?:[.][0-9]{1,9})?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+# The same syntax in the OpenAPI schema, which cannot tell whether such a date exists. (Surrounding
+# spaces are trimmed before parsing.)
+TIME_PATTERN = f"^{_TIME.pattern}$"
+
+
+def parse_time(text: str) -> datetime:
+    """An aware datetime for a time with an offset; a naive one (local wall time) for a date or a
+    time without an offset. ValueError with a reason for anything else."""
+    match = _TIME.fullmatch(text.strip())
+    if not match:
+        raise ValueError("must be an RFC 3339 time such as 2019-01-01T00:15:00Z, or a date such as 2019-01-01")
+    day, clock, second, offset = match.groups()
+    iso = f"{day}T{clock or '00:00'}:{second or '00'}"
+    if offset:
+        iso += "+00:00" if offset in "Zz" else offset
+    try:
+        return datetime.fromisoformat(iso)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a date and time that exists") from None
+
+
+def epoch_seconds(moment: datetime, zone: zoneinfo.ZoneInfo) -> int:
+    """Whole UTC seconds of `moment`; a naive one is a wall time in `zone` (the first, on a
+    repeated hour; a wall time skipped by a clock change reads as just after the change)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return int(moment.timestamp())
+
+
+def time_zone(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA zone `name`; ValueError when there is none of that name."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"{name[:64]!r} is not an IANA time zone such as Europe/Amsterdam") from None
+
+
+def rfc3339(seconds) -> list[str]:
+    """RFC 3339 UTC strings ("2019-01-01T00:15:00Z") of epoch seconds, in one vectorised step."""
+    return np.datetime_as_string(np.asarray(seconds, dtype="datetime64[s]"), unit="s", timezone="UTC").tolist()
+
+
+def rfc3339_one(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).isoformat().replace("+00:00", "Z")

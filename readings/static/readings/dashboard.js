@@ -1,0 +1,523 @@
+// The meterusage dashboard: reads the JSON API (/api/v1/) and shows one meter's readings over a
+// range as a chart, a summary, its gaps and a paged table. The view lives in the URL
+// (?meter=&start=&end=&window=&tz=&page=), so it can be shared and survives a reload.
+"use strict";
+
+(() => {
+  const config = JSON.parse(document.getElementById("dashboard-config").textContent);
+  const PAGE_ROWS = 50;
+  // Auto picks the finest window with at most this many points; a chosen window may have up to
+  // MAX_POINTS (one page of readings). Coarser data is aggregated by the server, not the browser.
+  const MAX_AUTO_POINTS = 5000;
+  const MAX_POINTS = 10000;
+  const WINDOWS = ["15m", "hour", "day", "week", "month"];
+  const WINDOW_SECONDS = { "15m": 900, hour: 3600, day: 86400, week: 7 * 86400, month: 30.44 * 86400 };
+  const WINDOW_LABELS = { "15m": "15 minutes", hour: "hour", day: "day", week: "week", month: "month" };
+  const ROW_NAMES = { "15m": "readings", hour: "hourly windows", day: "daily windows", week: "weekly windows", month: "monthly windows" };
+
+  const $ = (id) => document.getElementById(id);
+  const main = $("dashboard");
+  const controls = {
+    meter: $("meter"), start: $("start"), end: $("end"), window: $("window"), tz: $("tz"),
+  };
+
+  let meters = [];
+  let state = null; // {meter, start, end, window, tz, page}; start and end are wall times in tz
+  let shown = null; // what the last successful load returned
+  let inflight = null;
+  let chart = null;
+
+  // ---- Times -------------------------------------------------------------------------------
+
+  const wallFormats = new Map();
+  function wallFormat(tz) {
+    if (!wallFormats.has(tz)) {
+      wallFormats.set(tz, new Intl.DateTimeFormat("en-US", {
+        timeZone: tz, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+        hour: "2-digit", minute: "2-digit", second: "2-digit",
+      }));
+    }
+    return wallFormats.get(tz);
+  }
+
+  function wallParts(epoch, tz) {
+    const parts = {};
+    for (const { type, value } of wallFormat(tz).formatToParts(new Date(epoch * 1000))) parts[type] = value;
+    return parts;
+  }
+
+  // "2019-01-01T00:15": the wall time of an instant in tz, as datetime-local inputs hold it.
+  function wallTime(epoch, tz) {
+    const p = wallParts(epoch, tz);
+    return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+  }
+
+  function displayTime(epoch, tz) {
+    return wallTime(epoch, tz).replace("T", " ");
+  }
+
+  // The instant of a wall time in tz (the earlier one on a repeated hour), in epoch seconds.
+  function instantOf(wall, tz) {
+    const [date, clock = "00:00"] = wall.split("T");
+    const [y, mo, d] = date.split("-").map(Number);
+    const [h, mi] = clock.split(":").map(Number);
+    const asUtc = Date.UTC(y, mo - 1, d, h, mi) / 1000;
+    const offsetAt = (epoch) => {
+      const p = wallParts(epoch, tz);
+      return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) / 1000 - epoch;
+    };
+    const first = asUtc - offsetAt(asUtc);
+    const second = asUtc - offsetAt(first);
+    return Math.min(first, second);
+  }
+
+  const epochOf = (rfc3339) => Date.parse(rfc3339) / 1000;
+
+  function validZone(tz) {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- Numbers -----------------------------------------------------------------------------
+
+  const number2 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const integer = new Intl.NumberFormat("en-US");
+  const percent = new Intl.NumberFormat("en-US", { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 2 });
+  const fmt = (value) => (value === null || value === undefined ? "–" : number2.format(value));
+
+  // ---- API ---------------------------------------------------------------------------------
+
+  class ProblemError extends Error {
+    constructor(problem) {
+      super(problem.detail || problem.title);
+      this.problem = problem;
+    }
+  }
+
+  function apiUrl(kind, params) {
+    const path = config.api[kind].replace(config.meterPlaceholder, encodeURIComponent(state.meter));
+    return `${path}?${new URLSearchParams(params)}`;
+  }
+
+  async function getJSON(url, signal) {
+    let response;
+    try {
+      response = await fetch(url, { headers: { Accept: "application/json" }, signal });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw new ProblemError({ title: "Cannot reach the server", detail: String(error.message || error) });
+    }
+    if (response.ok) return response.json();
+    const type = response.headers.get("Content-Type") || "";
+    if (type.includes("json")) throw new ProblemError(await response.json());
+    throw new ProblemError({ title: response.statusText || "Error", status: response.status, detail: `HTTP ${response.status}` });
+  }
+
+  async function allPages(url, key, signal) {
+    const items = [];
+    while (url) {
+      const page = await getJSON(url, signal);
+      items.push(...page[key]);
+      url = page.next;
+    }
+    return items;
+  }
+
+  // ---- State and URL -----------------------------------------------------------------------
+
+  function meterNamed(name) {
+    return meters.find((meter) => meter.name === name);
+  }
+
+  // The meter's first reading to just after its last, in tz; the last week when it has none.
+  function wholeRange(meter, tz) {
+    if (meter.first_reading_time && meter.last_reading_time) {
+      return {
+        start: wallTime(epochOf(meter.first_reading_time), tz),
+        end: wallTime(epochOf(meter.last_reading_time) + meter.interval_seconds, tz),
+      };
+    }
+    const now = Math.floor(Date.now() / 1000);
+    return { start: wallTime(now - 7 * 86400, tz).slice(0, 10) + "T00:00", end: wallTime(now + 86400, tz).slice(0, 10) + "T00:00" };
+  }
+
+  function defaultState(meter) {
+    return { meter: meter.name, ...wholeRange(meter, meter.time_zone), window: "auto", tz: meter.time_zone, page: 1 };
+  }
+
+  const WALL = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/;
+
+  function stateFromUrl() {
+    const query = new URLSearchParams(window.location.search);
+    const meter = meterNamed(query.get("meter")) || meters[0];
+    const tz = validZone(query.get("tz") || "") ? query.get("tz") : meter.time_zone;
+    // A range in the URL belongs to the meter it names; another meter starts with its whole data.
+    const named = query.get("meter") === meter.name;
+    const whole = wholeRange(meter, tz);
+    const start = named && WALL.test(query.get("start") || "") ? query.get("start") : whole.start;
+    const end = named && WALL.test(query.get("end") || "") ? query.get("end") : whole.end;
+    const windowChoice = ["auto", ...WINDOWS].includes(query.get("window")) ? query.get("window") : "auto";
+    const page = Math.max(1, parseInt(query.get("page"), 10) || 1);
+    return { meter: meter.name, start, end, window: windowChoice, tz, page };
+  }
+
+  function urlOf(s) {
+    return `?${new URLSearchParams({ meter: s.meter, start: s.start, end: s.end, window: s.window, tz: s.tz, page: s.page })}`;
+  }
+
+  function setState(changes, { push = true, reload = true } = {}) {
+    state = { ...state, ...changes };
+    const url = urlOf(state);
+    if (url !== window.location.search) {
+      (push ? history.pushState : history.replaceState).call(history, null, "", url);
+    }
+    showControls();
+    if (reload) load();
+  }
+
+  // ---- Windows -----------------------------------------------------------------------------
+
+  function spanSeconds() {
+    return instantOf(state.end, state.tz) - instantOf(state.start, state.tz);
+  }
+
+  function pointsOf(windowName) {
+    return Math.ceil(spanSeconds() / WINDOW_SECONDS[windowName]);
+  }
+
+  function effectiveWindow() {
+    if (state.window !== "auto" && pointsOf(state.window) <= MAX_POINTS) return state.window;
+    return WINDOWS.find((name) => pointsOf(name) <= MAX_AUTO_POINTS) || "month";
+  }
+
+  // ---- Controls ----------------------------------------------------------------------------
+
+  function fillMeters() {
+    controls.meter.replaceChildren(...meters.map((meter) => {
+      const option = document.createElement("option");
+      option.value = meter.name;
+      option.textContent = `${meter.name} (${integer.format(meter.reading_count)} readings)`;
+      return option;
+    }));
+  }
+
+  function fillZones() {
+    const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+    const names = new Set(["UTC", ...meters.map((meter) => meter.time_zone), ...zones]);
+    $("zones").replaceChildren(...[...names].map((name) => {
+      const option = document.createElement("option");
+      option.value = name;
+      return option;
+    }));
+  }
+
+  function showControls() {
+    controls.meter.value = state.meter;
+    controls.start.value = state.start;
+    controls.end.value = state.end;
+    controls.tz.value = state.tz;
+    controls.window.value = state.window;
+    const ordered = spanSeconds() > 0;
+    for (const option of controls.window.options) {
+      if (option.value === "auto") continue;
+      const points = ordered ? pointsOf(option.value) : 0;
+      option.disabled = points > MAX_POINTS;
+      option.title = option.disabled ? `${integer.format(points)} points: choose a wider window or a shorter range` : "";
+    }
+  }
+
+  function onControlChange(event) {
+    const field = event.target;
+    if (field === controls.meter) {
+      const meter = meterNamed(field.value);
+      setState(defaultState(meter));
+    } else if (field === controls.tz) {
+      if (!validZone(field.value)) {
+        field.setCustomValidity("Not a time zone known to this browser");
+        field.reportValidity();
+        return;
+      }
+      field.setCustomValidity("");
+      // The same instants, on the new zone's clock.
+      const start = wallTime(instantOf(state.start, state.tz), field.value);
+      const end = wallTime(instantOf(state.end, state.tz), field.value);
+      setState({ tz: field.value, start, end, page: 1 });
+    } else if (field === controls.start || field === controls.end) {
+      if (!WALL.test(controls.start.value) || !WALL.test(controls.end.value)) return;
+      setState({ start: controls.start.value, end: controls.end.value, page: 1 });
+    } else if (field === controls.window) {
+      setState({ window: field.value, page: 1 });
+    }
+  }
+
+  // ---- Loading -----------------------------------------------------------------------------
+
+  function setPhase(phase, message) {
+    main.dataset.state = phase;
+    main.setAttribute("aria-busy", String(phase === "loading"));
+    $("status").textContent = message;
+  }
+
+  function showError(error) {
+    const problem = error.problem || { title: "Error", detail: String(error) };
+    const box = $("error");
+    const title = document.createElement("strong");
+    title.textContent = problem.status ? `${problem.title} (${problem.status})` : problem.title;
+    const detail = document.createElement("span");
+    detail.textContent = problem.detail || "";
+    box.replaceChildren(title, detail);
+    if (problem.status === 503 || problem.status === 504) {
+      const hint = document.createElement("p");
+      hint.textContent = "The readings service is not answering. It may be restarting; try again in a moment.";
+      box.append(hint);
+    }
+    box.hidden = false;
+  }
+
+  async function load() {
+    inflight?.abort();
+    const controller = new AbortController();
+    inflight = controller;
+    $("error").hidden = true;
+    if (spanSeconds() <= 0) {
+      setPhase("error", "");
+      showError({ problem: { title: "Invalid range", detail: "“To” must be after “From”." } });
+      return;
+    }
+    const windowName = effectiveWindow();
+    setPhase("loading", "Loading…");
+    const range = { start: state.start, end: state.end, tz: state.tz };
+    const raw = windowName === "15m";
+    try {
+      const [series, aggregates, completeness] = await Promise.all([
+        raw ? allPages(apiUrl("readings", { ...range, page_size: MAX_POINTS }), "readings", controller.signal) : null,
+        // For readings, one window over the whole range gives the summary.
+        getJSON(apiUrl("aggregates", { ...range, window: raw ? "month" : windowName }), controller.signal),
+        getJSON(apiUrl("completeness", range), controller.signal),
+      ]);
+      if (inflight !== controller) return;
+      shown = { raw, windowName, series, aggregates, completeness, meter: meterNamed(state.meter), tz: state.tz };
+      $("csv-link").href = raw
+        ? apiUrl("readings", { ...range, page_size: MAX_POINTS, format: "csv" })
+        : apiUrl("aggregates", { ...range, window: windowName, format: "csv" });
+      render();
+      const rows = raw ? series.length : aggregates.buckets.length;
+      controls.window.options[0].textContent = `Auto (${WINDOW_LABELS[windowName]})`;
+      setPhase("ready", `${integer.format(rows)} ${ROW_NAMES[windowName]}` +
+        (state.window !== "auto" && state.window !== windowName ? ` (${ROW_NAMES[state.window]} would be too many points)` : ""));
+    } catch (error) {
+      if (error.name === "AbortError" || inflight !== controller) return;
+      setPhase("error", "");
+      showError(error);
+    }
+  }
+
+  // ---- Rendering ---------------------------------------------------------------------------
+
+  function render() {
+    renderSummary();
+    renderChart();
+    renderTable();
+  }
+
+  function renderSummary() {
+    const { aggregates, completeness, meter, tz } = shown;
+    const unit = meter.unit;
+    const total = aggregates.total;
+    const extreme = (id, value, rfc3339) => {
+      if (!total.count) {
+        $(id).textContent = "–";
+        return;
+      }
+      const when = document.createElement("small");
+      when.textContent = displayTime(epochOf(rfc3339), tz);
+      $(id).replaceChildren(`${fmt(value)} ${unit}`, when);
+    };
+    $("summary-total").textContent = `${fmt(total.sum)} ${unit}`;
+    $("summary-mean").textContent = total.count ? `${fmt(total.mean)} ${unit}` : "–";
+    extreme("summary-min", total.min, aggregates.min_time);
+    extreme("summary-max", total.max, aggregates.max_time);
+    $("summary-count").textContent = `${integer.format(completeness.present_count)} of ${integer.format(completeness.expected_count)}`;
+    $("summary-coverage").textContent = percent.format(completeness.coverage);
+    $("summary-gaps").textContent = `${integer.format(completeness.gap_count)} (${integer.format(completeness.missing_count)} missing)`;
+    const gaps = completeness.gaps.slice(0, 50).map((gap) => {
+      const item = document.createElement("li");
+      item.textContent = `${displayTime(epochOf(gap.start), tz)} – ${displayTime(epochOf(gap.end), tz)}: ${integer.format(gap.missing_count)} missing`;
+      return item;
+    });
+    if (completeness.gap_count > gaps.length) {
+      const more = document.createElement("li");
+      more.textContent = `and ${integer.format(completeness.gap_count - gaps.length)} more`;
+      gaps.push(more);
+    }
+    $("gap-list").replaceChildren(...gaps);
+  }
+
+  // x (epoch seconds) and y columns for uPlot; null where the line must break.
+  function chartData() {
+    const { raw, series, aggregates, meter } = shown;
+    const xs = [];
+    const ys = [];
+    if (raw) {
+      const step = meter.interval_seconds;
+      let previous = null;
+      for (const reading of series) {
+        const t = epochOf(reading.time);
+        if (previous !== null && t - previous > step) {
+          xs.push(previous + step);
+          ys.push(null);
+        }
+        xs.push(t);
+        ys.push(reading.value);
+        previous = t;
+      }
+      return { xs, ys, points: series.length };
+    }
+    for (const bucket of aggregates.buckets) {
+      xs.push(epochOf(bucket.start));
+      ys.push(bucket.count ? bucket.sum : null);
+    }
+    // The last step runs to the end of the range.
+    const last = aggregates.buckets[aggregates.buckets.length - 1];
+    if (last) {
+      xs.push(epochOf(last.end));
+      ys.push(last.count ? last.sum : null);
+    }
+    return { xs, ys, points: aggregates.buckets.length };
+  }
+
+  function drawGaps(u) {
+    const { ctx, bbox } = u;
+    ctx.save();
+    ctx.fillStyle = getComputedStyle(document.documentElement).getPropertyValue("--gap").trim() || "rgba(214,69,65,0.18)";
+    for (const gap of shown.completeness.gaps) {
+      const left = u.valToPos(epochOf(gap.start), "x", true);
+      const right = u.valToPos(epochOf(gap.end), "x", true);
+      if (right < bbox.left || left > bbox.left + bbox.width) continue;
+      ctx.fillRect(left, bbox.top, Math.max(right - left, 2 * devicePixelRatio), bbox.height);
+    }
+    ctx.restore();
+  }
+
+  function renderChart() {
+    const { raw, windowName, meter, tz } = shown;
+    const { xs, ys, points } = chartData();
+    const container = $("chart");
+    const label = raw ? `${meter.unit} per ${meter.interval_seconds / 60} minutes` : `${meter.unit} per ${WINDOW_LABELS[windowName]} (sum)`;
+    $("chart-note").textContent = `${label}; gaps shaded red; times in ${tz}.`;
+    const size = { width: Math.max(container.clientWidth, 300), height: 340 };
+    chart?.destroy();
+    chart = new uPlot({
+      ...size,
+      tzDate: (epoch) => uPlot.tzDate(new Date(epoch * 1000), tz),
+      scales: { x: { time: true } },
+      series: [
+        { label: "Time", value: (u, epoch) => (epoch === null ? "–" : displayTime(epoch, tz)) },
+        {
+          label,
+          stroke: "#1d6fb8",
+          width: 1.5,
+          fill: raw ? undefined : "rgba(29,111,184,0.08)",
+          paths: raw ? undefined : uPlot.paths.stepped({ align: 1 }),
+          points: { show: !raw && points <= 100 },
+          value: (u, value) => fmt(value),
+        },
+      ],
+      axes: [{}, { label: meter.unit, size: 70 }],
+      hooks: { drawClear: [drawGaps] },
+    }, [xs, ys], container);
+    container.dataset.points = String(points);
+    container.dataset.window = windowName;
+  }
+
+  function tableRows() {
+    const { raw, series, aggregates, tz } = shown;
+    if (raw) {
+      return {
+        head: [`Time (${tz})`, "Value"],
+        rows: series.map((reading) => ({ cells: [displayTime(epochOf(reading.time), tz), fmt(reading.value)] })),
+      };
+    }
+    return {
+      head: [`Start (${tz})`, "Readings", "Coverage", "Sum", "Mean", "Min", "Max"],
+      rows: aggregates.buckets.map((b) => ({
+        cells: [
+          displayTime(epochOf(b.start), tz), `${integer.format(b.count)} / ${integer.format(b.expected_count)}`,
+          percent.format(b.coverage), fmt(b.sum), fmt(b.mean), fmt(b.min), fmt(b.max),
+        ],
+        kind: b.count === 0 ? "empty" : b.count < b.expected_count ? "partial" : "",
+      })),
+    };
+  }
+
+  function renderTable() {
+    const { head, rows } = tableRows();
+    const pages = Math.max(1, Math.ceil(rows.length / PAGE_ROWS));
+    const page = Math.min(state.page, pages);
+    const first = (page - 1) * PAGE_ROWS;
+    const visible = rows.slice(first, first + PAGE_ROWS);
+    const headRow = document.createElement("tr");
+    headRow.append(...head.map((text) => Object.assign(document.createElement("th"), { textContent: text, scope: "col" })));
+    $("values").tHead.replaceChildren(headRow);
+    $("values").tBodies[0].replaceChildren(...visible.map(({ cells, kind }) => {
+      const row = document.createElement("tr");
+      if (kind) row.className = kind;
+      row.append(...cells.map((text) => Object.assign(document.createElement("td"), { textContent: text })));
+      return row;
+    }));
+    $("table-info").textContent = rows.length
+      ? `Rows ${integer.format(first + 1)}–${integer.format(first + visible.length)} of ${integer.format(rows.length)}`
+      : "No rows";
+    $("previous-page").disabled = page <= 1;
+    $("next-page").disabled = page >= pages;
+  }
+
+  function turnPage(step) {
+    setState({ page: state.page + step }, { reload: false });
+    renderTable();
+  }
+
+  // ---- Start -------------------------------------------------------------------------------
+
+  async function start() {
+    try {
+      meters = await allPages(`${config.api.meters}?page_size=1000`, "results");
+    } catch (error) {
+      setPhase("error", "");
+      showError(error);
+      return;
+    }
+    if (!meters.length) {
+      setPhase("error", "");
+      showError({ problem: { title: "No meters", detail: "Import readings first (manage.py import_readings FILE.csv)." } });
+      return;
+    }
+    fillMeters();
+    fillZones();
+    state = stateFromUrl();
+    history.replaceState(null, "", urlOf(state));
+    showControls();
+    $("controls").addEventListener("change", onControlChange);
+    $("controls").addEventListener("submit", (event) => event.preventDefault());
+    $("whole-range").addEventListener("click", () => setState({ ...wholeRange(meterNamed(state.meter), state.tz), page: 1 }));
+    $("previous-page").addEventListener("click", () => turnPage(-1));
+    $("next-page").addEventListener("click", () => turnPage(1));
+    window.addEventListener("popstate", () => {
+      state = stateFromUrl();
+      showControls();
+      load();
+    });
+    let resizing = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizing);
+      resizing = setTimeout(() => chart?.setSize({ width: Math.max($("chart").clientWidth, 300), height: 340 }), 150);
+    });
+    load();
+  }
+
+  start();
+})();

@@ -1,0 +1,65 @@
+"""The gateway's gRPC client: one channel per process and configuration, TLS and tokens passed
+through, against real servers."""
+import subprocess
+
+import pytest
+from django.test import override_settings
+
+from grpc_api import client
+from grpc_api.server import create_server
+
+pytestmark = pytest.mark.django_db
+
+HOUR = {"start": "2019-01-01T01:00:00Z", "end": "2019-01-01T02:00:00Z"}
+READINGS = "/api/v1/meters/meterusage/readings/"
+
+
+def test_one_channel_serves_every_call(api):
+    first = client.connection()
+    for _ in range(3):
+        assert api.get(READINGS, HOUR).status_code == 200
+
+    assert client.connection() is first
+
+
+def test_a_new_target_gets_a_new_channel_and_the_old_one_is_closed(gateway, closed_port):
+    first = client.connection()
+
+    with override_settings(GRPC_TARGET=f"127.0.0.1:{closed_port}"):
+        other = client.connection()
+
+    assert other is not first and other.config.target == f"127.0.0.1:{closed_port}"
+    assert client.connection() is not other
+    assert client.connection().config.target == f"127.0.0.1:{gateway.port}"
+
+
+def test_tls_with_a_root_certificate(api, tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    running = create_server("127.0.0.1:0", tls=(key.read_bytes(), cert.read_bytes()), tokens=["s3cret"])
+    try:
+        with override_settings(GRPC_TARGET=f"127.0.0.1:{running.port}", GRPC_TLS_ROOT_CERT=str(cert), GRPC_TOKEN="s3cret"):
+            assert [r["value"] for r in api.get(READINGS, HOUR).json()["readings"]] == [56.03, 55.77, 55.45, 55.74]
+            assert client.service_status() == "SERVING"
+        # Plaintext to a TLS server fails, and says the service is unavailable.
+        with override_settings(GRPC_TARGET=f"127.0.0.1:{running.port}"):
+            response = api.get(READINGS, HOUR)
+            assert (response.status_code, response.json()["grpc_code"]) == (503, "UNAVAILABLE")
+    finally:
+        running.stop(grace=0)
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("INVALID_ARGUMENT", 400), ("UNAUTHENTICATED", 401), ("PERMISSION_DENIED", 403), ("NOT_FOUND", 404),
+     ("RESOURCE_EXHAUSTED", 429), ("UNAVAILABLE", 503), ("DEADLINE_EXCEEDED", 504), ("INTERNAL", 502),
+     ("UNKNOWN", 502), ("UNIMPLEMENTED", 502)],
+)
+def test_status_of_each_grpc_code(code, status):
+    import grpc
+
+    assert client.HTTP_STATUS.get(grpc.StatusCode[code], client.BAD_GATEWAY) == status

@@ -1,0 +1,50 @@
+"""/healthz answers while the process lives; /readyz checks the database and gRPC health."""
+import pytest
+from django.test import override_settings
+
+from grpc_api.server import create_server
+
+pytestmark = pytest.mark.django_db
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_ready_with_database_and_serving_grpc(client, gateway):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": {"ok": True}, "grpc": {"ok": True, "status": "SERVING"}},
+    }
+
+
+def test_not_ready_without_grpc(client, closed_port):
+    with override_settings(GRPC_TARGET=f"127.0.0.1:{closed_port}"):
+        response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not ready"
+    assert body["checks"]["database"] == {"ok": True}
+    assert body["checks"]["grpc"]["ok"] is False
+    assert body["checks"]["grpc"]["error"].startswith("UNAVAILABLE: the gRPC service is unavailable")
+
+
+def test_not_ready_while_grpc_shuts_down(client):
+    running = create_server("127.0.0.1:0")
+    try:
+        running.health.enter_graceful_shutdown()
+        with override_settings(GRPC_TARGET=f"127.0.0.1:{running.port}"):
+            response = client.get("/readyz")
+    finally:
+        running.stop(grace=0)
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["grpc"] == {"ok": False, "status": "NOT_SERVING"}

@@ -1,0 +1,58 @@
+"""Pages and probes outside the API: the dashboard, /healthz and /readyz."""
+from django.db import DatabaseError, connection
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from grpc_api import client
+
+# Placeholder the dashboard replaces with a meter name in the API's URL templates.
+METER_PLACEHOLDER = "__meter__"
+
+
+@require_safe
+def dashboard(request):
+    urls = {
+        "meters": reverse("api:meter-list"),
+        **{
+            name: reverse(f"api:meter-{name}", kwargs={"meter": METER_PLACEHOLDER})
+            for name in ("readings", "aggregates", "completeness")
+        },
+    }
+    config = {"api": urls, "meterPlaceholder": METER_PLACEHOLDER}
+    return render(request, "readings/dashboard.html", {"dashboard_config": config})
+
+
+@never_cache
+@require_safe
+def healthz(request):
+    """The process is alive and answers requests; nothing else is checked."""
+    return JsonResponse({"status": "ok"})
+
+
+def _database_check() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True}
+
+
+def _grpc_check() -> dict:
+    try:
+        status = client.service_status()
+    except client.GatewayError as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": status == "SERVING", "status": status}
+
+
+@never_cache
+@require_safe
+def readyz(request):
+    """Ready to serve: the database answers and the gRPC service reports SERVING. 503 otherwise."""
+    checks = {"database": _database_check(), "grpc": _grpc_check()}
+    ready = all(check["ok"] for check in checks.values())
+    return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
