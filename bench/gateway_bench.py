@@ -34,8 +34,7 @@ from urllib.parse import urlencode
 import grpc
 import orjson
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from common import REPO, latency, manage, start_server, ts  # puts the repository on sys.path
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb  # noqa: E402
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc  # noqa: E402
@@ -43,18 +42,6 @@ from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc  # noqa: E402
 MONTH = ("2019-01-01T00:00:00Z", "2019-02-01T00:00:00Z")
 YEAR = ("2020-01-01T00:00:00Z", "2021-01-01T00:00:00Z")
 GOAL_ADDED = 2.0
-
-
-def ts(text: str):
-    from google.protobuf import timestamp_pb2
-
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromJsonString(text)
-    return stamp
-
-
-def manage(env: dict, *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 def prepare_data(env: dict, folder: Path, reference: Path) -> None:
@@ -72,15 +59,7 @@ def free_port() -> int:
 
 
 def start_grpc(env: dict) -> tuple[subprocess.Popen, int]:
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0", "--max-workers", "4"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    line = process.stdout.readline()
-    if "127.0.0.1:" not in line:
-        process.kill()
-        raise RuntimeError(f"gRPC server did not start: {line!r}")
-    return process, int(line.split("127.0.0.1:")[1].split(" ")[0])
+    return start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0", "--max-workers", "4"], env)
 
 
 def start_gunicorn(env: dict, workers: int) -> tuple[subprocess.Popen, int]:
@@ -102,19 +81,6 @@ def start_gunicorn(env: dict, workers: int) -> tuple[subprocess.Popen, int]:
             time.sleep(0.1)
     process.kill()
     raise RuntimeError("gunicorn did not start")
-
-
-def latency(call, calls: int) -> tuple[float, float]:
-    """Median and p99 in milliseconds of `calls` calls, after a few warm-up calls."""
-    for _ in range(5):
-        call()
-    samples = []
-    for _ in range(calls):
-        began = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - began) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
 def http_get(connection: http.client.HTTPConnection, url: str, expect: int):

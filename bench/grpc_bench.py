@@ -20,9 +20,7 @@ this script with --serve-baseline. Run from the repository root:
 """
 import argparse
 import os
-import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,12 +29,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-
-REPO = Path(__file__).resolve().parent.parent
-
-# The project refuses to start without a key (outside debug); the bench's servers get a throwaway one.
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-" + secrets.token_urlsafe(32))
-sys.path.insert(0, str(REPO))
+from common import REPO, latency, manage, start_server, ts  # puts the repository on sys.path
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb  # noqa: E402
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc  # noqa: E402
@@ -47,18 +40,6 @@ END = "2400-01-01T00:00:00Z"
 GOAL_VS_BASELINE = 20
 GOAL_VS_LIMIT = 0.25
 GOAL_RSS_MB = 64
-
-
-def ts(text: str):
-    from google.protobuf import timestamp_pb2
-
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromJsonString(text)
-    return stamp
-
-
-def manage(env: dict, *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 def prepare_data(env: dict, folder: Path, reference: Path, rss_readings: int) -> None:
@@ -74,25 +55,9 @@ def prepare_data(env: dict, folder: Path, reference: Path, rss_readings: int) ->
     manage(env, "shell", "-c", "from readings.models import Meter; Meter.objects.create(name='gen-1m-csv', source='csv')")
 
 
-def start_server(command: list[str], env: dict) -> tuple[subprocess.Popen, int]:
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = process.stdout.readline()
-    if "127.0.0.1:" not in line:
-        process.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return process, int(line.split("127.0.0.1:")[1].split(" ")[0])
-
-
 def latency_ms(stub, meter: str, start: str, end: str, calls: int) -> tuple[float, float]:
     request = pb.ListReadingsRequest(meter=meter, start_time=ts(start), end_time=ts(end), page_size=10_000)
-    stub.ListReadings(request)  # warm-up
-    samples = []
-    for _ in range(calls):
-        began = time.perf_counter()
-        stub.ListReadings(request)
-        samples.append((time.perf_counter() - began) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return latency(lambda: stub.ListReadings(request), calls)
 
 
 def stream_rate(call, request) -> tuple[float, int]:

@@ -15,26 +15,15 @@ Run from the repository root:
 """
 import argparse
 import os
-import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import latency, manage, start_server, ts  # puts the repository on sys.path
 
-# The project refuses to start without a key (outside debug); the bench's servers get a throwaway one.
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-" + secrets.token_urlsafe(32))
-sys.path.insert(0, str(REPO))
 GOAL = 0.70
-
-
-def manage(env: dict, *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, capture_output=True, text=True
-    ).stdout
 
 
 def main() -> None:
@@ -127,21 +116,11 @@ def seed_rates(influxd, database: str, path: Path, args) -> dict:
 
 def read_latencies(env: dict, calls: int) -> dict:
     import grpc
-    from google.protobuf import timestamp_pb2
 
     from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
     from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 
-    def ts(text: str):
-        stamp = timestamp_pb2.Timestamp()
-        stamp.FromJsonString(text)
-        return stamp
-
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    port = int(server.stdout.readline().split("127.0.0.1:")[1].split(" ")[0])
+    server, port = start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], env)
     results = {}
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -154,22 +133,14 @@ def read_latencies(env: dict, calls: int) -> dict:
                     meter=meter, start_time=ts("2020-01-01T00:00:00Z"), end_time=ts("2021-01-01T00:00:00Z"),
                     window=pb.WINDOW_DAY, time_zone="Europe/Amsterdam",
                 )
-                results[meter] = (timed(stub.ListReadings, month, calls), timed(stub.AggregateReadings, year, calls))
+                results[meter] = (
+                    latency(lambda: stub.ListReadings(month), calls),
+                    latency(lambda: stub.AggregateReadings(year), calls),
+                )
     finally:
         server.terminate()
         server.wait(timeout=20)
     return results
-
-
-def timed(call, request, calls: int) -> tuple[float, float]:
-    call(request)
-    samples = []
-    for _ in range(calls):
-        began = time.perf_counter()
-        call(request)
-        samples.append((time.perf_counter() - began) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
 def report(seeding: dict, latencies: dict, args) -> None:
