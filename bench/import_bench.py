@@ -23,7 +23,6 @@ into SQLite, to compare its peak RSS with that of the --rows file.
 import argparse
 import json
 import os
-import secrets
 import shutil
 import signal
 import statistics
@@ -41,15 +40,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from common import REPO as REPO_ROOT  # puts the repository on sys.path
 
 from readings.csvfile import CsvReport, read_readings  # noqa: E402
 from readings.generate import synthetic_readings, write_readings_csv  # noqa: E402
-
-# The project refuses to start without a key (outside debug); the bench's servers get a throwaway one.
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-" + secrets.token_urlsafe(32))
-
 
 BENCH_DATABASE = "meterusage_bench"
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
