@@ -3,23 +3,30 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 SLOT = np.timedelta64(15, "m")
 
 
-def synthetic_readings(*, days: int, start: date, seed: int, meter_index: int = 0):
-    """(times, values) of one meter: naive datetime64[s] every 15 minutes, values in kWh.
+def synthetic_readings(*, days: int, start: date, seed: int, meter_index: int = 0, time_zone: str = "UTC"):
+    """(times, values) of one meter: naive wall-clock datetime64[s] in `time_zone` every 15
+    minutes, values in kWh.
 
     Load is low at night with a morning and an evening peak, lower at weekends, higher in winter,
-    with noise; a few runs of slots are missing, as on real meters.
+    with noise; a few runs of slots are missing, as on real meters. The slots are real instants,
+    so in a zone with DST the wall clock skips the spring-forward hour and repeats the fall-back one.
     """
     rng = np.random.default_rng([seed, meter_index])
     slots = days * 96
-    times = np.datetime64(start, "s") + np.arange(slots) * SLOT
-    hours = (np.arange(slots) % 96) / 4.0
-    day_of_week = (np.datetime64(start, "D").astype(int) + 3 + np.arange(slots) // 96) % 7  # 0 = Monday
+    first = pd.Timestamp(start).tz_localize(time_zone, nonexistent="shift_forward", ambiguous=True)
+    instants = pd.date_range(first, periods=slots, freq="15min")
+    times = instants.tz_localize(None).as_unit("s").values if time_zone == "UTC" else (
+        instants.tz_convert(time_zone).tz_localize(None).as_unit("s").values
+    )
+    hours = (times.astype("datetime64[m]").astype(np.int64) % 1440) / 60.0
+    day_of_week = (times.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 0 = Monday
     day_of_year = (times.astype("datetime64[D]") - times.astype("datetime64[Y]")).astype(int)
 
     base = rng.uniform(20.0, 80.0)

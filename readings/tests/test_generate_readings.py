@@ -60,3 +60,17 @@ def test_generated_files_import_cleanly(tmp_path):
     assert list(Meter.objects.values_list("name", flat=True)) == ["site-001", "site-002"]
     expected = sum(len(p.read_text().splitlines()) - 1 for p in tmp_path.glob("site-*.csv"))
     assert Reading.objects.count() == expected
+
+
+@pytest.mark.django_db
+def test_wall_clock_data_of_a_dst_zone_imports_with_that_zone(tmp_path):
+    # March to November 2019 in Amsterdam: a spring-forward and a fall-back night.
+    generate(tmp_path, "--days", "250", "--start", "2019-03-01", "--tz", "Europe/Amsterdam")
+    path = tmp_path / "site.csv"
+    lines = path.read_text().splitlines()
+
+    call_command("import_readings", str(path), "--tz", "Europe/Amsterdam", stdout=StringIO())
+
+    assert not any(line.startswith("2019-03-31 02:") for line in lines)
+    assert sum(line.startswith("2019-10-27 02:00:00") for line in lines) == 2
+    assert Reading.objects.count() == len(lines) - 1

@@ -21,16 +21,22 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=0, help="Random seed (default 0).")
         parser.add_argument(
+            "--tz", dest="time_zone", default="UTC",
+            help="IANA zone whose wall clock the times are written in (default UTC); import with the same --tz.",
+        )
+        parser.add_argument(
             "--out", type=Path, default=Path("generated.csv"),
             help="File to write; with several meters, OUT-001.csv, OUT-002.csv, ... (default generated.csv).",
         )
 
-    def handle(self, *args, meters, days, start, seed, out, **options):
+    def handle(self, *args, meters, days, start, seed, out, time_zone, **options):
         if meters < 1 or days < 1:
             raise CommandError("--meters and --days must be at least 1")
         rows = 0
         for index, path in enumerate(generated_file_paths(out, meters)):
-            times, values = synthetic_readings(days=days, start=start, seed=seed, meter_index=index)
+            times, values = synthetic_readings(
+                days=days, start=start, seed=seed, meter_index=index, time_zone=time_zone
+            )
             write_readings_csv(path, times, values)
             rows += len(times)
             if options["verbosity"] >= 2:
