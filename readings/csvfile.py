@@ -167,27 +167,31 @@ def read_readings(
         return "skip"
 
     source = pa.OSFile(str(path))
-    reader = pa_csv.open_csv(
-        source,
-        read_options=pa_csv.ReadOptions(
-            skip_rows=1,
-            column_names=columns,
-            use_threads=False,
-            # Blocks of 1 MiB (~40,000 rows): the reader reads a few dozen ahead, so this is
-            # what bounds memory, whatever the file's length.
-            block_size=READ_BLOCK_BYTES,
-        ),
-        # Blank lines stay rows, so that row number and file line keep in step.
-        parse_options=pa_csv.ParseOptions(
-            ignore_empty_lines=False, invalid_row_handler=on_invalid_row
-        ),
-        convert_options=pa_csv.ConvertOptions(
-            include_columns=[TIME_COLUMN, VALUE_COLUMN],
-            column_types={TIME_COLUMN: pa.string(), VALUE_COLUMN: pa.string()},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    try:
+        reader = pa_csv.open_csv(
+            source,
+            read_options=pa_csv.ReadOptions(
+                skip_rows=1,
+                column_names=columns,
+                use_threads=False,
+                # Blocks of 1 MiB (~40,000 rows): the reader reads a few dozen ahead, so this is
+                # what bounds memory, whatever the file's length.
+                block_size=READ_BLOCK_BYTES,
+            ),
+            # Blank lines stay rows, so that row number and file line keep in step.
+            parse_options=pa_csv.ParseOptions(
+                ignore_empty_lines=False, invalid_row_handler=on_invalid_row
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=[TIME_COLUMN, VALUE_COLUMN],
+                column_types={TIME_COLUMN: pa.string(), VALUE_COLUMN: pa.string()},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:  # the reader parses its first block as it opens
+        source.close()
+        raise CsvError(path, _arrow_message(exc)) from None
     next_line = 2
     try:
         while True:
@@ -245,17 +249,18 @@ def _clean(
     report.rows_read += len(lines)
 
     naive, time_ok = _parse_times(times, lines, report)
+    time_ok &= _within_supported_years(naive, time_ok, lines, times, report)
+    # Every row with a time goes through localization, those without a value too: a fall-back
+    # hour's first pass is what tells its second pass apart.
+    epochs, local_ok = _to_utc_epochs(naive, time_ok, zone, lines, times, report)
     numbers, value_ok = _parse_values(values, lines, report)
-    ok = time_ok & value_ok
+    ok = time_ok & local_ok & value_ok
 
     has_value = np.isfinite(numbers)
     for i in np.flatnonzero(ok & ~has_value):
         raw = values[i].as_py()
         report.add_problem(RowProblem(int(lines[i]), raw, _missing_reason(raw, numbers[i]), "skipped"))
     ok &= has_value
-
-    epochs, local_ok = _to_utc_epochs(naive, ok, zone, lines, times, report)
-    ok &= local_ok
 
     batch = ReadingBatch(lines=lines[ok], epochs=epochs[ok], values=numbers[ok])
     _note_order(batch.epochs, report)
@@ -283,12 +288,29 @@ def _parse_times(times: pa.Array, lines: np.ndarray, report: CsvReport) -> tuple
 
 
 _EPOCH = datetime(1970, 1, 1)
+# 0001-01-02 and 9999-12-30 00:00 as naive seconds, the span readings.selectors serves.
+MIN_NAIVE, MAX_NAIVE = -62_135_510_400, 253_402_214_400
+
+
+def _within_supported_years(
+    naive: np.ndarray, time_ok: np.ndarray, lines: np.ndarray, times: pa.Array, report: CsvReport
+) -> np.ndarray:
+    """Times the service can serve (years 1 to 9999, a day's margin for any zone's offset)."""
+    inside = (naive >= MIN_NAIVE) & (naive <= MAX_NAIVE)
+    for i in np.flatnonzero(time_ok & ~inside):
+        raw = times[i].as_py()
+        report.add_problem(
+            RowProblem(int(lines[i]), raw, f"time {raw!r} is outside 0001-01-02 to 9999-12-30", "invalid")
+        )
+    return inside
 
 
 def _parse_time_text(raw: str) -> tuple[int | None, str]:
     text = raw.strip()
     if not text:
         return None, "time is empty"
+    if "\n" in text or "\r" in text:
+        return None, f"time {raw!r} holds a line break"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -351,6 +373,8 @@ def _to_utc_epochs(
     local_ok = np.ones(len(naive), dtype=bool)
     if zone.key == "UTC" or not len(naive):
         return naive, local_ok
+    # Rows already refused (no time, or out of range) must not trip the zone conversion.
+    naive = np.where(ok, naive, 0)
     wall = pd.DatetimeIndex(naive.astype("datetime64[s]"))
     localized = wall.tz_localize(zone.key, ambiguous="NaT", nonexistent="NaT")
     epochs = np.asarray(localized.tz_convert("UTC").as_unit("s").asi8).copy()

@@ -4,7 +4,6 @@ Times are UTC epoch seconds; ranges are half-open [start, end). Every function v
 arguments and raises InvalidArgument, MeterNotFound or SourceUnavailable.
 """
 import logging
-import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from readings import tokens
 from readings.errors import FieldViolation, InvalidArgument, MeterNotFound
 from readings.models import Meter
 from readings.sources import BucketStats, Extremes, MeterSummary, ReadingsSource, Series, SourceUnavailable, get_source
+from readings.validators import zone_named
 from readings.windows import Window, expected_slots, window_edges
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def _check_range(start: int | None, end: int | None) -> tuple[int, int]:
         elif not MIN_EPOCH <= value <= MAX_EPOCH:
             violations.append(FieldViolation(field, "must lie between 0001-01-02 and 9999-12-30"))
     if not violations and start >= end:
-        violations.append(FieldViolation("end_time", "must be after start_time"))
+        violations.append(FieldViolation("end_time", "must be after the start of the range"))
     if violations:
         raise InvalidArgument(*violations)
     return start, end
@@ -58,6 +58,9 @@ def _check_range(start: int | None, end: int | None) -> tuple[int, int]:
 def meter_get(name: str) -> Meter:
     if not name:
         raise InvalidArgument(FieldViolation("meter", "is required"))
+    max_length = Meter._meta.get_field("name").max_length
+    if len(name) > max_length:
+        raise InvalidArgument(FieldViolation("meter", f"is longer than {max_length} characters"))
     try:
         return Meter.objects.get(name=name)
     except Meter.DoesNotExist:
@@ -162,11 +165,10 @@ def reading_aggregates(
     start, end = _check_range(start, end)
     if window is None:
         raise InvalidArgument(FieldViolation("window", "is required: 15m, hour, day, week or month"))
-    zone_name = time_zone or meter.time_zone
     try:
-        zone = zoneinfo.ZoneInfo(zone_name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise InvalidArgument(FieldViolation("time_zone", f"{zone_name!r} is not an IANA time zone")) from None
+        zone = zone_named(time_zone or meter.time_zone)
+    except ValueError as exc:
+        raise InvalidArgument(FieldViolation("time_zone", str(exc))) from None
     approximate = (end - start) // {Window.FIFTEEN_MINUTES: 900, Window.HOUR: 3600}.get(window, 86400)
     if approximate > MAX_BUCKETS:
         raise InvalidArgument(

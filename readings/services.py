@@ -24,6 +24,7 @@ from readings.csvfile import (
 )
 from readings.influx import DEFAULT_WRITE_BATCH, InfluxClient, InfluxError, InfluxSettings, line_protocol
 from readings.models import ImportRun, Meter, Reading
+from readings.validators import zone_named
 
 STAGING_TABLE = "readings_import_staging"
 FROM_DB_BATCH = 50_000
@@ -44,9 +45,9 @@ def meter_name_for(path: Path) -> str:
 
 def validate_time_zone_name(name: str) -> str:
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ReadingsImportError(f"unknown time zone {name!r}; use an IANA name such as Europe/Amsterdam") from None
+        zone_named(name)
+    except ValueError:
+        raise ReadingsImportError(f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Amsterdam") from None
     return name
 
 

@@ -4,6 +4,14 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 
 
+def zone_named(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA zone `name`; ValueError naming it (cut to 64 characters) when there is none."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, a name too long
+        raise ValueError(f"{name[:64]!r} is not an IANA time zone such as Europe/Amsterdam") from None
+
+
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError("%(value)s is not an IANA time zone name.", params={"value": value})

@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from readings.validators import zone_named
+
 # RFC 3339 date-time, or a date alone, or a date and wall time without an offset. Seconds may be
 # left out and fractions are dropped (the service works in whole seconds).
 _TIME = re.compile(
@@ -42,10 +44,7 @@ def epoch_seconds(moment: datetime, zone: zoneinfo.ZoneInfo) -> int:
 
 def time_zone(name: str) -> zoneinfo.ZoneInfo:
     """The IANA zone `name`; ValueError when there is none of that name."""
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"{name[:64]!r} is not an IANA time zone such as Europe/Amsterdam") from None
+    return zone_named(name)
 
 
 def rfc3339(seconds) -> list[str]:

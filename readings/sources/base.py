@@ -73,8 +73,9 @@ class Extremes:
 
 @dataclass(frozen=True)
 class Jumps:
-    """Enough to find the gaps of a range: how many readings, the first and last time, and
-    every pair of consecutive reading times further apart than the interval."""
+    """Enough to find the gaps of a range, in slots (reading times floored to the interval): how
+    many slots hold a reading, the first and last of them, and every pair of consecutive such
+    slots further apart than the interval."""
 
     count: int
     first: int | None
@@ -131,9 +132,11 @@ def bucket_index_stats(times: np.ndarray, values: np.ndarray, edges: np.ndarray)
 
 
 def jumps_of(times: np.ndarray, interval: int) -> Jumps:
-    """Jumps of sorted in-memory reading times."""
-    if not len(times):
+    """Jumps of in-memory reading times, each counted in its slot (the multiple of `interval` at
+    or before it), so that readings off the grid fill their slot rather than open a gap."""
+    slots = np.unique(times - times % interval)
+    if not len(slots):
         return Jumps(0, None, None, [])
-    far = np.flatnonzero(np.diff(times) > interval)
-    pairs = list(zip(times[far].tolist(), times[far + 1].tolist()))
-    return Jumps(len(times), int(times[0]), int(times[-1]), pairs)
+    far = np.flatnonzero(np.diff(slots) > interval)
+    pairs = list(zip(slots[far].tolist(), slots[far + 1].tolist()))
+    return Jumps(len(slots), int(slots[0]), int(slots[-1]), pairs)

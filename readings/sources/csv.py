@@ -4,6 +4,7 @@ A file is read once into two sorted numpy columns and answered by binary search;
 again when it changes on disk.
 """
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +25,18 @@ from readings.sources.base import (
 
 class CsvSource:
     """OPTIONS: FILES, a mapping of meter name to CSV path, and/or DIRECTORY, where a meter's
-    file is `<DIRECTORY>/<meter name>.csv`. Naive times are read in the meter's time zone."""
+    file is `<DIRECTORY>/<meter name>.csv`; FILES_KEPT, how many loaded files stay in memory
+    (default 64, the least recently used go first). Naive times are read in the meter's zone."""
 
-    def __init__(self, *, alias: str, FILES: dict[str, str] | None = None, DIRECTORY: str | None = None):
+    def __init__(
+        self, *, alias: str, FILES: dict[str, str] | None = None, DIRECTORY: str | None = None, FILES_KEPT: int = 64
+    ):
         self.alias = alias
+        self.files_kept = FILES_KEPT
         self.files = {name: Path(path) for name, path in (FILES or {}).items()}
         self.directory = Path(DIRECTORY) if DIRECTORY else None
-        self._loaded: dict[tuple, Series] = {}
+        # Files recently served, most recent last; bounded, since a DIRECTORY may hold thousands.
+        self._loaded: OrderedDict[tuple, Series] = OrderedDict()
         self._lock = threading.Lock()
 
     def path_for(self, meter: Meter) -> Path:
@@ -47,14 +53,18 @@ class CsvSource:
         except OSError as exc:
             raise SourceUnavailable(f"CSV source {self.alias!r}: cannot read {path}: {exc.strerror}") from None
         key = (str(path), stat.st_mtime_ns, stat.st_size, meter.time_zone)
-        series = self._loaded.get(key)
-        if series is None:
-            with self._lock:
-                series = self._loaded.get(key)
-                if series is None:
-                    series = _load(path, meter.time_zone, self.alias)
-                    self._loaded = {k: v for k, v in self._loaded.items() if k[0] != key[0]}
-                    self._loaded[key] = series
+        with self._lock:
+            series = self._loaded.get(key)
+            if series is not None:
+                self._loaded.move_to_end(key)
+                return series
+        series = _load(path, meter.time_zone, self.alias)
+        with self._lock:
+            for stale in [k for k in self._loaded if k[0] == key[0]]:
+                del self._loaded[stale]
+            self._loaded[key] = series
+            while len(self._loaded) > self.files_kept:
+                self._loaded.popitem(last=False)
         return series
 
     def summary(self, meter: Meter) -> MeterSummary:

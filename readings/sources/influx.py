@@ -8,7 +8,7 @@ import numpy as np
 
 from readings.influx import InfluxClient, InfluxError, InfluxSettings, quote_string
 from readings.models import Meter
-from readings.sources.base import BucketStats, Extremes, Jumps, MeterSummary, Series, SourceUnavailable
+from readings.sources.base import BucketStats, Extremes, Jumps, MeterSummary, Series, SourceUnavailable, jumps_of
 
 
 class InfluxSource:
@@ -88,23 +88,17 @@ class InfluxSource:
 
         def earliest(value: float) -> int:
             # min()/max() may name any of several equal points; the earliest one is wanted.
-            return int(self._rows(f"SELECT value {where} AND value = {value!r} ORDER BY time ASC LIMIT 1")[0][0])
+            # Positional digits: InfluxQL reads 1e-05 as a duration, not a number.
+            literal = np.format_float_positional(value, unique=True, trim="0")
+            return int(self._rows(f"SELECT value {where} AND value = {literal} ORDER BY time ASC LIMIT 1")[0][0])
 
         return Extremes(earliest(low[0][1]), float(low[0][1]), earliest(high[0][1]), float(high[0][1]))
 
     def jumps(self, meter: Meter, *, start: int, end: int, interval: int) -> Jumps:
+        # Grouping by the interval from the epoch gives the slots that hold a reading.
         where = self.client.meter_filter(meter.name, start, end)
-        count = self._rows(f"SELECT count(value) {where}")
-        if not count:
-            return Jumps(0, None, None, [])
-        first = int(self._rows(f"SELECT first(value) {where}")[0][0])
-        last = int(self._rows(f"SELECT last(value) {where}")[0][0])
-        steps = self._rows(
-            f"SELECT step FROM (SELECT elapsed(value, 1s) AS step {where}) WHERE step > {int(interval)}"
-        )
-        pairs = [(int(t) - int(step), int(t)) for t, step in steps]
-        return Jumps(int(count[0][1]), first, last, pairs)
-
+        rows = self._rows(f"SELECT count(value) {where} GROUP BY time({int(interval)}s) fill(none)")
+        return jumps_of(np.array([row[0] for row in rows], dtype=np.int64), interval)
 
 def _all_local_midnights(epochs: list[int], zone: str) -> bool:
     tz = zoneinfo.ZoneInfo(zone)

@@ -91,17 +91,19 @@ class SqlSource:
         return Extremes(lowest[0][0], lowest[0][1], highest[0][0], highest[0][1])
 
     def jumps(self, meter: Meter, *, start: int, end: int, interval: int) -> Jumps:
-        bounds = [meter.pk, _db_time(start), _db_time(end)]
-        count, first, last = self._query(
-            f"SELECT COUNT(*), MIN({_epoch('time')}), MAX({_epoch('time')}) FROM {TABLE} "
-            "WHERE meter_id = %s AND time >= %s AND time < %s",
-            bounds,
-        )[0]
+        # Each reading counts in its slot: its time floored to the interval (a floor, not SQL's
+        # truncating division, so that times before 1970 land where numpy puts them too).
+        epoch = _epoch("time")
+        slots = (
+            f"SELECT DISTINCT {epoch} - (({epoch} %% %s) + %s) %% %s AS slot FROM {TABLE} "
+            "WHERE meter_id = %s AND time >= %s AND time < %s"
+        )
+        params = [interval, interval, interval, meter.pk, _db_time(start), _db_time(end)]
+        count, first, last = self._query(f"SELECT COUNT(*), MIN(slot), MAX(slot) FROM ({slots}) AS s", params)[0]
         pairs = self._query(
-            "SELECT previous, t FROM ("
-            f"SELECT {_epoch('time')} AS t, LAG({_epoch('time')}) OVER (ORDER BY time) AS previous "
-            f"FROM {TABLE} WHERE meter_id = %s AND time >= %s AND time < %s"
-            ") AS steps WHERE t - previous > %s ORDER BY t",
-            [*bounds, interval],
+            "SELECT previous, slot FROM ("
+            f"SELECT slot, LAG(slot) OVER (ORDER BY slot) AS previous FROM ({slots}) AS s"
+            ") AS steps WHERE slot - previous > %s ORDER BY slot",
+            [*params, interval],
         )
         return Jumps(count, first, last, [(int(a), int(b)) for a, b in pairs])

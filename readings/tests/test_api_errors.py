@@ -54,7 +54,7 @@ def test_invalid_parameters_are_named(api, url, query, errors):
 @pytest.mark.parametrize(
     ("url", "query", "field", "description"),
     [
-        (READINGS, {"start": HOUR["end"], "end": HOUR["start"]}, "end", "must be after start_time"),
+        (READINGS, {"start": HOUR["end"], "end": HOUR["start"]}, "end", "must be after the start of the range"),
         (READINGS, {**HOUR, "page_token": "forged"}, "page_token", "is not a token issued by this service"),
         (AGGREGATES, {"start": "2000-01-01", "end": "2019-01-01", "window": "15m"}, "end",
          "the range holds more than 100000 windows; use a wider window"),

@@ -49,6 +49,15 @@ REJECTED = [
     ("latin-1 text", (HEADER + "2019-01-01 00:15:00,1\n# caf\xe9\n").encode("latin-1"), "is not UTF-8 text"),
     ("binary", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is not a text CSV file (binary data at byte 8)"),
     ("empty file", b"", "the file is empty; expected the header 'time,meterusage'"),
+    ("before year 1 in a zone east of UTC", HEADER + "0001-01-01 00:15:00,1\n",
+     "line 2: time '0001-01-01 00:15:00' is outside 0001-01-02 to 9999-12-30"),
+    ("the last day of year 9999", HEADER + "2019-01-01 00:15:00,1\n9999-12-31 23:45:00,2\n",
+     "line 3: time '9999-12-31 23:45:00' is outside 0001-01-02 to 9999-12-30"),
+    ("line break inside a quoted time", HEADER + '"2019-01-01\n00:15:00",1\n',
+     "holds a line break"),
+    ("invalid UTF-8 far into the file",
+     (HEADER + "".join(f"2019-01-{1 + i // 96:02d} {i % 96 // 4:02d}:{i % 4 * 15:02d}:00,1\n" for i in range(3000))).encode()
+     + b"2019-02-01 00:00:00,\xff\n", "is not UTF-8 text"),
     ("line after a blank line", HEADER + "2019-01-01 00:15:00,1\n\n2019-01-01 00:45:00,x\n",
      "line 4: meterusage 'x' is not a number"),
 ]

@@ -49,3 +49,22 @@ def test_spring_forward_gap_is_an_invalid_row(write_csv):
     with pytest.raises(CommandError, match="line 3: time '2019-03-31 02:15:00' does not exist in Europe/Amsterdam"):
         import_file(write_csv(HEADER + body), time_zone="Europe/Amsterdam")
     assert not Reading.objects.exists()
+
+
+def test_a_missing_value_in_the_first_pass_of_a_fall_back_hour(write_csv):
+    # The first 02:00 has no value; the second 02:00 is still the winter one (UTC 01:00).
+    body = "2019-10-27 02:00:00,NaN\n2019-10-27 02:15:00,1\n2019-10-27 02:00:00,2\n2019-10-27 02:15:00,3\n"
+
+    import_file(write_csv(HEADER + body), time_zone="Europe/Amsterdam")
+
+    assert list(Reading.objects.order_by("time").values_list("time", "value")) == [
+        (datetime(2019, 10, 27, 0, 15, tzinfo=UTC), 1.0),
+        (datetime(2019, 10, 27, 1, 0, tzinfo=UTC), 2.0),
+        (datetime(2019, 10, 27, 1, 15, tzinfo=UTC), 3.0),
+    ]
+
+
+@pytest.mark.parametrize("zone", ["Europe", "a" * 5000])
+def test_a_folder_or_overlong_name_is_no_time_zone(write_csv, zone):
+    with pytest.raises(CommandError, match="unknown time zone"):
+        import_file(write_csv(HEADER + "2019-01-01 00:15:00,1\n"), time_zone=zone)
