@@ -77,8 +77,9 @@ def test_cancelled_stream_stops_reading(stub, caplog):
         lambda: next((r.getMessage() for r in caplog.records if "StreamReadings CANCELLED" in r.getMessage()), None)
     )
     sent = int(line.rsplit("messages=", 1)[1])
-    # 11,000 one-reading messages were due; the server stopped after a handful in flight.
-    assert sent < 1000
+    # 11,000 one-reading messages were due; the server stopped once the cancel reached it
+    # (those already in HTTP/2's flow-control window, a few thousand at most, were sent).
+    assert sent < 5000
 
 
 def test_expired_deadline_ends_the_stream(stub):
