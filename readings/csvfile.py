@@ -205,7 +205,7 @@ def read_readings(
                 raise _malformed_row_error(path, malformed[0])
             for start in range(0, record_batch.num_rows, batch_size):
                 chunk = record_batch.slice(start, batch_size)
-                batch = _clean(chunk, next_line, zone, report, path)
+                batch = _clean(chunk, next_line, zone, report)
                 next_line += chunk.num_rows
                 if len(batch):
                     yield batch
@@ -233,7 +233,7 @@ def _malformed_row_error(path: Path, row: tuple[int | None, int, int, str]) -> C
 
 
 def _clean(
-    chunk: pa.RecordBatch, first_line: int, zone: zoneinfo.ZoneInfo, report: CsvReport, path: Path
+    chunk: pa.RecordBatch, first_line: int, zone: zoneinfo.ZoneInfo, report: CsvReport
 ) -> ReadingBatch:
     times = chunk.column(TIME_COLUMN)
     values = chunk.column(VALUE_COLUMN)

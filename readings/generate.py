@@ -7,8 +7,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-SLOT = np.timedelta64(15, "m")
-
 
 def synthetic_readings(*, days: int, start: date, seed: int, meter_index: int = 0, time_zone: str = "UTC"):
     """(times, values) of one meter: naive wall-clock datetime64[s] in `time_zone` every 15

@@ -98,17 +98,26 @@ def meter_summary(meter: Meter) -> MeterSummary:
         return meter.cached_summary()
 
 
+def _continued_range(
+    *, kind: str, meter_name: str, start: int | None, end: int | None, token: str, token_field: str
+) -> tuple[Meter, int, int, int | None, tuple]:
+    """The meter, the checked range, the position a token continues after (None without one)
+    and the request fields tokens of this request are bound to."""
+    meter = meter_get(meter_name)
+    start, end = _check_range(start, end)
+    request_fields = (meter_name, start, end)
+    after = tokens.redeem(kind, token, field=token_field, request_fields=request_fields) if token else None
+    return meter, start, end, after, request_fields
+
+
 def reading_page(
     *, meter_name: str, start: int | None, end: int | None, page_size: int, page_token: str
 ) -> tuple[Series, str]:
     """A page of readings in [start, end), oldest first, and the next page's token ("" at the end)."""
-    meter = meter_get(meter_name)
-    start, end = _check_range(start, end)
     size = _page_size(page_size, "page_size", READINGS_PAGE_SIZE)
-    request_fields = (meter_name, start, end)
-    after = None
-    if page_token:
-        after = tokens.redeem("readings", page_token, field="page_token", request_fields=request_fields)
+    meter, start, end, after, request_fields = _continued_range(
+        kind="readings", meter_name=meter_name, start=start, end=end, token=page_token, token_field="page_token"
+    )
     # One reading more than the page tells whether another page follows.
     series = source_of(meter).read(meter, start=start, end=end, after=after, limit=size + 1)
     if len(series) <= size:
@@ -125,13 +134,10 @@ def reading_batches(
     Arguments are checked here, before the first batch is read; the store is read one batch at a
     time, so a consumer that stops iterating stops the reads.
     """
-    meter = meter_get(meter_name)
-    start, end = _check_range(start, end)
     size = _page_size(batch_size, "batch_size", STREAM_BATCH_SIZE)
-    request_fields = (meter_name, start, end)
-    after = None
-    if resume_token:
-        after = tokens.redeem("stream", resume_token, field="resume_token", request_fields=request_fields)
+    meter, start, end, after, request_fields = _continued_range(
+        kind="stream", meter_name=meter_name, start=start, end=end, token=resume_token, token_field="resume_token"
+    )
     source = source_of(meter)
 
     def batches():

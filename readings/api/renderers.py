@@ -32,11 +32,6 @@ class FastJSONRenderer(renderers.JSONRenderer):
         return dumps(data, indent=bool(indent))
 
 
-class ProblemJSONRenderer(FastJSONRenderer):
-    media_type = "application/problem+json"
-    format = "problem+json"
-
-
 class CSVRenderer(renderers.BaseRenderer):
     """CSV of the rows the view picks out of its data (`view.csv_table(data)`: header, then rows)."""
 
