@@ -36,7 +36,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="influx-bench-") as tmp:
         folder = Path(tmp)
-        from readings.tests.influxd import InfluxServer
+        from testing.influxd import InfluxServer
 
         # No authentication: InfluxDB 1.x checks a bcrypt hash on every request, which would
         # measure the password hashing rather than the writes.
@@ -70,8 +70,8 @@ def seed_rates(influxd, database: str, path: Path, args) -> dict:
     import requests
 
     from readings.csvfile import CsvReport, read_readings
-    from readings.influx import line_protocol
-    from readings.services import readings_seed_influx
+    from readings.sources.influx.client import line_protocol
+    from readings.services import readings_seed
 
     # The limit's request bodies: the same cleaned points, in the same batch sizes, built beforehand.
     bodies = []
@@ -96,7 +96,7 @@ def seed_rates(influxd, database: str, path: Path, args) -> dict:
     def seed_run(mirror: bool) -> float:
         fresh_database()
         began = time.perf_counter()
-        run = readings_seed_influx(path=path, meter_name="seeded", mirror=mirror, batch_size=args.batch_size)
+        run = readings_seed(path=path, meter_name="seeded", mirror=mirror, batch_size=args.batch_size)
         elapsed = time.perf_counter() - began
         assert run.points_written == points, (run.points_written, points)
         return points / elapsed

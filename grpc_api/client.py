@@ -1,5 +1,5 @@
-"""The web gateway's client of meterusage.v1: one channel per process, a deadline on every call,
-and gRPC failures turned into HTTP statuses.
+"""The web tier's client of meterusage.v1: one channel per process, a deadline on every call,
+and failed calls raised as RpcFailed with their code and field violations.
 
 Settings: GRPC_TARGET, GRPC_TOKEN (bearer token to send), GRPC_TLS_ROOT_CERT (CA certificate file;
 set, the channel uses TLS) and GRPC_DEADLINE_SECONDS.
@@ -14,8 +14,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from grpc_api.contract import ERROR_DOMAIN, MAX_MESSAGE_BYTES, SERVICE_NAME, STORE_UNAVAILABLE
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
-from grpc_api.server import MAX_MESSAGE_BYTES, SERVICE_NAME
+from readings.domain import FieldViolation
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -27,69 +28,49 @@ CHANNEL_OPTIONS = [
 # Readiness probes must answer fast even when the deadline of data calls is long.
 HEALTH_DEADLINE_SECONDS = 2.0
 
-# After google.rpc.Code's HTTP mapping; failures of the upstream server itself are a bad gateway.
-HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
-BAD_GATEWAY = 502
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    field: str
-    description: str
-
 
 @dataclass(eq=False)
-class GatewayError(Exception):
-    """A gRPC call that failed, with the HTTP status that stands for it."""
+class RpcFailed(Exception):
+    """A call that ended with a status other than OK: its code, what it said, and the fields it
+    named (google.rpc.BadRequest) when the request was INVALID_ARGUMENT."""
 
-    http_status: int
-    grpc_code: str
+    code: grpc.StatusCode
     detail: str
     violations: list[FieldViolation] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return f"{self.grpc_code}: {self.detail}"
+        return f"{self.code.name}: {self.detail}"
 
 
-def gateway_error(error: grpc.RpcError) -> GatewayError:
-    """The HTTP view of a failed call: status, gRPC code, message and BadRequest field violations."""
+def rpc_failed(error: grpc.RpcError) -> RpcFailed:
     code = error.code()
     detail = error.details() or code.name
+    details = _status_details(error)
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         detail = f"the gRPC service did not answer within {settings.GRPC_DEADLINE_SECONDS:g} s"
-    elif code is grpc.StatusCode.UNAVAILABLE:
+    elif code is grpc.StatusCode.UNAVAILABLE and not any(_is_store_unavailable(d) for d in details):
         detail = f"the gRPC service is unavailable: {detail}"
-    return GatewayError(
-        http_status=HTTP_STATUS.get(code, BAD_GATEWAY),
-        grpc_code=code.name,
-        detail=detail,
-        violations=_field_violations(error) if code is grpc.StatusCode.INVALID_ARGUMENT else [],
-    )
+    violations = []
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        for each in details:
+            bad_request = error_details_pb2.BadRequest()
+            if each.Unpack(bad_request):
+                violations += [FieldViolation(v.field, v.description) for v in bad_request.field_violations]
+    return RpcFailed(code, detail, violations)
 
 
-def _field_violations(error: grpc.RpcError) -> list[FieldViolation]:
+def _status_details(error: grpc.RpcError) -> list:
+    """The google.rpc.Status details of a failed call (Any messages)."""
     try:
         status = rpc_status.from_call(error)
     except ValueError:  # status details that disagree with the call's code
         return []
-    violations = []
-    for detail in status.details if status else ():
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request):
-            violations += [FieldViolation(v.field, v.description) for v in bad_request.field_violations]
-    return violations
+    return list(status.details) if status else []
+
+
+def _is_store_unavailable(detail) -> bool:
+    info = error_details_pb2.ErrorInfo()
+    return detail.Unpack(info) and info.reason == STORE_UNAVAILABLE and info.domain == ERROR_DOMAIN
 
 
 @dataclass(frozen=True)
@@ -152,20 +133,20 @@ def connection() -> _Connection:
 
 
 def call(method: str, request):
-    """Call `method` of MeterUsageService with the deadline and token; a failure raises GatewayError."""
+    """Call `method` of MeterUsageService with the deadline and token; a failure raises RpcFailed."""
     current = connection()
     try:
         return getattr(current.stub, method)(
             request, timeout=settings.GRPC_DEADLINE_SECONDS, metadata=current.metadata
         )
     except grpc.RpcError as error:
-        raise gateway_error(error) from None
+        raise rpc_failed(error) from None
 
 
 def service_status() -> str:
     """The gRPC health status of MeterUsageService ("SERVING", "NOT_SERVING", ...).
 
-    An unreachable server raises GatewayError.
+    An unreachable server raises RpcFailed.
     """
     current = connection()
     try:
@@ -175,5 +156,5 @@ def service_status() -> str:
             metadata=current.metadata,
         )
     except grpc.RpcError as error:
-        raise gateway_error(error) from None
+        raise rpc_failed(error) from None
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)

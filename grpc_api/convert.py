@@ -3,15 +3,17 @@ import numpy as np
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings.windows import Window
+from readings.domain import FieldViolation, InvalidArgument, Window
 
-WINDOWS = {
-    pb.WINDOW_15_MINUTES: Window.FIFTEEN_MINUTES,
-    pb.WINDOW_HOUR: Window.HOUR,
-    pb.WINDOW_DAY: Window.DAY,
-    pb.WINDOW_WEEK: Window.WEEK,
-    pb.WINDOW_MONTH: Window.MONTH,
+# The one mapping between the contract's Window enum and the domain's windows.
+PROTO_WINDOWS = {
+    Window.FIFTEEN_MINUTES: pb.WINDOW_15_MINUTES,
+    Window.HOUR: pb.WINDOW_HOUR,
+    Window.DAY: pb.WINDOW_DAY,
+    Window.WEEK: pb.WINDOW_WEEK,
+    Window.MONTH: pb.WINDOW_MONTH,
 }
+_WINDOWS_OF_PROTO = {value: window for window, value in PROTO_WINDOWS.items()}
 
 
 def epoch_of(message, field: str) -> int | None:
@@ -28,13 +30,32 @@ def duration(seconds: int) -> duration_pb2.Duration:
 
 
 def window_of(value: int) -> Window | None:
-    from readings.errors import FieldViolation, InvalidArgument
-
+    """The domain's window for a Window enum value; None when unspecified."""
     if value == pb.WINDOW_UNSPECIFIED:
         return None
-    if value not in WINDOWS:
+    if value not in _WINDOWS_OF_PROTO:
         raise InvalidArgument(FieldViolation("window", f"{value} is not a Window"))
-    return WINDOWS[value]
+    return _WINDOWS_OF_PROTO[value]
+
+
+def meter_message(entry) -> pb.Meter:
+    """A Meter message of a selectors.MeterEntry."""
+    meter, summary = entry.meter, entry.summary
+    message = pb.Meter(
+        name=meter.name,
+        description=meter.description,
+        unit=meter.unit,
+        time_zone=meter.time_zone,
+        interval=duration(meter.interval.total_seconds()),
+        source=meter.source,
+        readings_unavailable=entry.unavailable,
+    )
+    if summary is not None:
+        message.reading_count = summary.count
+        if summary.first is not None:
+            message.first_reading_time.CopyFrom(timestamp(summary.first))
+            message.last_reading_time.CopyFrom(timestamp(summary.last))
+    return message
 
 
 def bucket(start: int, end: int, count: int, expected: int, total: float, low: float, high: float) -> pb.Bucket:

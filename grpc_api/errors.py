@@ -12,24 +12,28 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from readings.errors import InvalidArgument, MeterNotFound
-from readings.sources import SourceUnavailable
+from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE
+from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
 
 logger = logging.getLogger(__name__)
 
 
-def _abort_invalid(context: grpc.ServicerContext, error: InvalidArgument):
+def _abort_with_detail(context: grpc.ServicerContext, code: int, message: str, detail_message) -> None:
     detail = any_pb2.Any()
-    detail.Pack(
-        error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.violations
-            ]
-        )
-    )
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[detail])
-    context.abort_with_status(rpc_status.to_status(status))
+    detail.Pack(detail_message)
+    context.abort_with_status(rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[detail])))
+
+
+def _abort_invalid(context: grpc.ServicerContext, error: InvalidArgument):
+    violations = [
+        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in error.violations
+    ]
+    _abort_with_detail(context, code_pb2.INVALID_ARGUMENT, str(error), error_details_pb2.BadRequest(field_violations=violations))
+
+
+def _abort_store_unavailable(context: grpc.ServicerContext, store: str):
+    info = error_details_pb2.ErrorInfo(reason=STORE_UNAVAILABLE, domain=ERROR_DOMAIN, metadata={"store": store})
+    _abort_with_detail(context, code_pb2.UNAVAILABLE, f"{store} is unavailable; try again later", info)
 
 
 def abort_for(context: grpc.ServicerContext, error: Exception):
@@ -38,10 +42,13 @@ def abort_for(context: grpc.ServicerContext, error: Exception):
         _abort_invalid(context, error)
     if isinstance(error, MeterNotFound):
         context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+    # Where a store lives (its URL, host, files) goes to the log, not to clients.
     if isinstance(error, SourceUnavailable):
-        context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        logger.warning("unavailable: %s", error)
+        _abort_store_unavailable(context, error.store)
     if isinstance(error, DatabaseError):
-        context.abort(grpc.StatusCode.UNAVAILABLE, f"the relational store is unavailable: {error}")
+        logger.warning("relational store unavailable: %s", error)
+        _abort_store_unavailable(context, "the relational store")
     logger.exception("unexpected error in %s", context, exc_info=error)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})")
 

@@ -1,6 +1,6 @@
 """ROOT_HANDLERS_HOOK of django-grpc-framework: the services this project serves."""
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
-from grpc_api.services import MeterUsageService
+from grpc_api.servicers import MeterUsageService
 
 
 def grpc_handlers(server):

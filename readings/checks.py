@@ -6,7 +6,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 @register()
 def check_readings_sources(app_configs, **kwargs):
-    from readings.sources import build_source
+    from readings.sources import SourcesHandler
 
     config = getattr(settings, "READINGS_SOURCES", None)
     if not isinstance(config, dict) or "default" not in config:
@@ -18,9 +18,10 @@ def check_readings_sources(app_configs, **kwargs):
             )
         ]
     errors = []
+    handler = SourcesHandler(config)
     for alias in config:
         try:
-            build_source(alias)
+            handler.create_source(alias)
         except ImproperlyConfigured as exc:
             errors.append(Error(str(exc), obj="READINGS_SOURCES", id="readings.E002"))
     return errors

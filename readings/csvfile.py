@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from readings.domain import MAX_EPOCH, MIN_EPOCH, SPAN_TEXT
+
 TIME_COLUMN = "time"
 VALUE_COLUMN = "meterusage"
 DEFAULT_BATCH_SIZE = 100_000
@@ -68,8 +70,6 @@ class CsvReport:
     last_epoch: int | None = None
     min_epoch: int | None = None
     max_epoch: int | None = None
-    # Wall times seen once in a DST fall-back hour: their second occurrence is standard time.
-    ambiguous_seen: set = field(default_factory=set)
 
     def add_problem(self, problem: RowProblem) -> None:
         if problem.kind == "skipped":
@@ -144,7 +144,7 @@ def read_readings(
     path: Path | str,
     *,
     time_zone: str = "UTC",
-    report: CsvReport,
+    report: CsvReport | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[ReadingBatch]:
@@ -154,6 +154,9 @@ def read_readings(
     `report`; a row with the wrong number of fields, or a file that is not CSV text, raises CsvError.
     Naive times are read in `time_zone` and returned as UTC epoch seconds.
     """
+    report = CsvReport() if report is None else report
+    # Wall times seen once in a DST fall-back hour: their second occurrence is standard time.
+    ambiguous_seen: set[int] = set()
     path = Path(path)
     check_is_file(path)
     check_is_text(path)
@@ -205,7 +208,7 @@ def read_readings(
                 raise _malformed_row_error(path, malformed[0])
             for start in range(0, record_batch.num_rows, batch_size):
                 chunk = record_batch.slice(start, batch_size)
-                batch = _clean(chunk, next_line, zone, report)
+                batch = _clean(chunk, next_line, zone, report, ambiguous_seen)
                 next_line += chunk.num_rows
                 if len(batch):
                     yield batch
@@ -233,7 +236,7 @@ def _malformed_row_error(path: Path, row: tuple[int | None, int, int, str]) -> C
 
 
 def _clean(
-    chunk: pa.RecordBatch, first_line: int, zone: zoneinfo.ZoneInfo, report: CsvReport
+    chunk: pa.RecordBatch, first_line: int, zone: zoneinfo.ZoneInfo, report: CsvReport, ambiguous_seen: set[int]
 ) -> ReadingBatch:
     times = chunk.column(TIME_COLUMN)
     values = chunk.column(VALUE_COLUMN)
@@ -252,7 +255,7 @@ def _clean(
     time_ok &= _within_supported_years(naive, time_ok, lines, times, report)
     # Every row with a time goes through localization, those without a value too: a fall-back
     # hour's first pass is what tells its second pass apart.
-    epochs, local_ok = _to_utc_epochs(naive, time_ok, zone, lines, times, report)
+    epochs, local_ok = _to_utc_epochs(naive, time_ok, zone, lines, times, report, ambiguous_seen)
     numbers, value_ok = _parse_values(values, lines, report)
     ok = time_ok & local_ok & value_ok
 
@@ -288,19 +291,17 @@ def _parse_times(times: pa.Array, lines: np.ndarray, report: CsvReport) -> tuple
 
 
 _EPOCH = datetime(1970, 1, 1)
-# 0001-01-02 and 9999-12-30 00:00 as naive seconds, the span readings.selectors serves.
-MIN_NAIVE, MAX_NAIVE = -62_135_510_400, 253_402_214_400
 
 
 def _within_supported_years(
     naive: np.ndarray, time_ok: np.ndarray, lines: np.ndarray, times: pa.Array, report: CsvReport
 ) -> np.ndarray:
     """Times the service can serve (years 1 to 9999, a day's margin for any zone's offset)."""
-    inside = (naive >= MIN_NAIVE) & (naive <= MAX_NAIVE)
+    inside = (naive >= MIN_EPOCH) & (naive <= MAX_EPOCH)
     for i in np.flatnonzero(time_ok & ~inside):
         raw = times[i].as_py()
         report.add_problem(
-            RowProblem(int(lines[i]), raw, f"time {raw!r} is outside 0001-01-02 to 9999-12-30", "invalid")
+            RowProblem(int(lines[i]), raw, f"time {raw!r} is outside {SPAN_TEXT}", "invalid")
         )
     return inside
 
@@ -368,6 +369,7 @@ def _to_utc_epochs(
     lines: np.ndarray,
     times: pa.Array,
     report: CsvReport,
+    ambiguous_seen: set[int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """UTC epoch seconds for naive wall times in `zone`; DST gaps are invalid rows."""
     local_ok = np.ones(len(naive), dtype=bool)
@@ -393,8 +395,8 @@ def _to_utc_epochs(
             )
             continue
         # A fall-back hour happens twice: its first occurrence in the file is summer time.
-        second_time = int(naive[i]) in report.ambiguous_seen
-        report.ambiguous_seen.add(int(naive[i]))
+        second_time = int(naive[i]) in ambiguous_seen
+        ambiguous_seen.add(int(naive[i]))
         chosen = stamp.tz_localize(zone.key, ambiguous=not second_time)
         epochs[i] = int(chosen.timestamp())
     return epochs, local_ok

@@ -2,13 +2,14 @@ from datetime import timedelta
 
 from django.db import models
 
-from readings.validators import validate_interval, validate_source_alias, validate_time_zone
+from readings.domain import METER_NAME_MAX_LENGTH
+from readings.validators import validate_interval, validate_meter_name, validate_source_alias, validate_time_zone
 
 
 class Meter(models.Model):
     """A metering point whose readings arrive at a fixed interval."""
 
-    name = models.SlugField(max_length=100, unique=True)
+    name = models.SlugField(max_length=METER_NAME_MAX_LENGTH, unique=True, validators=[validate_meter_name])
     description = models.TextField(blank=True)
     unit = models.CharField(max_length=16, default="kWh")
     time_zone = models.CharField(
@@ -24,7 +25,8 @@ class Meter(models.Model):
         validators=[validate_source_alias],
         help_text="Alias in READINGS_SOURCES of the store that serves this meter's readings.",
     )
-    # Kept by every import so lists stay cheap on millions of readings.
+    # The readings of this meter in the Reading table, kept by every write into it: the sql
+    # source's summary, so that lists stay cheap on millions of readings.
     reading_count = models.PositiveBigIntegerField(default=0, editable=False)
     first_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -36,15 +38,6 @@ class Meter(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def cached_summary(self):
-        """Count and first/last reading time (epoch seconds) as the last import recorded them."""
-        from readings.sources.base import MeterSummary
-
-        def epoch(value):
-            return int(value.timestamp()) if value else None
-
-        return MeterSummary(self.reading_count, epoch(self.first_reading_at), epoch(self.last_reading_at))
 
 
 class Reading(models.Model):

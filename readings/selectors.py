@@ -9,24 +9,34 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Q
 
 from readings import tokens
-from readings.errors import FieldViolation, InvalidArgument, MeterNotFound
+from readings.domain import (
+    GAPS_KEPT,
+    MAX_BUCKETS,
+    MAX_COMPLETENESS_SLOTS,
+    MAX_EPOCH,
+    METERS_PAGE_SIZE,
+    READINGS_PAGE_SIZE,
+    STREAM_BATCH_SIZE,
+    MIN_EPOCH,
+    SPAN_TEXT,
+    FieldViolation,
+    InvalidArgument,
+    MeterNotFound,
+    Window,
+    check_meter_name,
+    slots_between,
+    slots_from,
+    time_zone_named,
+)
 from readings.models import Meter
 from readings.sources import BucketStats, Extremes, MeterSummary, ReadingsSource, Series, SourceUnavailable, get_source
-from readings.validators import zone_named
-from readings.windows import Window, expected_slots, window_edges
+from readings.windows import window_edges
 
 logger = logging.getLogger(__name__)
 
-METERS_PAGE_SIZE = (100, 1000)  # default, maximum
-READINGS_PAGE_SIZE = (1000, 10_000)
-# Readings per stream message: about 16k readings (≈200 kB) reach the decoding client's limit
-# while keeping the first message quick (bench/grpc_bench.py).
-STREAM_BATCH_SIZE = (16_384, 50_000)
-MAX_BUCKETS = 100_000
-MAX_COMPLETENESS_SLOTS = 1_000_000
-GAPS_KEPT = 10_000
 
 
 def _page_size(value: int, field: str, limits: tuple[int, int]) -> int:
@@ -36,18 +46,13 @@ def _page_size(value: int, field: str, limits: tuple[int, int]) -> int:
     return min(value or default, maximum)
 
 
-# Within the span of google.protobuf.Timestamp and Python's datetime (years 1 to 9999), a day
-# short at each end so that local times in any zone stay representable.
-MIN_EPOCH, MAX_EPOCH = -62_135_510_400, 253_402_214_400
-
-
 def _check_range(start: int | None, end: int | None) -> tuple[int, int]:
     violations = []
     for field, value in (("start_time", start), ("end_time", end)):
         if value is None:
             violations.append(FieldViolation(field, "is required"))
         elif not MIN_EPOCH <= value <= MAX_EPOCH:
-            violations.append(FieldViolation(field, "must lie between 0001-01-02 and 9999-12-30"))
+            violations.append(FieldViolation(field, f"must be from {SPAN_TEXT}"))
     if not violations and start >= end:
         violations.append(FieldViolation("end_time", "must be after the start of the range"))
     if violations:
@@ -56,11 +61,10 @@ def _check_range(start: int | None, end: int | None) -> tuple[int, int]:
 
 
 def meter_get(name: str) -> Meter:
-    if not name:
-        raise InvalidArgument(FieldViolation("meter", "is required"))
-    max_length = Meter._meta.get_field("name").max_length
-    if len(name) > max_length:
-        raise InvalidArgument(FieldViolation("meter", f"is longer than {max_length} characters"))
+    try:
+        check_meter_name(name)
+    except ValueError as exc:
+        raise InvalidArgument(FieldViolation("meter", str(exc))) from None
     try:
         return Meter.objects.get(name=name)
     except Meter.DoesNotExist:
@@ -71,31 +75,123 @@ def source_of(meter: Meter) -> ReadingsSource:
     try:
         return get_source(meter.source)
     except ImproperlyConfigured as exc:
-        raise SourceUnavailable(f"meter {meter.name!r} names source {meter.source!r}: {exc}") from None
+        raise SourceUnavailable(
+            f"meter {meter.name!r} names source {meter.source!r}: {exc}", store=f"source {meter.source!r}"
+        ) from None
 
 
-def meter_page(*, page_size: int, page_token: str) -> tuple[list[tuple[Meter, MeterSummary]], str]:
-    """A page of meters in name order, each with its reading summary, and the next page's token."""
-    size = _page_size(page_size, "page_size", METERS_PAGE_SIZE)
-    meters = Meter.objects.order_by("name")
-    if page_token:
-        after = tokens.redeem("meters", page_token, field="page_token", request_fields=())
-        meters = meters.filter(name__gt=after)
-    page = list(meters[: size + 1])
-    more = len(page) > size
-    page = page[:size]
-    next_token = tokens.issue("meters", position=page[-1].name, request_fields=()) if more else ""
-    return [(meter, meter_summary(meter)) for meter in page], next_token
+# ---- Meters --------------------------------------------------------------------------------
 
 
-def meter_summary(meter: Meter) -> MeterSummary:
-    """The meter's count and first/last reading from its source, or, while that source is
-    down, as the relational store last recorded them: one broken store must not hide the rest."""
+@dataclass(frozen=True)
+class MeterEntry:
+    """A meter and its readings' summary from its source; while that source cannot answer,
+    no summary and the store that is down (one broken store must not hide the other meters)."""
+
+    meter: Meter
+    summary: MeterSummary | None
+    unavailable: str = ""
+
+
+@dataclass(frozen=True)
+class MeterFilters:
+    """Each filter set narrows the list; `search` matches part of the name or description."""
+
+    search: str = ""
+    source: str = ""
+    time_zone: str = ""
+    unit: str = ""
+    has_readings: bool | None = None
+
+
+# Orderings by a figure of the readings need every matching meter's summary; by name, one page's.
+METER_ORDERINGS = ("name", "reading_count", "first_reading_time", "last_reading_time")
+
+
+@dataclass(frozen=True)
+class MeterPage:
+    entries: list[MeterEntry]
+    next_page_token: str
+    total_size: int
+
+
+def meter_entry(meter: Meter) -> MeterEntry:
     try:
-        return source_of(meter).summary(meter)
+        return MeterEntry(meter, source_of(meter).summary(meter))
     except SourceUnavailable as exc:
-        logger.warning("summary of meter %s from the relational store: %s", meter.name, exc)
-        return meter.cached_summary()
+        logger.warning("summary of meter %s: %s", meter.name, exc)
+        return MeterEntry(meter, None, exc.store)
+
+
+def meter_detail(*, name: str) -> MeterEntry:
+    """One meter with its readings' summary."""
+    return meter_entry(meter_get(name))
+
+
+def _ordering(order_by: str) -> tuple[str, bool]:
+    """(field, descending) of an AIP-132 order_by such as "reading_count desc"."""
+    words = order_by.split()
+    if not words:
+        return "name", False
+    field, direction = words[0], words[1:]
+    if field not in METER_ORDERINGS or direction not in ([], ["asc"], ["desc"]):
+        raise InvalidArgument(FieldViolation(
+            "order_by", f"must be one of {', '.join(METER_ORDERINGS)}, optionally followed by ' desc'"
+        ))
+    return field, direction == ["desc"]
+
+
+_SUMMARY_FIELDS = {"reading_count": "count", "first_reading_time": "first", "last_reading_time": "last"}
+
+
+def meter_page(*, filters: MeterFilters, order_by: str = "", skip: int = 0, page_size: int = 0, page_token: str = "") -> MeterPage:
+    """A page of meters matching `filters`, each with its summary; the next page's token and how
+    many meters match in all. Meters without a summary (their store is down) sort last and match
+    neither value of `has_readings`."""
+    size = _page_size(page_size, "page_size", METERS_PAGE_SIZE)
+    if skip < 0:
+        raise InvalidArgument(FieldViolation("skip", f"must not be negative (got {skip})"))
+    field, descending = _ordering(order_by)
+    request_fields = (filters, order_by)
+    offset = tokens.redeem("meters", page_token, field="page_token", request_fields=request_fields) if page_token else 0
+    offset += skip
+    meters = _filtered_meters(filters)
+    if field == "name" and filters.has_readings is None:
+        total = meters.count()
+        names = meters.order_by("-name" if descending else "name")
+        entries = [meter_entry(meter) for meter in names[offset : offset + size]]
+    else:
+        every = [meter_entry(meter) for meter in meters.order_by("-name" if descending and field == "name" else "name")]
+        if filters.has_readings is not None:
+            every = [e for e in every if e.summary is not None and (e.summary.count > 0) == filters.has_readings]
+        if field != "name":
+            # Sorts are stable, also reversed: ties stay in name order. Meters without a
+            # summary, or without readings for first/last, come last.
+            attribute = _SUMMARY_FIELDS[field]
+
+            def figure(entry: MeterEntry):
+                return getattr(entry.summary, attribute) if entry.summary is not None else None
+
+            known = sorted((e for e in every if figure(e) is not None), key=figure, reverse=descending)
+            every = known + [e for e in every if figure(e) is None]
+        total = len(every)
+        entries = every[offset : offset + size]
+    end = offset + len(entries)
+    next_token = tokens.issue("meters", position=end, request_fields=request_fields) if end < total else ""
+    return MeterPage(entries, next_token, total)
+
+
+def _filtered_meters(filters: MeterFilters):
+    meters = Meter.objects.all()
+    if filters.search:
+        meters = meters.filter(Q(name__icontains=filters.search) | Q(description__icontains=filters.search))
+    for field in ("source", "time_zone", "unit"):
+        if getattr(filters, field):
+            meters = meters.filter(**{field: getattr(filters, field)})
+    return meters
+
+
+# ---- Readings ------------------------------------------------------------------------------
 
 
 def _continued_range(
@@ -172,10 +268,10 @@ def reading_aggregates(
     if window is None:
         raise InvalidArgument(FieldViolation("window", "is required: 15m, hour, day, week or month"))
     try:
-        zone = zone_named(time_zone or meter.time_zone)
+        zone = time_zone_named(time_zone or meter.time_zone)
     except ValueError as exc:
         raise InvalidArgument(FieldViolation("time_zone", str(exc))) from None
-    approximate = (end - start) // {Window.FIFTEEN_MINUTES: 900, Window.HOUR: 3600}.get(window, 86400)
+    approximate = (end - start) // window.nominal_seconds
     if approximate > MAX_BUCKETS:
         raise InvalidArgument(
             FieldViolation("end_time", f"the range holds more than {MAX_BUCKETS} windows; use a wider window")
@@ -186,7 +282,7 @@ def reading_aggregates(
     interval = int(meter.interval.total_seconds())
     return Aggregates(
         edges=edges,
-        expected=expected_slots(edges[:-1], edges[1:], interval),
+        expected=slots_between(edges[:-1], edges[1:], interval),
         stats=stats,
         extremes=source.extremes(meter, start=start, end=end) if stats.counts.any() else None,
         time_zone=zone.key,
@@ -211,8 +307,7 @@ def reading_completeness(*, meter_name: str, start: int | None, end: int | None)
     meter = meter_get(meter_name)
     start, end = _check_range(start, end)
     interval = int(meter.interval.total_seconds())
-    first_slot = -(-start // interval) * interval
-    end_slot = -(-end // interval) * interval
+    first_slot, end_slot = slots_from(start, interval), slots_from(end, interval)
     expected = (end_slot - first_slot) // interval
     if expected > MAX_COMPLETENESS_SLOTS:
         raise InvalidArgument(
@@ -226,5 +321,5 @@ def reading_completeness(*, meter_name: str, start: int | None, end: int | None)
         runs += [(previous + interval, following) for previous, following in jumps.pairs]
         if jumps.last + interval < end_slot:
             runs.append((jumps.last + interval, end_slot))
-    gaps = [(max(a, start), min(b, end), -(-(b - a) // interval)) for a, b in runs[:GAPS_KEPT]]
+    gaps = [(max(a, start), min(b, end), slots_between(a, b, interval)) for a, b in runs[:GAPS_KEPT]]
     return Completeness(interval, expected, jumps.count, gaps, len(runs))

@@ -7,7 +7,7 @@ import hashlib
 
 from django.core import signing
 
-from readings.errors import FieldViolation, InvalidArgument
+from readings.domain import FieldViolation, InvalidArgument
 
 
 def _request_digest(request_fields: tuple) -> str:

@@ -1,20 +1,23 @@
-import zoneinfo
+"""Django validators of the models' fields, each one a thin wrapper of a rule in readings.domain."""
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 
+from readings.domain import check_meter_name, time_zone_named
 
-def zone_named(name: str) -> zoneinfo.ZoneInfo:
-    """The IANA zone `name`; ValueError naming it (cut to 64 characters) when there is none."""
+
+def validate_meter_name(value: str) -> None:
     try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, a name too long
-        raise ValueError(f"{name[:64]!r} is not an IANA time zone such as Europe/Amsterdam") from None
+        check_meter_name(value)
+    except ValueError as exc:
+        raise ValidationError("The name %(reason)s.", params={"reason": exc}) from None
 
 
 def validate_time_zone(value: str) -> None:
-    if value not in zoneinfo.available_timezones():
-        raise ValidationError("%(value)s is not an IANA time zone name.", params={"value": value})
+    try:
+        time_zone_named(value)
+    except ValueError as exc:
+        raise ValidationError("%(reason)s.", params={"reason": exc}) from None
 
 
 def validate_interval(value: timedelta) -> None:

@@ -44,7 +44,7 @@ def _database_check() -> dict:
 def _grpc_check() -> dict:
     try:
         status = client.service_status()
-    except client.GatewayError as exc:
+    except client.RpcFailed as exc:
         return {"ok": False, "error": str(exc)}
     return {"ok": status == "SERVING", "status": status}
 

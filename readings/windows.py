@@ -1,20 +1,10 @@
 """Aggregation windows aligned to the wall clock of a time zone, as UTC epoch edges."""
-import enum
 import zoneinfo
 from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 
-
-class Window(enum.Enum):
-    FIFTEEN_MINUTES = "15m"
-    HOUR = "hour"
-    DAY = "day"
-    WEEK = "week"
-    MONTH = "month"
-
-
-_FIXED_SECONDS = {Window.FIFTEEN_MINUTES: 900, Window.HOUR: 3600}
+from readings.domain import Window
 
 
 def window_edges(*, start: int, end: int, window: Window, zone: zoneinfo.ZoneInfo) -> np.ndarray:
@@ -25,8 +15,8 @@ def window_edges(*, start: int, end: int, window: Window, zone: zoneinfo.ZoneInf
     (a half-hour zone has half-past hours in UTC); every real hour stays its own window, the
     repeated hour of a fall-back night included.
     """
-    if window in _FIXED_SECONDS:
-        step = _FIXED_SECONDS[window]
+    if window.fixed_seconds:
+        step = window.fixed_seconds
         phase = int(datetime.fromtimestamp(start, zone).utcoffset().total_seconds()) % step
         # The first edge after start: the next t with (t + phase) a multiple of step.
         first = start + step - (start + phase) % step
@@ -68,7 +58,3 @@ def _local_midnight(day: date, zone: zoneinfo.ZoneInfo) -> int:
     # zoneinfo reads a skipped wall time with the offset before the gap, which lands just after it.
     return int(instant.timestamp())
 
-
-def expected_slots(starts: np.ndarray, ends: np.ndarray, interval: int) -> np.ndarray:
-    """How many multiples of `interval` (since the epoch) each [start, end) holds."""
-    return -(-ends // interval) - -(-starts // interval)

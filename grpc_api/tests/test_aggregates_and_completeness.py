@@ -5,8 +5,8 @@ import math
 import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from grpc_api.tests.fixtures import ts
-from grpc_api.tests.test_list_readings import JANUARY
+from testing.fixtures import ts
+from testing.fixtures import JANUARY
 
 pytestmark = pytest.mark.django_db
 
@@ -154,7 +154,7 @@ def test_completeness_gaps_of_generated_data(stub, served_data):
     import numpy as np
 
     from readings.generate import synthetic_readings
-    from grpc_api.tests.fixtures import GENERATED_DAYS, GENERATED_START
+    from testing.fixtures import GENERATED_DAYS, GENERATED_START
     times, _ = synthetic_readings(days=GENERATED_DAYS, start=GENERATED_START, seed=42, meter_index=0)
     slots = np.arange(times[0], times[-1] + np.timedelta64(15, "m"), np.timedelta64(15, "m"))
     missing = np.setdiff1d(slots, times)

@@ -17,7 +17,7 @@ def test_check_fails_on_a_changed_proto(tmp_path, monkeypatch):
     changed = tmp_path / "protos"
     shutil.copytree(protos.PROTO_ROOT, changed)
     proto = changed / "meterusage" / "v1" / "meter_usage.proto"
-    proto.write_text(proto.read_text().replace("string unit = 3;", "string unit = 3;\n  string site = 10;"))
+    proto.write_text(proto.read_text().replace("string unit = 3;", "string unit = 3;\n  string site = 99;"))
     monkeypatch.setattr(protos, "PROTO_ROOT", changed)
 
     with pytest.raises(CommandError, match=r"stale .*meterusage/v1/meter_usage_pb2\.py"):

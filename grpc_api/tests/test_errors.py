@@ -6,7 +6,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from grpc_api.tests.fixtures import ts
+from testing.fixtures import ts
 
 pytestmark = pytest.mark.django_db
 
@@ -87,17 +87,18 @@ def test_bad_request_gets_its_code(stub, method, request_message, code, fields):
         assert all(v.description for v in bad_request.field_violations)
 
 
-def test_unavailable_names_the_store(stub):
+def test_unavailable_names_the_store_and_logs_where_it_is(stub, caplog):
     with pytest.raises(grpc.RpcError) as raised:
         stub.ListReadings(pb.ListReadingsRequest(meter="lost", **JAN))
 
-    assert "CSV source 'broken'" in raised.value.details()
-    assert "lost.csv" in raised.value.details()
+    assert raised.value.details() == "CSV source 'broken' is unavailable; try again later"
+    assert "lost.csv: No such file or directory" in caplog.text
 
 
-def test_meter_with_an_unknown_source_alias_is_unavailable(stub):
+def test_meter_with_an_unknown_source_alias_is_unavailable(stub, caplog):
     with pytest.raises(grpc.RpcError) as raised:
         stub.ListReadings(pb.ListReadingsRequest(meter="orphan", **JAN))
 
     assert raised.value.code() == UNAVAILABLE
-    assert "meter 'orphan' names source 'retired': READINGS_SOURCES has no alias 'retired'" in raised.value.details()
+    assert raised.value.details() == "source 'retired' is unavailable; try again later"
+    assert "meter 'orphan' names source 'retired': READINGS_SOURCES has no alias 'retired'" in caplog.text

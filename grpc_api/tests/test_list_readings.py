@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from grpc_api.tests.fixtures import ts
+from testing.fixtures import ts
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +19,7 @@ def reference_rows(path) -> list[tuple[str, float]]:
     return [(t.replace(" ", "T") + "Z", v) for t, v in rows if not math.isnan(v)]
 
 
-def all_pages(stub, **request) -> tuple[list[tuple[str, float]], int]:
+def all_reading_pages(stub, **request) -> tuple[list[tuple[str, float]], int]:
     readings, token, calls = [], "", 0
     while True:
         response = stub.ListReadings(pb.ListReadingsRequest(**request, page_token=token))
@@ -47,7 +47,7 @@ def test_one_hour_is_the_four_readings(stub, meter):
 
 @pytest.mark.parametrize("page_size", [1, 7, 96, 1000, 2974, 5000])
 def test_paging_through_january_loses_and_repeats_nothing(stub, reference_csv, page_size):
-    readings, calls = all_pages(stub, meter="meterusage", page_size=page_size, **JANUARY)
+    readings, calls = all_reading_pages(stub, meter="meterusage", page_size=page_size, **JANUARY)
 
     assert readings == reference_rows(reference_csv)
     # The last page says it is the last: no empty page after it.

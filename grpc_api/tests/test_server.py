@@ -18,11 +18,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import create_server
-from grpc_api.tests.fixtures import ts, wait_for
-from grpc_api.tests.test_list_readings import JANUARY
+from testing.fixtures import REPO, self_signed_certificate, ts, wait_for
+from testing.fixtures import JANUARY
 
 pytestmark = pytest.mark.django_db
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_health_reports_serving(channel):
@@ -125,12 +124,7 @@ def test_health_stays_open_with_tokens(token_server):
 
 
 def test_tls(served_data, tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
-        check=True, capture_output=True,
-    )
+    key, cert = self_signed_certificate(tmp_path)
     running = create_server("127.0.0.1:0", tls=(key.read_bytes(), cert.read_bytes()))
     try:
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())

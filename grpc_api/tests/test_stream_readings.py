@@ -5,8 +5,8 @@ import grpc
 import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from grpc_api.tests.fixtures import ts, wait_for
-from grpc_api.tests.test_list_readings import JANUARY, all_pages
+from testing.fixtures import ts, wait_for
+from testing.fixtures import JANUARY, all_reading_pages
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,7 @@ def test_stream_gives_every_reading_once(stub, reference_csv, meter):
     messages = list(stub.StreamReadings(pb.StreamReadingsRequest(meter=meter, batch_size=500, **JANUARY)))
 
     assert [len(m.times) for m in messages] == [500] * 5 + [474]
-    listed, _ = all_pages(stub, meter="meterusage", page_size=10_000, **JANUARY)
+    listed, _ = all_reading_pages(stub, meter="meterusage", page_size=10_000, **JANUARY)
     stream = received(messages)
     assert len(stream) == 2974
     assert [(t, v) for t, v in stream] == [(ts(time).seconds, value) for time, value in listed]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from django.core.management import get_commands
 
-from conftest import require
+from testing.fixtures import require
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -197,7 +197,7 @@ def run_until_healthy(command: list[str], env: dict, role: str, timeout: float =
 @pytest.fixture
 def local_environment(tmp_path, influxd):
     """The compose environment, pointed at local servers: a SQLite file, the test influxd."""
-    from readings.tests.influxd import free_port
+    from testing.influxd import free_port
 
     influxd.query('CREATE DATABASE "entrypoint"')
     env = {

@@ -1,49 +1,32 @@
 import django_filters
 from django import forms
-from django.db.models import Q
-from drf_spectacular.utils import extend_schema_field
 
-from readings.models import ImportRun, Meter
+from readings.models import ImportRun
+
+TRUE_OR_FALSE = "must be true or false"
+
+
+def parse_true_or_false(value: str) -> bool:
+    """true or false, and ValueError for anything else (Django and DRF also read 1, yes, on ...)."""
+    if value not in ("true", "false"):
+        raise ValueError(TRUE_OR_FALSE)
+    return value == "true"
 
 
 class StrictBooleanField(forms.NullBooleanField):
-    """true or false, and an error for anything else (Django's field reads other text as None)."""
-
     widget = forms.TextInput
 
     def to_python(self, value):
         if value in (None, ""):
             return None
-        if value in ("true", "false"):
-            return value == "true"
-        raise forms.ValidationError("must be true or false", code="invalid")
+        try:
+            return parse_true_or_false(value)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc), code="invalid") from None
 
 
 class StrictBooleanFilter(django_filters.BooleanFilter):
     field_class = StrictBooleanField
-
-
-HAS_READINGS_HELP = "Only meters with (true) or without (false) readings."
-
-
-class MeterFilter(django_filters.FilterSet):
-    search = django_filters.CharFilter(method="filter_search", help_text="Part of the name or description.")
-    source = django_filters.CharFilter(help_text="Alias of the readings source that serves the meter.")
-    time_zone = django_filters.CharFilter(help_text="IANA time zone of the meter.")
-    unit = django_filters.CharFilter(help_text="Unit of the values, e.g. kWh.")
-    has_readings = StrictBooleanFilter(method="filter_has_readings", help_text=HAS_READINGS_HELP)
-
-    class Meta:
-        model = Meter
-        fields = ["search", "source", "time_zone", "unit", "has_readings"]
-
-    def filter_search(self, queryset, name, value):
-        return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
-
-    # A method filter: its type cannot come from the model, so the schema is given here.
-    @extend_schema_field({"type": "boolean", "description": HAS_READINGS_HELP})
-    def filter_has_readings(self, queryset, name, value: bool):
-        return queryset.filter(reading_count__gt=0) if value else queryset.filter(reading_count=0)
 
 
 class ImportRunFilter(django_filters.FilterSet):

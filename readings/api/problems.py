@@ -1,19 +1,20 @@
 """Every error of the HTTP API as an RFC 9457 problem document (application/problem+json).
 
 `problem_exception_handler` is DRF's EXCEPTION_HANDLER: it covers DRF's own errors (400, 401, 403,
-404, 405, 406, ...), gRPC failures (GatewayError) and unexpected exceptions (500). The handler400,
+404, 405, 406, ...), failed gRPC calls (RpcFailed) and unexpected exceptions (500). The handler400,
 403, 404 and 500 views here do the same for errors under /api/ that no DRF view handles.
 """
 import logging
 from http import HTTPStatus
 
+import grpc
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.views import set_rollback
 
-from grpc_api.client import GatewayError
+from grpc_api.client import RpcFailed
 from readings.api.renderers import dumps
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,26 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
 # The gRPC request fields that stand for HTTP query parameters of another name.
 PARAMETER_OF_FIELD = {"start_time": "start", "end_time": "end", "time_zone": "tz"}
+
+# After google.rpc.Code's HTTP mapping; failures of the upstream server itself are a bad gateway.
+HTTP_STATUS_OF_CODE = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+BAD_GATEWAY = 502
+
+
+def http_status_of(code: grpc.StatusCode) -> int:
+    return HTTP_STATUS_OF_CODE.get(code, BAD_GATEWAY)
 
 
 def problem_response(
@@ -59,8 +80,9 @@ def _summary(errors: list[dict]) -> str:
     return "; ".join(f"{e['field']}: {e['description']}" if e["field"] else e["description"] for e in errors)
 
 
-def _gateway_problem(error: GatewayError, instance: str) -> HttpResponse:
-    members = {"grpc_code": error.grpc_code}
+def _rpc_problem(error: RpcFailed, instance: str) -> HttpResponse:
+    status = http_status_of(error.code)
+    members = {"grpc_code": error.code.name}
     detail = error.detail
     if error.violations:
         errors = [
@@ -69,15 +91,15 @@ def _gateway_problem(error: GatewayError, instance: str) -> HttpResponse:
         ]
         members["errors"] = errors
         detail = _summary(errors)
-    headers = {"Retry-After": "5"} if error.http_status == 503 else None
-    return problem_response(error.http_status, detail, instance=instance, headers=headers, **members)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return problem_response(status, detail, instance=instance, headers=headers, **members)
 
 
 def problem_exception_handler(exc, context):
     request = context.get("request")
     instance = request.path if request is not None else ""
-    if isinstance(exc, GatewayError):
-        return _gateway_problem(exc, instance)
+    if isinstance(exc, RpcFailed):
+        return _rpc_problem(exc, instance)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

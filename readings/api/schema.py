@@ -1,4 +1,5 @@
 """OpenAPI pieces shared by the views: the `format` parameter and the documented error responses."""
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
@@ -47,7 +48,7 @@ def with_problems(success, *statuses: int) -> dict:
     return responses
 
 
-def gateway_responses(document) -> dict:
+def rpc_document_responses(document) -> dict:
     responses = with_problems(document, *GATEWAY_PROBLEMS)
     responses[(200, "text/csv")] = OpenApiResponse(OpenApiTypes.STR, description="The same data as CSV.")
     responses[304] = OpenApiResponse(description="Not modified: If-None-Match named the current ETag.")
@@ -64,3 +65,11 @@ def empty_list_parameters_are_omitted(result, generator, request, public):
                     if parameter["in"] == "query" and not parameter.get("required"):
                         parameter["allowEmptyValue"] = True
     return result
+
+
+class PageDocumentSchema(AutoSchema):
+    """For a view set whose list action answers one page document (count, next, previous,
+    results), not a bare array."""
+
+    def _is_list_view(self, serializer=None) -> bool:
+        return False

@@ -1,20 +1,20 @@
 """The HTTP API's contract: query parameters in, records and documents out.
 
-Readings, aggregates and completeness are built as plain dicts in `readings.api.gateway` (a
-serializer per row costs more than the gRPC call for a page of 10,000 readings); the serializers
-named *Document here describe them for the OpenAPI schema.
+Meters, readings, aggregates and completeness are built as plain dicts in
+`readings.api.documents` from the gRPC service's answers (a serializer per row costs more than the
+gRPC call for a page of 10,000 readings); the serializers named *Document here describe them for
+the OpenAPI schema.
 """
-from urllib.parse import urlencode
-
-from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from readings.api import times
-from readings.models import ImportRun, Meter
-from readings.selectors import READINGS_PAGE_SIZE
-from readings.windows import Window
+from readings.api.documents import METER_ORDERINGS
+from readings.api.filters import parse_true_or_false
+from readings.domain import Window, time_zone_named
+from readings.models import ImportRun
+from readings.domain import METERS_PAGE_SIZE, READINGS_PAGE_SIZE
 
 WINDOWS = [window.value for window in Window]
 TIME_HELP = (
@@ -53,7 +53,7 @@ class TimeZoneField(serializers.CharField):
     def run_validation(self, data=serializers.empty):
         text = super().run_validation(data)
         try:
-            return times.time_zone(text)
+            return time_zone_named(text)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
 
@@ -163,47 +163,72 @@ class ProblemDocument(serializers.Serializer):
     errors = FieldErrorDocument(many=True, required=False, help_text="Each invalid parameter, for 400.")
 
 
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data):
+        try:
+            return parse_true_or_false(data)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class MeterListQuery(serializers.Serializer):
+    search = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="Part of the name or description.")
+    source = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="Alias of the readings source that serves the meter.")
+    time_zone = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="IANA time zone of the meter.")
+    unit = serializers.CharField(required=False, allow_blank=True, max_length=16, help_text="Unit of the values, e.g. kWh.")
+    has_readings = StrictBooleanField(
+        required=False,
+        help_text="Only meters with (true) or without (false) readings. A meter whose store cannot answer matches neither.",
+    )
+    ordering = serializers.ChoiceField(
+        choices=[prefix + name for name in METER_ORDERINGS for prefix in ("", "-")], required=False, default="name",
+        allow_blank=True,
+        help_text="Order of the list; `-` first for descending. Ties by name; meters whose store cannot answer come last.",
+    )
+    page = serializers.IntegerField(required=False, default=1, min_value=1, help_text="Page number, from 1.")
+    page_size = serializers.IntegerField(
+        required=False, default=METERS_PAGE_SIZE[0], min_value=1, max_value=METERS_PAGE_SIZE[1],
+        help_text=f"Meters per page (default {METERS_PAGE_SIZE[0]}, at most {METERS_PAGE_SIZE[1]}).",
+        error_messages={
+            "invalid": f"must be a whole number from 1 to {METERS_PAGE_SIZE[1]}",
+            "min_value": f"must be a whole number from 1 to {METERS_PAGE_SIZE[1]}",
+            "max_value": f"must be a whole number from 1 to {METERS_PAGE_SIZE[1]}",
+        },
+    )
+
+    def to_internal_value(self, data):
+        # An empty value (?unit=, ?ordering=) means no filter, the default order or page.
+        return super().to_internal_value({key: value for key, value in data.items() if value != ""})
+
+
 class MeterLinksDocument(serializers.Serializer):
     readings = serializers.URLField()
     aggregates = serializers.URLField()
     completeness = serializers.URLField()
 
 
-class MeterSerializer(serializers.ModelSerializer):
-    url = serializers.HyperlinkedIdentityField(view_name="api:meter-detail", lookup_field="name", lookup_url_kwarg="meter")
-    interval_seconds = serializers.SerializerMethodField()
-    first_reading_time = serializers.DateTimeField(
-        source="first_reading_at", read_only=True, allow_null=True, help_text="Null while the meter has no readings."
+class MeterDocument(serializers.Serializer):
+    url = serializers.URLField()
+    name = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    unit = serializers.CharField()
+    time_zone = serializers.CharField()
+    interval_seconds = serializers.IntegerField()
+    source = serializers.CharField(help_text="Alias of the readings source that serves the meter.")
+    reading_count = serializers.IntegerField(allow_null=True, help_text="Null while the meter's store cannot answer.")
+    first_reading_time = serializers.DateTimeField(allow_null=True, help_text="Null while the meter has no readings.")
+    last_reading_time = serializers.DateTimeField(allow_null=True)
+    readings_unavailable = serializers.CharField(
+        allow_null=True, help_text="Which store cannot answer now (its figures are then null); null normally."
     )
-    last_reading_time = serializers.DateTimeField(source="last_reading_at", read_only=True, allow_null=True)
-    links = serializers.SerializerMethodField(help_text="The meter's readings, daily aggregates and completeness over all its data.")
+    links = MeterLinksDocument(help_text="The meter's readings, daily aggregates and completeness over all its data.")
 
-    class Meta:
-        model = Meter
-        fields = [
-            "url", "name", "description", "unit", "time_zone", "interval_seconds", "source",
-            "reading_count", "first_reading_time", "last_reading_time", "links",
-        ]
 
-    def get_interval_seconds(self, meter) -> int:
-        return int(meter.interval.total_seconds())
-
-    @extend_schema_field(MeterLinksDocument)
-    def get_links(self, meter) -> dict:
-        request = self.context["request"]
-        query = {}
-        if meter.first_reading_at and meter.last_reading_at:
-            query = {
-                "start": times.rfc3339_one(int(meter.first_reading_at.timestamp())),
-                "end": times.rfc3339_one(int((meter.last_reading_at + meter.interval).timestamp())),
-            }
-
-        def link(name, **extra):
-            url = reverse(f"api:meter-{name}", kwargs={"meter": meter.name})
-            params = {**query, **extra} if query else {}
-            return request.build_absolute_uri(url + (f"?{urlencode(params)}" if params else ""))
-
-        return {"readings": link("readings"), "aggregates": link("aggregates", window="day"), "completeness": link("completeness")}
+class MeterListDocument(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Meters matching the filters, on all pages.")
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = MeterDocument(many=True)
 
 
 class ImportRunSerializer(serializers.ModelSerializer):

@@ -1,11 +1,12 @@
-"""Times in and out of the HTTP API: RFC 3339 in, local dates and wall times in a zone, RFC 3339 UTC out."""
+"""Times in and out of the HTTP API: RFC 3339 in, local dates and wall times in a zone, RFC 3339
+UTC out. `resolve_range` is the one place a request's times become the service's epoch seconds."""
 import re
 import zoneinfo
 from datetime import UTC, datetime
 
 import numpy as np
 
-from readings.validators import zone_named
+from readings.models import Meter
 
 # RFC 3339 date-time, or a date alone, or a date and wall time without an offset. Seconds may be
 # left out and fractions are dropped (the service works in whole seconds).
@@ -34,7 +35,7 @@ def parse_time(text: str) -> datetime:
         raise ValueError(f"{text.strip()!r} is not a date and time that exists") from None
 
 
-def epoch_seconds(moment: datetime, zone: zoneinfo.ZoneInfo) -> int:
+def _epoch_seconds(moment: datetime, zone: zoneinfo.ZoneInfo) -> int:
     """Whole UTC seconds of `moment`; a naive one is a wall time in `zone` (the first, on a
     repeated hour; a wall time skipped by a clock change reads as just after the change)."""
     if moment.tzinfo is None:
@@ -42,9 +43,16 @@ def epoch_seconds(moment: datetime, zone: zoneinfo.ZoneInfo) -> int:
     return int(moment.timestamp())
 
 
-def time_zone(name: str) -> zoneinfo.ZoneInfo:
-    """The IANA zone `name`; ValueError when there is none of that name."""
-    return zone_named(name)
+def resolve_range(
+    *, meter: str, start: datetime, end: datetime, zone: zoneinfo.ZoneInfo | None
+) -> tuple[int, int]:
+    """[start, end) of a request in epoch seconds. Local times (naive) are read in `zone`, else in
+    the meter's zone (a setting of the relational store), else in UTC: an unknown meter is left
+    for the service to report."""
+    if zone is None and (start.tzinfo is None or end.tzinfo is None):
+        name = Meter.objects.filter(name=meter).values_list("time_zone", flat=True).first()
+        zone = zoneinfo.ZoneInfo(name or "UTC")
+    return _epoch_seconds(start, zone), _epoch_seconds(end, zone)
 
 
 def rfc3339(seconds) -> list[str]:

@@ -1,59 +1,97 @@
-"""Views of the HTTP API under /api/v1/: meters and import runs from the relational store; readings,
-aggregates and completeness from the gRPC service (readings.api.gateway)."""
+"""Views of the HTTP API under /api/v1/. Everything derived from readings (meters' figures,
+readings, aggregates, completeness) comes from the gRPC service (readings.api.documents); import
+runs, the record of every write, from the relational store."""
 import hashlib
 import time
+from urllib.parse import urlencode
 
 from django.http import HttpResponseNotModified
+from django.urls import reverse
 from django.utils.cache import parse_etags
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, viewsets
+from rest_framework.exceptions import NotFound
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
-from rest_framework.utils.urls import replace_query_param
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
-from readings.api import gateway, schema
-from readings.api.filters import ImportRunFilter, MeterFilter
+from readings.api import documents
+from readings.api import schema as openapi
+from readings.api.filters import ImportRunFilter
 from readings.api.renderers import CSVRenderer, FastJSONRenderer
+from readings.api.schema import PageDocumentSchema
 from readings.api.serializers import (
     AggregatesDocument,
     AggregatesQuery,
     CompletenessDocument,
     ImportRunDetailSerializer,
     ImportRunSerializer,
-    MeterSerializer,
+    MeterDocument,
+    MeterListDocument,
+    MeterListQuery,
     RangeQuery,
     ReadingsDocument,
     ReadingsQuery,
 )
-from readings.models import ImportRun, Meter
+from readings.api.times import resolve_range
+from readings.domain import METER_NAME_PATTERN
+from readings.models import ImportRun
 
 # Headers a 304 repeats from the 200 it stands for (RFC 9110, 15.4.5).
 NOT_MODIFIED_HEADERS = ("ETag", "Cache-Control", "Vary", "Link")
+METER_FILTERS = ("search", "source", "time_zone", "unit", "has_readings")
 
 
-@extend_schema_view(
-    list=extend_schema(summary="List meters", responses=schema.with_problems(MeterSerializer(many=True), 400, 401, 403, 404, 406)),
-    retrieve=extend_schema(
-        summary="One meter", parameters=[schema.METER_PARAMETER],
-        responses=schema.with_problems(MeterSerializer, 401, 403, 404, 406),
-    ),
-)
-class MeterViewSet(viewsets.ReadOnlyModelViewSet):
-    """Meters, with the reading count and first/last reading the last import recorded."""
+class MeterViewSet(viewsets.ViewSet):
+    """Meters: who they are (name, unit, zone, interval, source) and, from the store that serves
+    each one, how many readings it has and its first and last reading."""
 
-    queryset = Meter.objects.order_by("name")
-    serializer_class = MeterSerializer
-    filterset_class = MeterFilter
-    ordering_fields = ["name", "reading_count", "first_reading_at", "last_reading_at"]
+    schema = PageDocumentSchema()
     lookup_field = "name"
     lookup_url_kwarg = "meter"
-    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+    lookup_value_regex = METER_NAME_PATTERN
+
+    @extend_schema(
+        summary="List meters", parameters=[MeterListQuery], operation_id="v1_meters_list",
+        responses=openapi.with_problems(MeterListDocument, 400, 401, 403, 404, 406, 502, 503, 504),
+    )
+    def list(self, request):
+        query = MeterListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        page, size = params["page"], params["page_size"]
+        meters, total = documents.meter_page(
+            filters={name: params[name] for name in METER_FILTERS if name in params},
+            ordering=params["ordering"], skip=(page - 1) * size, page_size=size, link=self._link,
+        )
+        if page > 1 and not meters:
+            raise NotFound("Invalid page.")
+        url = request.build_absolute_uri()
+        return Response({
+            "count": total,
+            "next": replace_query_param(url, "page", page + 1) if page * size < total else None,
+            "previous": None if page == 1 else (
+                remove_query_param(url, "page") if page == 2 else replace_query_param(url, "page", page - 1)
+            ),
+            "results": meters,
+        })
+
+    @extend_schema(
+        summary="One meter", parameters=[openapi.METER_PARAMETER],
+        responses=openapi.with_problems(MeterDocument, 401, 403, 404, 406, 502, 503, 504),
+    )
+    def retrieve(self, request, meter):
+        return Response(documents.meter(name=meter, link=self._link))
+
+    def _link(self, view: str, meter: str, **query) -> str:
+        url = reverse(f"api:meter-{view}", kwargs={"meter": meter})
+        return self.request.build_absolute_uri(url + (f"?{urlencode(query)}" if query else ""))
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List import runs (staff only)", responses=schema.with_problems(ImportRunSerializer(many=True), 400, 401, 403, 404, 406)),
-    retrieve=extend_schema(summary="One import run with its rejected rows (staff only)", responses=schema.with_problems(ImportRunDetailSerializer, 401, 403, 404, 406)),
+    list=extend_schema(summary="List import runs (staff only)", responses=openapi.with_problems(ImportRunSerializer(many=True), 400, 401, 403, 404, 406)),
+    retrieve=extend_schema(summary="One import run with its rejected rows (staff only)", responses=openapi.with_problems(ImportRunDetailSerializer, 401, 403, 404, 406)),
 )
 class ImportRunViewSet(viewsets.ReadOnlyModelViewSet):
     """Imports into the stores, newest first, with their counts."""
@@ -67,7 +105,7 @@ class ImportRunViewSet(viewsets.ReadOnlyModelViewSet):
         return ImportRunDetailSerializer if self.action == "retrieve" else ImportRunSerializer
 
 
-class GatewayView(APIView):
+class RpcDocumentView(APIView):
     """A GET answered from the gRPC service: query parameters checked by `query_class`, the
     document built by `fetch`, as JSON, the browsable API or CSV (`?format=csv`)."""
 
@@ -88,7 +126,7 @@ class GatewayView(APIView):
         query = self.query_class(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = dict(query.validated_data)
-        start, end = gateway.time_range(meter=meter, start=params.pop("start"), end=params.pop("end"), zone=params.get("tz"))
+        start, end = resolve_range(meter=meter, start=params.pop("start"), end=params.pop("end"), zone=params.get("tz"))
         self.range_end = end
         document = self.fetch(meter=meter, start=start, end=end, **params)
         return Response(document)
@@ -129,10 +167,10 @@ class GatewayView(APIView):
 
 @extend_schema(
     summary="Readings of a meter in a range, paged",
-    parameters=[ReadingsQuery, *schema.COMMON_PARAMETERS],
-    responses=schema.gateway_responses(ReadingsDocument),
+    parameters=[ReadingsQuery, *openapi.COMMON_PARAMETERS],
+    responses=openapi.rpc_document_responses(ReadingsDocument),
 )
-class ReadingsView(GatewayView):
+class ReadingsView(RpcDocumentView):
     """Readings of a meter in [start, end), oldest first, from the gRPC service (ListReadings).
 
     A page holds `page_size` readings; `next` (and the `Link: rel="next"` header) is the URL of
@@ -143,7 +181,7 @@ class ReadingsView(GatewayView):
     csv_name = "readings"
 
     def fetch(self, *, meter, start, end, page_size, page_token, **params):
-        document = gateway.reading_page(meter=meter, start=start, end=end, page_size=page_size, page_token=page_token)
+        document = documents.reading_page(meter=meter, start=start, end=end, page_size=page_size, page_token=page_token)
         token = document.pop("next_page_token")
         next_url = None
         if token:
@@ -159,10 +197,10 @@ class ReadingsView(GatewayView):
 
 @extend_schema(
     summary="Readings of a meter summed up per window",
-    parameters=[AggregatesQuery, *schema.COMMON_PARAMETERS],
-    responses=schema.gateway_responses(AggregatesDocument),
+    parameters=[AggregatesQuery, *openapi.COMMON_PARAMETERS],
+    responses=openapi.rpc_document_responses(AggregatesDocument),
 )
-class AggregatesView(GatewayView):
+class AggregatesView(RpcDocumentView):
     """Count, sum, mean, min, max and coverage per window (15m, hour, day, week, month) of
     [start, end), from the gRPC service (AggregateReadings). Days, weeks and months follow the
     wall clock of `tz` (a day with a clock change lasts 23 or 25 hours); empty windows are kept.
@@ -173,7 +211,7 @@ class AggregatesView(GatewayView):
     csv_name = "aggregates"
 
     def fetch(self, *, meter, start, end, window, tz=None, **params):
-        return gateway.aggregates(meter=meter, start=start, end=end, window=window, time_zone=tz.key if tz else "")
+        return documents.aggregates(meter=meter, start=start, end=end, window=window, time_zone=tz.key if tz else "")
 
     def csv_table(self, document):
         columns = ["start", "end", "count", "expected_count", "coverage", "sum", "mean", "min", "max"]
@@ -184,10 +222,10 @@ class AggregatesView(GatewayView):
 
 @extend_schema(
     summary="Completeness of a meter's readings in a range, and the gaps",
-    parameters=[RangeQuery, *schema.COMMON_PARAMETERS],
-    responses=schema.gateway_responses(CompletenessDocument),
+    parameters=[RangeQuery, *openapi.COMMON_PARAMETERS],
+    responses=openapi.rpc_document_responses(CompletenessDocument),
 )
-class CompletenessView(GatewayView):
+class CompletenessView(RpcDocumentView):
     """Expected, present and missing readings at the meter's interval in [start, end), and the
     runs of missing ones, from the gRPC service (GetCompleteness). CSV holds the gaps. A range
     that has ended carries an ETag; If-None-Match gets a 304."""
@@ -195,7 +233,7 @@ class CompletenessView(GatewayView):
     csv_name = "gaps"
 
     def fetch(self, *, meter, start, end, **params):
-        return gateway.completeness(meter=meter, start=start, end=end)
+        return documents.completeness(meter=meter, start=start, end=end)
 
     def csv_table(self, document):
         yield ["start", "end", "missing_count"]

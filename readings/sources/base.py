@@ -4,17 +4,19 @@ Times cross this interface as int64 UTC epoch seconds in numpy arrays: cheap to 
 and the same for every store.
 """
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+from readings.domain import SourceUnavailable
 
 if TYPE_CHECKING:
     from readings.models import Meter
 
-
-class SourceUnavailable(Exception):
-    """The store behind a source cannot answer now; the message names it."""
-
+__all__ = [
+    "BucketStats", "Extremes", "Jumps", "MeterSummary", "ReadingsSource", "Series", "SeriesStore",
+    "SourceUnavailable", "bucket_index_stats", "jumps_of",
+]
 
 @dataclass(frozen=True)
 class Series:
@@ -85,6 +87,8 @@ class Jumps:
 
 @dataclass(frozen=True)
 class MeterSummary:
+    """How many readings a meter has, and the epoch seconds of its first and last one."""
+
     count: int
     first: int | None
     last: int | None
@@ -110,6 +114,23 @@ class ReadingsSource(Protocol):
 
     def jumps(self, meter: "Meter", *, start: int, end: int, interval: int) -> Jumps:
         """Count, first and last time, and consecutive times more than `interval` apart."""
+
+
+@runtime_checkable
+class SeriesStore(Protocol):
+    """A source that readings can also be written to (seeding, live writes), besides the
+    relational store that records every write."""
+
+    alias: str
+
+    def prepare_writes(self, *, create: bool = False) -> None:
+        """Fail early when the store cannot take writes (unreachable, refused, no database);
+        with `create`, create what is missing first."""
+
+    def write(self, meter_name: str, series: Series, *, batch_size: int | None = None, on_written=None) -> int:
+        """Write the readings, idempotently (a reading written twice is one), in requests of
+        `batch_size` (the store's default when None), calling `on_written(n)` as each lands;
+        returns how many were written."""
 
 
 def bucket_index_stats(times: np.ndarray, values: np.ndarray, edges: np.ndarray) -> BucketStats:

@@ -39,26 +39,36 @@ class CsvSource:
         self._loaded: OrderedDict[tuple, Series] = OrderedDict()
         self._lock = threading.Lock()
 
+    @property
+    def store(self) -> str:
+        return f"CSV source {self.alias!r}"
+
+    def _unavailable(self, message: str) -> SourceUnavailable:
+        return SourceUnavailable(f"{self.store}: {message}", store=self.store)
+
     def path_for(self, meter: Meter) -> Path:
         if meter.name in self.files:
             return self.files[meter.name]
         if self.directory is not None:
             return self.directory / f"{meter.name}.csv"
-        raise SourceUnavailable(f"CSV source {self.alias!r} has no file for meter {meter.name!r}")
+        raise self._unavailable(f"no file for meter {meter.name!r}")
 
     def series(self, meter: Meter) -> Series:
         path = self.path_for(meter)
         try:
             stat = path.stat()
         except OSError as exc:
-            raise SourceUnavailable(f"CSV source {self.alias!r}: cannot read {path}: {exc.strerror}") from None
+            raise self._unavailable(f"cannot read {path}: {exc.strerror}") from None
         key = (str(path), stat.st_mtime_ns, stat.st_size, meter.time_zone)
         with self._lock:
             series = self._loaded.get(key)
             if series is not None:
                 self._loaded.move_to_end(key)
                 return series
-        series = _load(path, meter.time_zone, self.alias)
+        try:
+            series = _load(path, meter.time_zone)
+        except CsvError as exc:
+            raise self._unavailable(str(exc)) from None
         with self._lock:
             for stale in [k for k in self._loaded if k[0] == key[0]]:
                 del self._loaded[stale]
@@ -102,15 +112,14 @@ class CsvSource:
         return jumps_of(self._slice(meter, start, end).times, interval)
 
 
-def _load(path: Path, time_zone: str, alias: str) -> Series:
+def _load(path: Path, time_zone: str) -> Series:
+    """The file's readings, sorted and without repeats; CsvError for an invalid row or two
+    values at one time."""
     report = CsvReport()
-    try:
-        batches = list(read_readings(path, time_zone=time_zone, report=report))
-    except CsvError as exc:
-        raise SourceUnavailable(f"CSV source {alias!r}: {exc}") from None
+    batches = list(read_readings(path, time_zone=time_zone, report=report))
     if report.rows_invalid:
         first = report.invalid_problems()[0]
-        raise SourceUnavailable(f"CSV source {alias!r}: {path}: line {first.line}: {first.reason}")
+        raise CsvError(path, first.reason, line=first.line)
     if not batches:
         return Series.from_rows([])
     times = np.concatenate([b.epochs for b in batches])
@@ -122,9 +131,7 @@ def _load(path: Path, time_zone: str, alias: str) -> Series:
     if len(conflicting):
         lines = np.concatenate([b.lines for b in batches])[order]
         i = int(conflicting[0])
-        raise SourceUnavailable(
-            f"CSV source {alias!r}: {path}: lines {lines[i]} and {lines[i + 1]} give one time two values"
-        )
+        raise CsvError(path, f"lines {lines[i]} and {lines[i + 1]} give one time two values")
     keep = np.ones(len(times), dtype=bool)
     keep[repeated + 1] = False
     return Series(times[keep], values[keep])

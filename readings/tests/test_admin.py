@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 
 from readings.models import ImportRun, Meter, Reading
-from readings.pagination import EstimatedCountPaginator
+from readings.admin import EstimatedCountPaginator
 
 pytestmark = pytest.mark.django_db
 

@@ -92,8 +92,8 @@ def test_a_source_that_is_down_is_503(api):
     body = problem(api.get("/api/v1/meters/lost/readings/", HOUR), 503)
 
     assert body["grpc_code"] == "UNAVAILABLE"
-    assert body["detail"].startswith("the gRPC service is unavailable: ")
-    assert "lost" in body["detail"]
+    # Which store is down, not where it lives.
+    assert body["detail"] == "CSV source 'broken' is unavailable; try again later"
 
 
 def test_absent_grpc_server_is_503(api, closed_port):
@@ -102,6 +102,7 @@ def test_absent_grpc_server_is_503(api, closed_port):
 
     body = problem(response, 503)
     assert body["grpc_code"] == "UNAVAILABLE"
+    assert body["detail"].startswith("the gRPC service is unavailable: ")
     assert body["title"] == "Service Unavailable"
     assert response["Retry-After"] == "5"
 
@@ -153,11 +154,21 @@ def test_grpc_server_with_tokens(api):
         running.stop(grace=0)
 
 
-def test_drf_not_found_is_a_problem(api):
+def test_unknown_meter_is_a_problem(api):
     body = problem(api.get("/api/v1/meters/nope/"), 404)
 
+    assert body == {"type": "about:blank", "title": "Not Found", "status": 404, "grpc_code": "NOT_FOUND",
+                    "detail": "no meter named 'nope'", "instance": "/api/v1/meters/nope/"}
+
+
+def test_drf_not_found_is_a_problem(api):
+    body = problem(api.get("/api/v1/import-runs/123456/"), 401)
+
+    assert body["detail"] == "Authentication credentials were not provided."
+    body = problem(api.get("/api/v1/meters/", {"page": 99}), 404)
+
     assert body == {"type": "about:blank", "title": "Not Found", "status": 404,
-                    "detail": "Not found.", "instance": "/api/v1/meters/nope/"}
+                    "detail": "Invalid page.", "instance": "/api/v1/meters/"}
 
 
 def test_unknown_api_url_is_a_problem(api):
@@ -194,12 +205,12 @@ def test_unknown_format_is_a_problem(api):
 
 
 def test_unexpected_error_is_a_500_problem(api, monkeypatch, caplog):
-    from readings.api import gateway
+    from readings.api import documents
 
     def broken(**kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(gateway, "reading_page", broken)
+    monkeypatch.setattr(documents, "reading_page", broken)
 
     body = problem(api.get(READINGS, HOUR), 500)
 

@@ -108,7 +108,7 @@ api_schema.app = in_test_transaction(get_wsgi_application())
 
 @api_schema.parametrize()
 @settings(max_examples=60, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
-def test_no_server_errors_but_the_documented_ones(case, gateway):
+def test_no_server_errors_but_the_documented_ones(case, web_to_grpc):
     response = case.call()
 
     # The only meter whose store is down (`lost`) may answer 503; nothing else may fail.

@@ -1,31 +1,20 @@
 """The dashboard in headless Chromium (Debian's, driven by Playwright) against a live web server
 and a real gRPC server. Screenshots go to test-artifacts/."""
-import os
 import shutil
 from io import StringIO
-from pathlib import Path
 
 import pytest
-from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.management import call_command
-from django.db import connections
 from django.test import override_settings
-from django.test.testcases import LiveServerThread
 
 from grpc_api.server import create_server
 from readings.models import Meter
+from testing.fixtures import CHROMIUM, expect_ready, screenshot
 
 pytestmark = pytest.mark.django_db
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def year_meter(served_data, django_db_blocker, tmp_path_factory):
     """A year of generated 15-minute readings (35,000), to see that the page stays aggregated."""
     path = tmp_path_factory.mktemp("year") / "gen-year.csv"
@@ -33,63 +22,6 @@ def year_meter(served_data, django_db_blocker, tmp_path_factory):
         call_command("generate_readings", "--days", "366", "--start", "2020-01-01", "--seed", "3", "--out", str(path), stdout=StringIO())
         call_command("import_readings", str(path), stdout=StringIO())
         yield Meter.objects.get(name="gen-year")
-
-
-@pytest.fixture(scope="module")
-def live_url(gateway, year_meter):
-    """A web server in this process (a thread per request), static files from the app folders."""
-    server = LiveServerThread("127.0.0.1", StaticFilesHandler, port=0)
-    server.daemon = True
-    server.start()
-    server.is_ready.wait()
-    if server.error:
-        raise server.error
-    yield f"http://127.0.0.1:{server.port}"
-    server.terminate()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        reason = f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (scripts/test does it when it can)"
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API marks an event loop as running in this thread, so Django takes the
-    # tests' ORM calls for async code (they are not) and gives them a database connection of
-    # their own, which must be closed before the loop goes.
-    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-        connections.close_all()
-
-
-@pytest.fixture
-def page(browser, live_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=live_url)
-    page = context.new_page()
-    page.requested = []
-    page.on("request", lambda request: page.requested.append(request.url))
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    yield page
-    context.close()
-    assert page.errors == []
-
-
-def expect_ready(page):
-    from playwright.sync_api import expect
-
-    expect(page.locator("#dashboard")).to_have_attribute("data-state", "ready")
-
-
-def screenshot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def test_dashboard_loads_the_reference_meter(page, live_url):

@@ -1,12 +1,11 @@
-"""The gateway's gRPC client: one channel per process and configuration, TLS and tokens passed
+"""The web tier's gRPC client: one channel per process and configuration, TLS and tokens passed
 through, against real servers."""
-import subprocess
-
 import pytest
 from django.test import override_settings
 
 from grpc_api import client
 from grpc_api.server import create_server
+from testing.fixtures import self_signed_certificate
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +21,7 @@ def test_one_channel_serves_every_call(api):
     assert client.connection() is first
 
 
-def test_a_new_target_gets_a_new_channel_and_the_old_one_is_closed(gateway, closed_port):
+def test_a_new_target_gets_a_new_channel_and_the_old_one_is_closed(web_to_grpc, closed_port):
     first = client.connection()
 
     with override_settings(GRPC_TARGET=f"127.0.0.1:{closed_port}"):
@@ -30,16 +29,11 @@ def test_a_new_target_gets_a_new_channel_and_the_old_one_is_closed(gateway, clos
 
     assert other is not first and other.config.target == f"127.0.0.1:{closed_port}"
     assert client.connection() is not other
-    assert client.connection().config.target == f"127.0.0.1:{gateway.port}"
+    assert client.connection().config.target == f"127.0.0.1:{web_to_grpc.port}"
 
 
 def test_tls_with_a_root_certificate(api, tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
-        check=True, capture_output=True,
-    )
+    key, cert = self_signed_certificate(tmp_path)
     running = create_server("127.0.0.1:0", tls=(key.read_bytes(), cert.read_bytes()), tokens=["s3cret"])
     try:
         with override_settings(GRPC_TARGET=f"127.0.0.1:{running.port}", GRPC_TLS_ROOT_CERT=str(cert), GRPC_TOKEN="s3cret"):
@@ -62,4 +56,6 @@ def test_tls_with_a_root_certificate(api, tmp_path):
 def test_status_of_each_grpc_code(code, status):
     import grpc
 
-    assert client.HTTP_STATUS.get(grpc.StatusCode[code], client.BAD_GATEWAY) == status
+    from readings.api.problems import http_status_of
+
+    assert http_status_of(grpc.StatusCode[code]) == status

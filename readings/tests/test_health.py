@@ -15,7 +15,7 @@ def test_healthz(client):
     assert "no-cache" in response["Cache-Control"]
 
 
-def test_ready_with_database_and_serving_grpc(client, gateway):
+def test_ready_with_database_and_serving_grpc(client, web_to_grpc):
     response = client.get("/readyz")
 
     assert response.status_code == 200

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from readings.models import ImportRun, Meter, Reading
-from readings.tests.commands import import_file
+from testing.fixtures import import_file
 
 pytestmark = pytest.mark.django_db
 

@@ -12,11 +12,11 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from readings.influx import InfluxClient, InfluxSettings, line_protocol
+from readings.sources.influx.client import InfluxClient, InfluxSettings, line_protocol
 from readings.models import ImportRun, Meter, Reading
 from readings.sources.influx import InfluxSource
-from readings.tests.commands import HEADER
-from readings.tests.influxd import ADMIN
+from testing.fixtures import HEADER
+from testing.influxd import ADMIN
 
 pytestmark = pytest.mark.django_db
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,7 +139,7 @@ def test_wrong_credentials(influxd, influx_database, settings, reference_csv):
 
 
 def test_unreachable_server(settings, reference_csv):
-    from readings.tests.influxd import free_port
+    from testing.influxd import free_port
 
     settings.INFLUXDB = {"URL": f"http://127.0.0.1:{free_port()}", "DATABASE": "x"}
 
@@ -197,7 +197,8 @@ def test_stopping_influxd_mid_seed_then_running_again(influxd, tmp_path):
     try:
         seeding = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
-        while count() == 0 and time.monotonic() < deadline:
+        # Two batches stored: the first write has been answered, so the run has counted it.
+        while count() < 2 * 500 and time.monotonic() < deadline:
             time.sleep(0.02)
         influxd.stop()
         _, error = seeding.communicate(timeout=60)

@@ -2,7 +2,7 @@
 import pytest
 
 from readings import tokens
-from readings.errors import InvalidArgument
+from readings.domain import InvalidArgument
 
 REQUEST = ("meterusage", 1546300800, 1548979200)
 

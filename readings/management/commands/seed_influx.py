@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from readings.influx import DEFAULT_WRITE_BATCH, InfluxError, InfluxSettings
 from readings.management.progress import ProgressBar
 from readings.models import Meter
-from readings.services import ReadingsImportError, readings_seed_influx, readings_seed_influx_from_db
+from readings.services import ReadingsImportError, readings_seed, readings_seed_from_db, series_store_alias
+from readings.sources import readings_sources
 
 
 class Command(BaseCommand):
@@ -20,51 +20,49 @@ class Command(BaseCommand):
         parser.add_argument("--meter", help="Meter name (default: each file's name; with --from-db: every meter).")
         parser.add_argument("--tz", dest="time_zone", help="IANA time zone of the files' naive times.")
         parser.add_argument(
-            "--batch-size", type=int, default=DEFAULT_WRITE_BATCH,
-            help=f"Points per write request (default {DEFAULT_WRITE_BATCH}).",
+            "--source",
+            help="READINGS_SOURCES alias of the InfluxDB to write to, with its OPTIONS "
+            "(default: the only such alias).",
+        )
+        parser.add_argument(
+            "--batch-size", type=int, help="Points per write request (default: the source's WRITE_BATCH, 5000)."
         )
         parser.add_argument("--create-database", action="store_true", help="Create the database if missing.")
         parser.add_argument("--dry-run", action="store_true", help="Check everything, write nothing.")
         parser.add_argument("--no-mirror", action="store_true", help="Leave the relational store as it is.")
 
-    def handle(self, *args, paths, from_db, meter, time_zone, batch_size, create_database, dry_run, no_mirror, **options):
-        if batch_size < 1:
+    def handle(self, *args, paths, from_db, meter, time_zone, source, batch_size, create_database, dry_run, no_mirror, **options):
+        if batch_size is not None and batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         if from_db == bool(paths):
             raise CommandError("give CSV files to seed, or --from-db (not both)")
-        target = InfluxSettings.from_settings()
+        write = {"source_alias": source, "dry_run": dry_run, "create_database": create_database, "batch_size": batch_size}
         try:
-            runs = (
-                self._from_db(meter, dry_run, create_database, batch_size)
-                if from_db
-                else self._from_files(paths, meter, time_zone, dry_run, not no_mirror, create_database, batch_size)
-            )
+            target = readings_sources[series_store_alias(source)]
+            runs = self._from_db(meter, write) if from_db else self._from_files(paths, meter, time_zone, not no_mirror, write)
             for label, run in runs:
                 prefix = "Dry run, nothing written: " if dry_run else ""
-                self.stdout.write(self.style.SUCCESS(f"{prefix}{label} → {target.database}@{target.url}, meter '{run.meter_name}': {run.summary()}"))
-        except (ReadingsImportError, InfluxError) as exc:
-            run = getattr(exc, "run", None)
+                self.stdout.write(self.style.SUCCESS(f"{prefix}{label} → {target}, meter '{run.meter_name}': {run.summary()}"))
+        except ReadingsImportError as exc:
+            run = exc.run
             written = f" ({run.points_written} points written before it stopped)" if run and run.points_written else ""
             raise CommandError(f"{exc}{written}") from None
 
-    def _from_files(self, paths, meter, time_zone, dry_run, mirror, create_database, batch_size):
+    def _from_files(self, paths, meter, time_zone, mirror, write):
         for path in paths:
             progress = ProgressBar(self.stdout, f"Seeding {path}")
             try:
-                run = readings_seed_influx(
-                    path=path, meter_name=meter, time_zone=time_zone, dry_run=dry_run, mirror=mirror,
-                    create_database=create_database, batch_size=batch_size, on_progress=progress,
+                run = readings_seed(
+                    path=path, meter_name=meter, time_zone=time_zone, mirror=mirror, on_progress=progress, **write
                 )
             finally:
                 progress.close()
             yield path, run
 
-    def _from_db(self, meter, dry_run, create_database, batch_size):
+    def _from_db(self, meter, write):
         meters = Meter.objects.filter(name=meter) if meter else Meter.objects.all()
         if meter and not meters:
             raise CommandError(f"no meter named {meter!r}")
         for each in meters.order_by("name"):
-            yield "relational store", readings_seed_influx_from_db(
-                meter=each, dry_run=dry_run, create_database=create_database, batch_size=batch_size
-            )
-            create_database = False
+            yield "relational store", readings_seed_from_db(meter=each, **write)
+            write["create_database"] = False

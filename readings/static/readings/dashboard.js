@@ -200,7 +200,9 @@
     controls.meter.replaceChildren(...meters.map((meter) => {
       const option = document.createElement("option");
       option.value = meter.name;
-      option.textContent = `${meter.name} (${integer.format(meter.reading_count)} readings)`;
+      option.textContent = meter.reading_count === null
+        ? `${meter.name} (${meter.readings_unavailable} unavailable)`
+        : `${meter.name} (${integer.format(meter.reading_count)} readings)`;
       return option;
     }));
   }

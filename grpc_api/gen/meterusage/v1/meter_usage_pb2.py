@@ -27,43 +27,45 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmeterusage/v1/meter_usage.proto\x12\rmeterusage.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x02\n\x05Meter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x15\n\rreading_count\x18\x07 \x01(\x03\x12\x36\n\x12\x66irst_reading_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_reading_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x11ListMetersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x12ListMetersResponse\x12$\n\x06meters\x18\x01 \x03(\x0b\x32\x14.meterusage.v1.Meter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x07Reading\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\x02 \x01(\x01\"\xa9\x01\n\x13ListReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"Y\n\x14ListReadingsResponse\x12(\n\x08readings\x18\x01 \x03(\x0b\x32\x16.meterusage.v1.Reading\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xae\x01\n\x15StreamReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresume_token\x18\x04 \x01(\t\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\"M\n\x16StreamReadingsResponse\x12\r\n\x05times\x18\x01 \x03(\x03\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\"\xc1\x01\n\x18\x41ggregateReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06window\x18\x04 \x01(\x0e\x32\x15.meterusage.v1.Window\x12\x11\n\ttime_zone\x18\x05 \x01(\t\"\xfc\x01\n\x06\x42ucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x16\n\x0e\x65xpected_count\x18\x04 \x01(\x03\x12\x10\n\x08\x63overage\x18\x05 \x01(\x01\x12\x0b\n\x03sum\x18\x06 \x01(\x01\x12\x11\n\x04mean\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03min\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03max\x18\t \x01(\x01H\x02\x88\x01\x01\x42\x07\n\x05_meanB\x06\n\x04_minB\x06\n\x04_max\"\xd8\x01\n\x19\x41ggregateReadingsResponse\x12&\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x15.meterusage.v1.Bucket\x12$\n\x05total\x18\x02 \x01(\x0b\x32\x15.meterusage.v1.Bucket\x12,\n\x08min_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08max_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x05 \x01(\t\"\x85\x01\n\x16GetCompletenessRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x03Gap\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmissing_count\x18\x03 \x01(\x03\"\xd3\x01\n\x17GetCompletenessResponse\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x65xpected_count\x18\x02 \x01(\x03\x12\x15\n\rpresent_count\x18\x03 \x01(\x03\x12\x15\n\rmissing_count\x18\x04 \x01(\x03\x12\x10\n\x08\x63overage\x18\x05 \x01(\x01\x12 \n\x04gaps\x18\x06 \x03(\x0b\x32\x12.meterusage.v1.Gap\x12\x11\n\tgap_count\x18\x07 \x01(\x03*{\n\x06Window\x12\x16\n\x12WINDOW_UNSPECIFIED\x10\x00\x12\x15\n\x11WINDOW_15_MINUTES\x10\x01\x12\x0f\n\x0bWINDOW_HOUR\x10\x02\x12\x0e\n\nWINDOW_DAY\x10\x03\x12\x0f\n\x0bWINDOW_WEEK\x10\x04\x12\x10\n\x0cWINDOW_MONTH\x10\x05\x32\xea\x03\n\x11MeterUsageService\x12Q\n\nListMeters\x12 .meterusage.v1.ListMetersRequest\x1a!.meterusage.v1.ListMetersResponse\x12W\n\x0cListReadings\x12\".meterusage.v1.ListReadingsRequest\x1a#.meterusage.v1.ListReadingsResponse\x12_\n\x0eStreamReadings\x12$.meterusage.v1.StreamReadingsRequest\x1a%.meterusage.v1.StreamReadingsResponse0\x01\x12\x66\n\x11\x41ggregateReadings\x12\'.meterusage.v1.AggregateReadingsRequest\x1a(.meterusage.v1.AggregateReadingsResponse\x12`\n\x0fGetCompleteness\x12%.meterusage.v1.GetCompletenessRequest\x1a&.meterusage.v1.GetCompletenessResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmeterusage/v1/meter_usage.proto\x12\rmeterusage.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x02\n\x05Meter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x1a\n\rreading_count\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x36\n\x12\x66irst_reading_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_reading_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14readings_unavailable\x18\n \x01(\tB\x10\n\x0e_reading_count\"\xc7\x01\n\x11ListMetersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06search\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x11\n\ttime_zone\x18\x05 \x01(\t\x12\x0c\n\x04unit\x18\x06 \x01(\t\x12\x19\n\x0chas_readings\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x10\n\x08order_by\x18\x08 \x01(\t\x12\x0c\n\x04skip\x18\t \x01(\x05\x42\x0f\n\r_has_readings\"g\n\x12ListMetersResponse\x12$\n\x06meters\x18\x01 \x03(\x0b\x32\x14.meterusage.v1.Meter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x1f\n\x0fGetMeterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x07Reading\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\x02 \x01(\x01\"\xa9\x01\n\x13ListReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"Y\n\x14ListReadingsResponse\x12(\n\x08readings\x18\x01 \x03(\x0b\x32\x16.meterusage.v1.Reading\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xae\x01\n\x15StreamReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresume_token\x18\x04 \x01(\t\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\"M\n\x16StreamReadingsResponse\x12\r\n\x05times\x18\x01 \x03(\x03\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\"\xc1\x01\n\x18\x41ggregateReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06window\x18\x04 \x01(\x0e\x32\x15.meterusage.v1.Window\x12\x11\n\ttime_zone\x18\x05 \x01(\t\"\xfc\x01\n\x06\x42ucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x16\n\x0e\x65xpected_count\x18\x04 \x01(\x03\x12\x10\n\x08\x63overage\x18\x05 \x01(\x01\x12\x0b\n\x03sum\x18\x06 \x01(\x01\x12\x11\n\x04mean\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03min\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03max\x18\t \x01(\x01H\x02\x88\x01\x01\x42\x07\n\x05_meanB\x06\n\x04_minB\x06\n\x04_max\"\xd8\x01\n\x19\x41ggregateReadingsResponse\x12&\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x15.meterusage.v1.Bucket\x12$\n\x05total\x18\x02 \x01(\x0b\x32\x15.meterusage.v1.Bucket\x12,\n\x08min_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08max_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x05 \x01(\t\"\x85\x01\n\x16GetCompletenessRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x03Gap\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmissing_count\x18\x03 \x01(\x03\"\xd3\x01\n\x17GetCompletenessResponse\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x65xpected_count\x18\x02 \x01(\x03\x12\x15\n\rpresent_count\x18\x03 \x01(\x03\x12\x15\n\rmissing_count\x18\x04 \x01(\x03\x12\x10\n\x08\x63overage\x18\x05 \x01(\x01\x12 \n\x04gaps\x18\x06 \x03(\x0b\x32\x12.meterusage.v1.Gap\x12\x11\n\tgap_count\x18\x07 \x01(\x03*{\n\x06Window\x12\x16\n\x12WINDOW_UNSPECIFIED\x10\x00\x12\x15\n\x11WINDOW_15_MINUTES\x10\x01\x12\x0f\n\x0bWINDOW_HOUR\x10\x02\x12\x0e\n\nWINDOW_DAY\x10\x03\x12\x0f\n\x0bWINDOW_WEEK\x10\x04\x12\x10\n\x0cWINDOW_MONTH\x10\x05\x32\xac\x04\n\x11MeterUsageService\x12Q\n\nListMeters\x12 .meterusage.v1.ListMetersRequest\x1a!.meterusage.v1.ListMetersResponse\x12@\n\x08GetMeter\x12\x1e.meterusage.v1.GetMeterRequest\x1a\x14.meterusage.v1.Meter\x12W\n\x0cListReadings\x12\".meterusage.v1.ListReadingsRequest\x1a#.meterusage.v1.ListReadingsResponse\x12_\n\x0eStreamReadings\x12$.meterusage.v1.StreamReadingsRequest\x1a%.meterusage.v1.StreamReadingsResponse0\x01\x12\x66\n\x11\x41ggregateReadings\x12\'.meterusage.v1.AggregateReadingsRequest\x1a(.meterusage.v1.AggregateReadingsResponse\x12`\n\x0fGetCompleteness\x12%.meterusage.v1.GetCompletenessRequest\x1a&.meterusage.v1.GetCompletenessResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meterusage.v1.meter_usage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WINDOW']._serialized_start=2264
-  _globals['_WINDOW']._serialized_end=2387
+  _globals['_WINDOW']._serialized_start=2512
+  _globals['_WINDOW']._serialized_end=2635
   _globals['_METER']._serialized_start=116
-  _globals['_METER']._serialized_end=386
-  _globals['_LISTMETERSREQUEST']._serialized_start=388
-  _globals['_LISTMETERSREQUEST']._serialized_end=446
-  _globals['_LISTMETERSRESPONSE']._serialized_start=448
-  _globals['_LISTMETERSRESPONSE']._serialized_end=531
-  _globals['_READING']._serialized_start=533
-  _globals['_READING']._serialized_end=599
-  _globals['_LISTREADINGSREQUEST']._serialized_start=602
-  _globals['_LISTREADINGSREQUEST']._serialized_end=771
-  _globals['_LISTREADINGSRESPONSE']._serialized_start=773
-  _globals['_LISTREADINGSRESPONSE']._serialized_end=862
-  _globals['_STREAMREADINGSREQUEST']._serialized_start=865
-  _globals['_STREAMREADINGSREQUEST']._serialized_end=1039
-  _globals['_STREAMREADINGSRESPONSE']._serialized_start=1041
-  _globals['_STREAMREADINGSRESPONSE']._serialized_end=1118
-  _globals['_AGGREGATEREADINGSREQUEST']._serialized_start=1121
-  _globals['_AGGREGATEREADINGSREQUEST']._serialized_end=1314
-  _globals['_BUCKET']._serialized_start=1317
-  _globals['_BUCKET']._serialized_end=1569
-  _globals['_AGGREGATEREADINGSRESPONSE']._serialized_start=1572
-  _globals['_AGGREGATEREADINGSRESPONSE']._serialized_end=1788
-  _globals['_GETCOMPLETENESSREQUEST']._serialized_start=1791
-  _globals['_GETCOMPLETENESSREQUEST']._serialized_end=1924
-  _globals['_GAP']._serialized_start=1926
-  _globals['_GAP']._serialized_end=2048
-  _globals['_GETCOMPLETENESSRESPONSE']._serialized_start=2051
-  _globals['_GETCOMPLETENESSRESPONSE']._serialized_end=2262
-  _globals['_METERUSAGESERVICE']._serialized_start=2390
-  _globals['_METERUSAGESERVICE']._serialized_end=2880
+  _globals['_METER']._serialized_end=439
+  _globals['_LISTMETERSREQUEST']._serialized_start=442
+  _globals['_LISTMETERSREQUEST']._serialized_end=641
+  _globals['_LISTMETERSRESPONSE']._serialized_start=643
+  _globals['_LISTMETERSRESPONSE']._serialized_end=746
+  _globals['_GETMETERREQUEST']._serialized_start=748
+  _globals['_GETMETERREQUEST']._serialized_end=779
+  _globals['_READING']._serialized_start=781
+  _globals['_READING']._serialized_end=847
+  _globals['_LISTREADINGSREQUEST']._serialized_start=850
+  _globals['_LISTREADINGSREQUEST']._serialized_end=1019
+  _globals['_LISTREADINGSRESPONSE']._serialized_start=1021
+  _globals['_LISTREADINGSRESPONSE']._serialized_end=1110
+  _globals['_STREAMREADINGSREQUEST']._serialized_start=1113
+  _globals['_STREAMREADINGSREQUEST']._serialized_end=1287
+  _globals['_STREAMREADINGSRESPONSE']._serialized_start=1289
+  _globals['_STREAMREADINGSRESPONSE']._serialized_end=1366
+  _globals['_AGGREGATEREADINGSREQUEST']._serialized_start=1369
+  _globals['_AGGREGATEREADINGSREQUEST']._serialized_end=1562
+  _globals['_BUCKET']._serialized_start=1565
+  _globals['_BUCKET']._serialized_end=1817
+  _globals['_AGGREGATEREADINGSRESPONSE']._serialized_start=1820
+  _globals['_AGGREGATEREADINGSRESPONSE']._serialized_end=2036
+  _globals['_GETCOMPLETENESSREQUEST']._serialized_start=2039
+  _globals['_GETCOMPLETENESSREQUEST']._serialized_end=2172
+  _globals['_GAP']._serialized_start=2174
+  _globals['_GAP']._serialized_end=2296
+  _globals['_GETCOMPLETENESSRESPONSE']._serialized_start=2299
+  _globals['_GETCOMPLETENESSRESPONSE']._serialized_end=2510
+  _globals['_METERUSAGESERVICE']._serialized_start=2638
+  _globals['_METERUSAGESERVICE']._serialized_end=3194
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ WINDOW_WEEK: Window
 WINDOW_MONTH: Window
 
 class Meter(_message.Message):
-    __slots__ = ("name", "description", "unit", "time_zone", "interval", "source", "reading_count", "first_reading_time", "last_reading_time")
+    __slots__ = ("name", "description", "unit", "time_zone", "interval", "source", "reading_count", "first_reading_time", "last_reading_time", "readings_unavailable")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class Meter(_message.Message):
     READING_COUNT_FIELD_NUMBER: _ClassVar[int]
     FIRST_READING_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_READING_TIME_FIELD_NUMBER: _ClassVar[int]
+    READINGS_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     unit: str
@@ -47,23 +48,46 @@ class Meter(_message.Message):
     reading_count: int
     first_reading_time: _timestamp_pb2.Timestamp
     last_reading_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., unit: _Optional[str] = ..., time_zone: _Optional[str] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., source: _Optional[str] = ..., reading_count: _Optional[int] = ..., first_reading_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_reading_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    readings_unavailable: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., unit: _Optional[str] = ..., time_zone: _Optional[str] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., source: _Optional[str] = ..., reading_count: _Optional[int] = ..., first_reading_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_reading_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., readings_unavailable: _Optional[str] = ...) -> None: ...
 
 class ListMetersRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "search", "source", "time_zone", "unit", "has_readings", "order_by", "skip")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    HAS_READINGS_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    SKIP_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    search: str
+    source: str
+    time_zone: str
+    unit: str
+    has_readings: bool
+    order_by: str
+    skip: int
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., search: _Optional[str] = ..., source: _Optional[str] = ..., time_zone: _Optional[str] = ..., unit: _Optional[str] = ..., has_readings: _Optional[bool] = ..., order_by: _Optional[str] = ..., skip: _Optional[int] = ...) -> None: ...
 
 class ListMetersResponse(_message.Message):
-    __slots__ = ("meters", "next_page_token")
+    __slots__ = ("meters", "next_page_token", "total_size")
     METERS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     meters: _containers.RepeatedCompositeFieldContainer[Meter]
     next_page_token: str
-    def __init__(self, meters: _Optional[_Iterable[_Union[Meter, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    total_size: int
+    def __init__(self, meters: _Optional[_Iterable[_Union[Meter, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class GetMeterRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class Reading(_message.Message):
     __slots__ = ("time", "value")

@@ -40,6 +40,11 @@ class MeterUsageServiceStub:
                 request_serializer=meterusage_dot_v1_dot_meter__usage__pb2.ListMetersRequest.SerializeToString,
                 response_deserializer=meterusage_dot_v1_dot_meter__usage__pb2.ListMetersResponse.FromString,
                 _registered_method=True)
+        self.GetMeter = channel.unary_unary(
+                '/meterusage.v1.MeterUsageService/GetMeter',
+                request_serializer=meterusage_dot_v1_dot_meter__usage__pb2.GetMeterRequest.SerializeToString,
+                response_deserializer=meterusage_dot_v1_dot_meter__usage__pb2.Meter.FromString,
+                _registered_method=True)
         self.ListReadings = channel.unary_unary(
                 '/meterusage.v1.MeterUsageService/ListReadings',
                 request_serializer=meterusage_dot_v1_dot_meter__usage__pb2.ListReadingsRequest.SerializeToString,
@@ -66,7 +71,15 @@ class MeterUsageServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ListMeters(self, request, context):
-        """The meters, in name order, paged.
+        """The meters, filtered, ordered (by name unless asked otherwise) and paged, each with its
+        reading count and first/last reading from the store that serves it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMeter(self, request, context):
+        """One meter, with its reading count and first/last reading from the store that serves it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +125,11 @@ def add_MeterUsageServiceServicer_to_server(servicer, server):
                     servicer.ListMeters,
                     request_deserializer=meterusage_dot_v1_dot_meter__usage__pb2.ListMetersRequest.FromString,
                     response_serializer=meterusage_dot_v1_dot_meter__usage__pb2.ListMetersResponse.SerializeToString,
+            ),
+            'GetMeter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMeter,
+                    request_deserializer=meterusage_dot_v1_dot_meter__usage__pb2.GetMeterRequest.FromString,
+                    response_serializer=meterusage_dot_v1_dot_meter__usage__pb2.Meter.SerializeToString,
             ),
             'ListReadings': grpc.unary_unary_rpc_method_handler(
                     servicer.ListReadings,
@@ -161,6 +179,33 @@ class MeterUsageService:
             '/meterusage.v1.MeterUsageService/ListMeters',
             meterusage_dot_v1_dot_meter__usage__pb2.ListMetersRequest.SerializeToString,
             meterusage_dot_v1_dot_meter__usage__pb2.ListMetersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMeter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meterusage.v1.MeterUsageService/GetMeter',
+            meterusage_dot_v1_dot_meter__usage__pb2.GetMeterRequest.SerializeToString,
+            meterusage_dot_v1_dot_meter__usage__pb2.Meter.FromString,
             options,
             channel_credentials,
             insecure,

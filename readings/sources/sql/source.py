@@ -1,29 +1,19 @@
 """Readings from the relational store (Django's database), with the work done in SQL."""
 import json
-import sqlite3
-from datetime import UTC, datetime
 
 import numpy as np
 from django.db import DatabaseError, connection
 
 from readings.models import Meter, Reading
 from readings.sources.base import BucketStats, Extremes, Jumps, MeterSummary, Series, SourceUnavailable
+from readings.sources.sql.dialect import epoch_of, is_postgresql, time_parameter
 
 TABLE = Reading._meta.db_table
+STORE = "the relational store"
 
 
-def _epoch(column: str) -> str:
-    if connection.vendor == "postgresql":
-        return f"EXTRACT(EPOCH FROM {column})::bigint"
-    # Django stores SQLite datetimes as UTC text. unixepoch() (SQLite 3.38+) reads it fastest.
-    if sqlite3.sqlite_version_info >= (3, 38):
-        return f"unixepoch({column})"
-    return f"CAST(strftime('%%s', {column}) AS INTEGER)"  # %% survives Django's %s placeholders
-
-
-def _db_time(epoch: int):
-    """An epoch as Django would pass a DateTimeField value to this database."""
-    return connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(epoch, UTC))
+def _epoch_or_none(value) -> int | None:
+    return int(value.timestamp()) if value else None
 
 
 class SqlSource:
@@ -38,30 +28,30 @@ class SqlSource:
                 cursor.execute(sql, params)
                 return cursor.fetchall()
         except DatabaseError as exc:
-            raise SourceUnavailable(f"the relational store ({connection.vendor}) is unavailable: {exc}") from exc
+            raise SourceUnavailable(f"{STORE} ({connection.vendor}) is unavailable: {exc}", store=STORE) from exc
 
     def summary(self, meter: Meter) -> MeterSummary:
-        # Kept by every import, so listing thousands of meters reads no readings.
-        return meter.cached_summary()
+        # Kept by every write into the Reading table, so listing thousands of meters reads no readings.
+        return MeterSummary(meter.reading_count, _epoch_or_none(meter.first_reading_at), _epoch_or_none(meter.last_reading_at))
 
     def read(self, meter: Meter, *, start: int, end: int, after: int | None, limit: int) -> Series:
         low, operator = (after, ">") if after is not None and after >= start else (start, ">=")
         rows = self._query(
-            f"SELECT {_epoch('time')}, value FROM {TABLE} "
+            f"SELECT {epoch_of('time')}, value FROM {TABLE} "
             f"WHERE meter_id = %s AND time {operator} %s AND time < %s ORDER BY time LIMIT %s",
-            [meter.pk, _db_time(low), _db_time(end), limit],
+            [meter.pk, time_parameter(low), time_parameter(end), limit],
         )
         return Series.from_rows(rows)
 
     def aggregate(self, meter: Meter, *, edges: np.ndarray, zone: str = "UTC") -> BucketStats:
         size = len(edges) - 1
-        if connection.vendor == "postgresql":
+        if is_postgresql():
             # width_bucket finds each row's bucket by binary search over the edges: one range scan.
             rows = self._query(
                 f"SELECT width_bucket(EXTRACT(EPOCH FROM time), %s::double precision[]) - 1 AS bucket, "
                 f"COUNT(*), SUM(value), MIN(value), MAX(value) FROM {TABLE} "
                 "WHERE meter_id = %s AND time >= %s AND time < %s GROUP BY bucket",
-                [edges.astype(float).tolist(), meter.pk, _db_time(int(edges[0])), _db_time(int(edges[-1]))],
+                [edges.astype(float).tolist(), meter.pk, time_parameter(int(edges[0])), time_parameter(int(edges[-1]))],
             )
         else:
             # One index range scan per bucket, the buckets passed in as a JSON array.
@@ -79,9 +69,9 @@ class SqlSource:
     def extremes(self, meter: Meter, *, start: int, end: int) -> Extremes | None:
         def first_by(order: str):
             return self._query(
-                f"SELECT {_epoch('time')}, value FROM {TABLE} "
+                f"SELECT {epoch_of('time')}, value FROM {TABLE} "
                 f"WHERE meter_id = %s AND time >= %s AND time < %s ORDER BY value {order}, time LIMIT 1",
-                [meter.pk, _db_time(start), _db_time(end)],
+                [meter.pk, time_parameter(start), time_parameter(end)],
             )
 
         lowest = first_by("ASC")
@@ -93,12 +83,12 @@ class SqlSource:
     def jumps(self, meter: Meter, *, start: int, end: int, interval: int) -> Jumps:
         # Each reading counts in its slot: its time floored to the interval (a floor, not SQL's
         # truncating division, so that times before 1970 land where numpy puts them too).
-        epoch = _epoch("time")
+        epoch = epoch_of("time")
         slots = (
             f"SELECT DISTINCT {epoch} - (({epoch} %% %s) + %s) %% %s AS slot FROM {TABLE} "
             "WHERE meter_id = %s AND time >= %s AND time < %s"
         )
-        params = [interval, interval, interval, meter.pk, _db_time(start), _db_time(end)]
+        params = [interval, interval, interval, meter.pk, time_parameter(start), time_parameter(end)]
         count, first, last = self._query(f"SELECT COUNT(*), MIN(slot), MAX(slot) FROM ({slots}) AS s", params)[0]
         pairs = self._query(
             "SELECT previous, slot FROM ("

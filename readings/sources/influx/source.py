@@ -6,18 +6,32 @@ from datetime import datetime, time
 
 import numpy as np
 
-from readings.influx import InfluxClient, InfluxError, InfluxSettings, quote_string
 from readings.models import Meter
 from readings.sources.base import BucketStats, Extremes, Jumps, MeterSummary, Series, SourceUnavailable, jumps_of
+from readings.sources.influx.client import (
+    DEFAULT_WRITE_BATCH,
+    InfluxClient,
+    InfluxError,
+    InfluxSettings,
+    line_protocol,
+    quote_string,
+)
+
+STORE = "InfluxDB"
 
 
 class InfluxSource:
-    """OPTIONS override the INFLUXDB setting's keys (URL, DATABASE, TOKEN, ...) for this alias."""
+    """OPTIONS override the INFLUXDB setting's keys (URL, DATABASE, TOKEN, ...) for this alias;
+    WRITE_BATCH is the number of points per write request (default 5000)."""
 
-    def __init__(self, *, alias: str, **options):
+    def __init__(self, *, alias: str, WRITE_BATCH: int = DEFAULT_WRITE_BATCH, **options):
         self.alias = alias
         self.config = InfluxSettings.from_settings(**options)
+        self.write_batch = WRITE_BATCH
         self._local = threading.local()
+
+    def __str__(self) -> str:
+        return f"database {self.config.database!r} at {self.config.url}"
 
     @property
     def client(self) -> InfluxClient:
@@ -31,7 +45,27 @@ class InfluxSource:
         try:
             return self.client.rows(statement)
         except InfluxError as exc:
-            raise SourceUnavailable(str(exc)) from None
+            raise SourceUnavailable(str(exc), store=STORE) from None
+
+    def prepare_writes(self, *, create: bool = False) -> None:
+        try:
+            if create:
+                self.client.create_database()
+            self.client.write(b"")  # an empty write checks reachability, credentials and database
+        except InfluxError as exc:
+            raise SourceUnavailable(str(exc), store=STORE) from None
+
+    def write(self, meter_name: str, series: Series, *, batch_size: int | None = None, on_written=None) -> int:
+        size = batch_size or self.write_batch
+        for low in range(0, len(series), size):
+            times, values = series.times[low : low + size], series.values[low : low + size]
+            try:
+                self.client.write(line_protocol(meter_name, times, values))
+            except InfluxError as exc:
+                raise SourceUnavailable(str(exc), store=STORE) from None
+            if on_written is not None:
+                on_written(len(times))
+        return len(series)
 
     def summary(self, meter: Meter) -> MeterSummary:
         where = self.client.meter_filter(meter.name)

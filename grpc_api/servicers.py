@@ -1,5 +1,4 @@
 """The meterusage.v1 servicer: translate the request, call a selector, translate the result."""
-from django.db import close_old_connections
 from django_grpc_framework.services import Service
 
 from grpc_api import convert
@@ -11,22 +10,26 @@ from readings import selectors
 class MeterUsageService(Service):
     @grpc_errors
     def ListMeters(self, request, context):
-        page, next_token = selectors.meter_page(page_size=request.page_size, page_token=request.page_token)
-        response = pb.ListMetersResponse(next_page_token=next_token)
-        for meter, summary in page:
-            message = response.meters.add(
-                name=meter.name,
-                description=meter.description,
-                unit=meter.unit,
-                time_zone=meter.time_zone,
-                interval=convert.duration(meter.interval.total_seconds()),
-                source=meter.source,
-                reading_count=summary.count,
-            )
-            if summary.first is not None:
-                message.first_reading_time.CopyFrom(convert.timestamp(summary.first))
-                message.last_reading_time.CopyFrom(convert.timestamp(summary.last))
-        return response
+        filters = selectors.MeterFilters(
+            search=request.search,
+            source=request.source,
+            time_zone=request.time_zone,
+            unit=request.unit,
+            has_readings=request.has_readings if request.HasField("has_readings") else None,
+        )
+        page = selectors.meter_page(
+            filters=filters, order_by=request.order_by, skip=request.skip,
+            page_size=request.page_size, page_token=request.page_token,
+        )
+        return pb.ListMetersResponse(
+            meters=[convert.meter_message(entry) for entry in page.entries],
+            next_page_token=page.next_page_token,
+            total_size=page.total_size,
+        )
+
+    @grpc_errors
+    def GetMeter(self, request, context):
+        return convert.meter_message(selectors.meter_detail(name=request.name))
 
     @grpc_errors
     def ListReadings(self, request, context):
@@ -54,17 +57,11 @@ class MeterUsageService(Service):
             batch_size=request.batch_size,
             resume_token=request.resume_token,
         )
-        try:
-            for series, token in batches:
-                # A cancelled call or a passed deadline ends the stream before the next read.
-                if not context.is_active():
-                    return
-                yield pb.StreamReadingsResponse(
-                    times=series.times.tolist(), values=series.values.tolist(), resume_token=token
-                )
-        finally:
-            # The framework's end-of-call signal fires before a stream's body runs.
-            close_old_connections()
+        for series, token in batches:
+            # A cancelled call or a passed deadline ends the stream before the next read.
+            if not context.is_active():
+                return
+            yield pb.StreamReadingsResponse(times=series.times.tolist(), values=series.values.tolist(), resume_token=token)
 
     @grpc_errors
     def AggregateReadings(self, request, context):

@@ -1,4 +1,4 @@
-"""A throwaway InfluxDB 1.x server on loopback, for tests and benchmarks.
+"""A throwaway InfluxDB 1.x server on loopback, for the tests and the benchmarks.
 
 Its own config, data and free ports in a temporary folder; authentication on by default, with one
 admin user, so that credentials are really checked. Stop and start it again to simulate an

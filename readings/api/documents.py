@@ -1,0 +1,158 @@
+"""The HTTP API's documents, fetched from the meterusage.v1 gRPC service: meters, readings,
+aggregates and completeness as JSON-ready dicts.
+
+Times in are UTC epoch seconds; times out are RFC 3339 UTC strings. A failed call raises
+grpc_api.client.RpcFailed.
+"""
+from collections.abc import Callable
+
+from grpc_api import client
+from grpc_api.convert import PROTO_WINDOWS, timestamp
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from readings.api.times import rfc3339, rfc3339_one
+from readings.domain import Window
+
+# Query names of the meter list's orderings, and the service's order_by for each.
+METER_ORDERINGS = {
+    "name": "name",
+    "reading_count": "reading_count",
+    "first_reading_time": "first_reading_time",
+    "last_reading_time": "last_reading_time",
+    # The names of the model's fields, which this API accepted before.
+    "first_reading_at": "first_reading_time",
+    "last_reading_at": "last_reading_time",
+}
+
+
+def meter_document(message: pb.Meter, link: Callable[..., str]) -> dict:
+    """A meter as the API shows it; `link(view, meter, **query)` makes the URLs of its views
+    (links to its readings, aggregates and completeness cover all its data)."""
+    has_readings = message.HasField("first_reading_time")
+    data_range = {}
+    if has_readings:
+        last = message.last_reading_time.seconds + message.interval.seconds
+        data_range = {"start": rfc3339_one(message.first_reading_time.seconds), "end": rfc3339_one(last)}
+    return {
+        "url": link("detail", message.name),
+        "name": message.name,
+        "description": message.description,
+        "unit": message.unit,
+        "time_zone": message.time_zone,
+        "interval_seconds": message.interval.seconds,
+        "source": message.source,
+        "reading_count": message.reading_count if message.HasField("reading_count") else None,
+        "first_reading_time": data_range.get("start"),
+        "last_reading_time": rfc3339_one(message.last_reading_time.seconds) if has_readings else None,
+        "readings_unavailable": message.readings_unavailable or None,
+        "links": {
+            "readings": link("readings", message.name, **data_range),
+            "aggregates": link("aggregates", message.name, **data_range, **({"window": "day"} if has_readings else {})),
+            "completeness": link("completeness", message.name, **data_range),
+        },
+    }
+
+
+def meter(*, name: str, link: Callable[..., str]) -> dict:
+    return meter_document(client.call("GetMeter", pb.GetMeterRequest(name=name)), link)
+
+
+def meter_page(
+    *, filters: dict, ordering: str, skip: int, page_size: int, link: Callable[..., str]
+) -> tuple[list[dict], int]:
+    """A page of meters matching `filters` (search, source, time_zone, unit, has_readings) in
+    `ordering` (a name of METER_ORDERINGS, "-" first for descending), and how many match."""
+    field = METER_ORDERINGS[ordering.removeprefix("-")]
+    order_by = f"{field} desc" if ordering.startswith("-") else field
+    response = client.call(
+        "ListMeters",
+        pb.ListMetersRequest(**filters, order_by=order_by, skip=skip, page_size=page_size),
+    )
+    return [meter_document(message, link) for message in response.meters], response.total_size
+
+
+def reading_page(*, meter: str, start: int, end: int, page_size: int, page_token: str) -> dict:
+    """A page of readings in [start, end), oldest first, and the next page's token ("" on the last)."""
+    response = client.call(
+        "ListReadings",
+        pb.ListReadingsRequest(
+            meter=meter, start_time=timestamp(start), end_time=timestamp(end),
+            page_size=page_size, page_token=page_token,
+        ),
+    )
+    readings = response.readings
+    reading_times = rfc3339([reading.time.seconds for reading in readings])
+    return {
+        "meter": meter,
+        "start": rfc3339_one(start),
+        "end": rfc3339_one(end),
+        "readings": [{"time": t, "value": reading.value} for t, reading in zip(reading_times, readings)],
+        "next_page_token": response.next_page_token,
+    }
+
+
+def _buckets(messages) -> list[dict]:
+    starts = rfc3339([b.start_time.seconds for b in messages])
+    ends = rfc3339([b.end_time.seconds for b in messages])
+    return [
+        {
+            "start": start,
+            "end": end,
+            "count": b.count,
+            "expected_count": b.expected_count,
+            "coverage": b.coverage,
+            "sum": b.sum,
+            # Empty windows have no mean, min or max.
+            "mean": b.mean if b.count else None,
+            "min": b.min if b.count else None,
+            "max": b.max if b.count else None,
+        }
+        for start, end, b in zip(starts, ends, messages)
+    ]
+
+
+def aggregates(*, meter: str, start: int, end: int, window: str, time_zone: str) -> dict:
+    """Stats per window of [start, end), windows aligned in `time_zone` ("" for the meter's)."""
+    response = client.call(
+        "AggregateReadings",
+        pb.AggregateReadingsRequest(
+            meter=meter, start_time=timestamp(start), end_time=timestamp(end),
+            window=PROTO_WINDOWS[Window(window)], time_zone=time_zone,
+        ),
+    )
+    return {
+        "meter": meter,
+        "start": rfc3339_one(start),
+        "end": rfc3339_one(end),
+        "window": window,
+        "time_zone": response.time_zone,
+        "buckets": _buckets(response.buckets),
+        "total": _buckets([response.total])[0],
+        "min_time": rfc3339_one(response.min_time.seconds) if response.HasField("min_time") else None,
+        "max_time": rfc3339_one(response.max_time.seconds) if response.HasField("max_time") else None,
+    }
+
+
+def completeness(*, meter: str, start: int, end: int) -> dict:
+    """Expected, present and missing slots of [start, end) and the runs of missing ones."""
+    response = client.call(
+        "GetCompleteness",
+        pb.GetCompletenessRequest(meter=meter, start_time=timestamp(start), end_time=timestamp(end)),
+    )
+    gaps = response.gaps
+    gap_starts = rfc3339([gap.start_time.seconds for gap in gaps])
+    gap_ends = rfc3339([gap.end_time.seconds for gap in gaps])
+    return {
+        "meter": meter,
+        "start": rfc3339_one(start),
+        "end": rfc3339_one(end),
+        "interval_seconds": response.interval.seconds,
+        "expected_count": response.expected_count,
+        "present_count": response.present_count,
+        "missing_count": response.missing_count,
+        "coverage": response.coverage,
+        "gap_count": response.gap_count,
+        "gaps": [
+            {"start": a, "end": b, "missing_count": gap.missing_count}
+            for a, b, gap in zip(gap_starts, gap_ends, gaps)
+        ],
+    }

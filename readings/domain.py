@@ -1,0 +1,127 @@
+"""The vocabulary every layer shares: windows, the span of time served, time zones, meter names,
+slots, and the errors of a request. The CSV reader, the sources, the gRPC service and the HTTP API
+all import these from here, so that they cannot disagree.
+"""
+import enum
+import functools
+import re
+import zoneinfo
+from dataclasses import dataclass
+
+
+class Window(enum.Enum):
+    """Width of an aggregation window; days and longer follow a zone's wall clock."""
+
+    FIFTEEN_MINUTES = "15m"
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+    @property
+    def fixed_seconds(self) -> int | None:
+        """Seconds of a window that never changes length; None for calendar windows."""
+        return {"15m": 900, "hour": 3600}.get(self.value)
+
+    @property
+    def nominal_seconds(self) -> int:
+        """Typical length, for estimates (how many windows a range holds)."""
+        return self.fixed_seconds or {"day": 86400, "week": 7 * 86400, "month": 2_629_746}[self.value]
+
+
+# Within the span of google.protobuf.Timestamp and Python's datetime (years 1 to 9999), a day
+# short at each end so that local times in any zone stay representable.
+MIN_EPOCH, MAX_EPOCH = -62_135_510_400, 253_402_214_400
+SPAN_TEXT = "0001-01-02 to 9999-12-30"
+
+# Limits of a request, as the contract states them: (default, maximum) page sizes, and caps.
+METERS_PAGE_SIZE = (100, 1000)
+READINGS_PAGE_SIZE = (1000, 10_000)
+# Readings per stream message: about 16k readings (≈200 kB) reach the decoding client's limit
+# while keeping the first message quick (bench/grpc_bench.py).
+STREAM_BATCH_SIZE = (16_384, 50_000)
+MAX_BUCKETS = 100_000
+MAX_COMPLETENESS_SLOTS = 1_000_000
+GAPS_KEPT = 10_000
+
+
+def slots_from(start: int, interval: int) -> int:
+    """The first multiple of `interval` (since the epoch) at or after `start`."""
+    return -(-start // interval) * interval
+
+
+def slots_between(start, end, interval: int):
+    """How many multiples of `interval` lie in [start, end); works on numpy arrays too."""
+    return -(-end // interval) - -(-start // interval)
+
+
+# ---- Errors of a request -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One field of a request and what is wrong with it."""
+
+    field: str
+    description: str
+
+
+class InvalidArgument(Exception):
+    """A request that cannot be answered as asked; names every offending field."""
+
+    def __init__(self, *violations: FieldViolation):
+        self.violations = list(violations)
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+
+
+class MeterNotFound(Exception):
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"no meter named {name!r}")
+
+
+class SourceUnavailable(Exception):
+    """The store behind a source cannot answer now.
+
+    `store` names the kind of store for clients ("InfluxDB", "the relational store"); the
+    message may say where it lives and is for logs only.
+    """
+
+    def __init__(self, message: str, *, store: str = "the store"):
+        self.store = store
+        super().__init__(message)
+
+
+# ---- Time zones ----------------------------------------------------------------------------
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def time_zone_named(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA zone `name`; ValueError naming it (cut to 64 characters) when there is none."""
+    if name not in _zone_names():
+        raise ValueError(f"{name[:64]!r} is not an IANA time zone such as Europe/Amsterdam")
+    return zoneinfo.ZoneInfo(name)
+
+
+# ---- Meter names ---------------------------------------------------------------------------
+
+METER_NAME_MAX_LENGTH = 100
+# ASCII letters, digits, '-' and '_': safe in URLs, file names, line protocol and InfluxQL.
+METER_NAME_PATTERN = r"[-a-zA-Z0-9_]+"
+METER_NAME_RULE = "letters, digits, '-' and '_'"
+_METER_NAME = re.compile(METER_NAME_PATTERN)
+
+
+def check_meter_name(name: str) -> str:
+    """`name` when it is a valid meter name; ValueError saying why not."""
+    if not name:
+        raise ValueError("is required")
+    if len(name) > METER_NAME_MAX_LENGTH:
+        raise ValueError(f"is longer than {METER_NAME_MAX_LENGTH} characters")
+    if not _METER_NAME.fullmatch(name):
+        raise ValueError(f"{name[:64]!r} has characters other than {METER_NAME_RULE}")
+    return name

@@ -1,0 +1,59 @@
+"""The SQL that differs between PostgreSQL and SQLite, in one place: times as epoch seconds in
+and out, and bulk loading of rows into a table."""
+import sqlite3
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from django.db import connection
+
+
+def is_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def epoch_of(column: str) -> str:
+    """SQL giving the epoch seconds (an integer) of a datetime column."""
+    if is_postgresql():
+        return f"EXTRACT(EPOCH FROM {column})::bigint"
+    # Django stores SQLite datetimes as UTC text. unixepoch() (SQLite 3.38+) reads it fastest.
+    if sqlite3.sqlite_version_info >= (3, 38):
+        return f"unixepoch({column})"
+    return f"CAST(strftime('%%s', {column}) AS INTEGER)"  # %% survives Django's %s placeholders
+
+
+def time_of(epoch_sql: str) -> str:
+    """SQL turning epoch seconds into the value Django stores in a DateTimeField."""
+    if is_postgresql():
+        return f"to_timestamp({epoch_sql})"
+    # Django keeps SQLite datetimes as 'YYYY-MM-DD HH:MM:SS' text in UTC; datetime() writes just that.
+    return f"datetime({epoch_sql}, 'unixepoch')"
+
+
+def time_parameter(epoch: int):
+    """An epoch as Django would pass a DateTimeField value to this database."""
+    return connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(epoch, UTC))
+
+
+def load_rows(cursor, table: str, columns: dict) -> None:
+    """Append equal-length numpy `columns` (name → array) to `table`: COPY on PostgreSQL,
+    one executemany on SQLite."""
+    names = ", ".join(columns)
+    if is_postgresql():
+        sink = pa.BufferOutputStream()
+        # Arrow writes the shortest text that reads back to the same double, so values stay exact.
+        pa_csv.write_csv(pa.table(columns), sink, write_options=pa_csv.WriteOptions(include_header=False))
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(sink.getvalue().to_pybytes())
+    else:
+        placeholders = ", ".join(["%s"] * len(columns))
+        cursor.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({placeholders})",
+            zip(*(column.tolist() for column in columns.values())),
+        )
+
+
+def analyze(cursor, table: str) -> None:
+    """Let the planner see a freshly loaded table (PostgreSQL plans a temporary table blind)."""
+    if is_postgresql():
+        cursor.execute(f"ANALYZE {table}")
