@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,22 @@ HEALTH_TIMING = ["--health-interval=2s", "--health-start-period=120s"]
 # Measured 552 MB on the Debian stand-in base (217 MB of it); more means something crept in.
 SIZE_BUDGET = 600_000_000
 READINGS_IN_FILE = 2974
+# What a developer's checkout may hold besides the code, planted in the build context: .dockerignore
+# must keep every one of them out of the image.
+LEFTOVERS = {
+    ".env": "DJANGO_SECRET_KEY=a-key-that-must-not-leave-this-machine\n",
+    ".env.production": "DJANGO_SECRET_KEY=another-key\n",
+    "deploy/server.key": "-----BEGIN PRIVATE KEY-----\n",
+    "server.pem": "-----BEGIN CERTIFICATE-----\n",
+    ".git/HEAD": "ref: refs/heads/main\n",
+    ".venv/pyvenv.cfg": "home = /usr/bin\n",
+    "db.sqlite3": "", "db.sqlite3-wal": "",
+    "data/meterusage.csv": "time,meterusage\n",
+    "test-artifacts/dashboard.png": "",
+    ".pytest_cache/v/cache/lastfailed": "{}\n",
+    "readings/__pycache__/models.cpython-311.pyc": "",
+    "staticfiles/left-over.css": "",
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +74,25 @@ def engine():
 
 
 @pytest.fixture(scope="module")
-def image(engine):
+def build_context(tmp_path_factory) -> Path:
+    """The checkout's files (tracked, and untracked but not ignored by git) plus LEFTOVERS."""
+    context = tmp_path_factory.mktemp("docker-context")
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, check=True).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, context / name)
+    for name, content in LEFTOVERS.items():
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        (context / name).write_text(content)
+    return context
+
+
+@pytest.fixture(scope="module")
+def image(engine, build_context):
     docker_engine.ensure_base_image()
-    docker_engine.build(REPO, IMAGE)
+    docker_engine.build(build_context, IMAGE)
     return IMAGE
 
 
@@ -217,8 +250,9 @@ def test_image_holds_the_app_and_its_wheels_only(image):
 
     assert {"/app/manage.py", "/app/scripts/docker-entrypoint", "/app/scripts/healthcheck.py",
             "/app/staticfiles/vendor/uplot/uPlot.iife.min.js"} <= app
-    # No secrets, local state, version control or tests' leftovers came in with the build context.
-    leftovers = {".git", ".env", ".venv", "db.sqlite3", "test-artifacts", ".pytest_cache", "tests", "conftest.py", "__pycache__"}
+    # No secrets, local state, version control, tests or their leftovers came in with the context.
+    assert {f"/app/{name}" for name in LEFTOVERS} & app == set()
+    leftovers = {".git", ".env", ".venv", "data", "test-artifacts", ".pytest_cache", "tests", "conftest.py", "__pycache__"}
     assert {p for p in app if leftovers & set(p.split("/")) or p.endswith((".pem", ".key", ".sqlite3"))} == set()
     assert not re.search(r"SECRET|PASSWORD|TOKEN", environment), environment
     # Wheels only: no compiler, no pip (or its cache), no bytecode or test suites of the packages.
