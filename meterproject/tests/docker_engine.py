@@ -1,8 +1,11 @@
 """Docker plumbing for the image tests: a Docker engine on this machine, a stand-in for the base
-image where no registry can be reached, the project's image, and containers that are always removed.
+image made from Debian's packages (no registry can be reached here), the project's image, and
+containers that are always removed.
 
 Everything about the machine (its apt sources, its pip settings, its CA bundle) is read here at test
-time, so that no package index is named in the repository.
+time, so that no package index is named in the repository. Of pip's settings the build needs only
+the CA bundle (tried: without it pip in the build finds no versions; with it, every wheel installs);
+an index URL is passed on too where a machine sets one.
 """
 import hashlib
 import json

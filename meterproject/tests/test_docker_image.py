@@ -2,10 +2,12 @@
 PostgreSQL and a real influxd, Docker's own health checks, graceful stops, the user the servers run
 as, what the image holds and its size.
 
-Needs root and Debian's docker.io: dockerd is started when none answers (and left running), and a
-stand-in for python:3.11-slim-bookworm is made from Debian's packages where no registry can be
-reached (cached in /var/cache/meterusage-docker; see docker_engine.py). scripts/test runs this
-module in its PostgreSQL pass only; `-m "not docker"` leaves it out.
+Needs root and Debian's docker.io. dockerd is started when none answers and left running (it is
+cheap, and the next run saves its start); the images stay too, as the next run's build cache. Where
+no python:3.11-slim-bookworm image is there, a stand-in is made from Debian's packages (cached in
+/var/cache/meterusage-docker; see docker_engine.py). Containers use the host's network on free
+loopback ports and are always removed. scripts/test runs this module in its PostgreSQL pass only;
+`-m "not docker"` leaves it out.
 """
 import csv
 import math
@@ -63,8 +65,7 @@ LEFTOVERS = {
 
 @pytest.fixture(scope="module")
 def engine():
-    how = ("run it as root where Debian's docker.io is installed: "
-           "sudo .venv/bin/python -m pytest -m docker (CI does)")
+    how = "run them as root where Debian's docker.io is installed (CI does): sudo .venv/bin/python -m pytest -m docker"
     if os.geteuid() != 0:
         require(f"the Docker image tests need root (to start dockerd and make the base image); {how}")
     if not (shutil.which("docker") and shutil.which("dockerd")):
@@ -187,19 +188,25 @@ def utc(text: str) -> datetime:
 # --- init ----------------------------------------------------------------------------------------
 
 
+def stored_counts(servers: Stack, influxd) -> dict[str, int]:
+    return {
+        "readings": readings_in_sql(servers.database_url),
+        "points": points_in_influx(influxd, servers.influx_database, "meterusage"),
+        "migrations": sql_value(servers.database_url, "SELECT count(*) FROM django_migrations"),
+    }
+
+
 def test_init_migrates_imports_and_seeds_and_a_second_run_changes_nothing(containers, influxd, reference_csv):
     with stack(influxd) as servers:
         first = containers.run("init", servers.env, *mount_reference(reference_csv))
-        after_first = (readings_in_sql(servers.database_url), points_in_influx(influxd, servers.influx_database, "meterusage"),
-                       sql_value(servers.database_url, "SELECT count(*) FROM django_migrations"))
+        assert first.returncode == 0, first.stdout + first.stderr
+        after_first = stored_counts(servers, influxd)
         second = containers.run("init", servers.env, *mount_reference(reference_csv))
-        after_second = (readings_in_sql(servers.database_url), points_in_influx(influxd, servers.influx_database, "meterusage"),
-                        sql_value(servers.database_url, "SELECT count(*) FROM django_migrations"))
+        after_second = stored_counts(servers, influxd)
 
-    assert first.returncode == 0, first.stdout + first.stderr
     assert "Applying readings.0001_initial... OK" in first.stdout
     assert "meter 'meterusage': 2974 inserted, 0 updated, 0 unchanged, 1 skipped (NaN at line 1548)" in first.stdout
-    assert after_first[:2] == (READINGS_IN_FILE, READINGS_IN_FILE)
+    assert (after_first["readings"], after_first["points"]) == (READINGS_IN_FILE, READINGS_IN_FILE)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "No migrations to apply." in second.stdout
     assert "meter 'meterusage': 0 inserted, 0 updated, 2974 unchanged, 1 skipped (NaN at line 1548)" in second.stdout
