@@ -6,9 +6,15 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /venv
-# Dependencies in their own layer: rebuilt only when the pins change.
+# Dependencies in their own layer: rebuilt only when the pins change. Wheels only, no compiler.
+# What serving never uses is dropped: pip and setuptools themselves, bytecode compiled while
+# installing them, the packages' own test suites, C headers and Cython sources.
 COPY requirements.txt /tmp/requirements.txt
-RUN /venv/bin/pip install --no-compile -r /tmp/requirements.txt
+RUN /venv/bin/pip install --no-compile --only-binary=:all: -r /tmp/requirements.txt \
+    && /venv/bin/python -m pip uninstall --yes --quiet pip setuptools \
+    && find /venv -name '*.dist-info' -prune -o \( \
+         -type d \( -name __pycache__ -o -name tests -o -path '*/pyarrow/include' -o -path '*/numpy/_core/include' \) -prune \
+         -o -type f \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) \) -exec rm -rf {} +
 
 FROM python:3.11-slim-bookworm
 ENV PATH=/venv/bin:$PATH \

@@ -1,6 +1,6 @@
-"""What can be checked of the container setup without a Docker engine: the compose file, the
-Dockerfile, `check --deploy` with the compose environment, and the entry point's roles run
-outside Docker against local servers."""
+"""Checks of the container setup that need no Docker engine: the compose file, the Dockerfile,
+`check --deploy` with the compose environment, and the entry point's roles run outside Docker
+against local servers. test_docker_image.py builds the image and runs it."""
 import os
 import re
 import shutil
