@@ -26,14 +26,13 @@ import psycopg
 import pytest
 import requests
 
-from conftest import require
 from meterproject.tests import docker_engine
 from meterproject.tests.docker_engine import docker, logs, state
-from readings.tests.influxd import ADMIN, free_port
+from testing.fixtures import REPO, require
+from testing.influxd import ADMIN, free_port
 
 pytestmark = pytest.mark.docker
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGE = "meterusage:test"
 POSTGRES_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 SECRET_KEY = "docker-image-test-key-" + "Zp4Kq8Wn2Rv6Tx1My5Lb9Hc3Jf7Gd0Se" * 2
