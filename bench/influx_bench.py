@@ -70,8 +70,8 @@ def seed_rates(influxd, database: str, path: Path, args) -> dict:
     import requests
 
     from readings.csvfile import CsvReport, read_readings
-    from readings.sources.influx.client import line_protocol
     from readings.services import readings_seed
+    from readings.sources.influx.client import line_protocol
 
     # The limit's request bodies: the same cleaned points, in the same batch sizes, built beforehand.
     bodies = []

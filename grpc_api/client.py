@@ -14,7 +14,12 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from grpc_api.contract import ERROR_DOMAIN, MAX_MESSAGE_BYTES, SERVICE_NAME, STORE_UNAVAILABLE
+from grpc_api.contract import (
+    ERROR_DOMAIN,
+    MAX_MESSAGE_BYTES,
+    SERVICE_NAME,
+    STORE_UNAVAILABLE,
+)
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from readings.domain import FieldViolation
 

@@ -8,7 +8,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from grpc_api.contract import MAX_MESSAGE_BYTES, SERVICE_NAME
-from grpc_api.interceptors import CallLogInterceptor, DatabaseConnectionInterceptor, TokenAuthInterceptor
+from grpc_api.interceptors import (
+    CallLogInterceptor,
+    DatabaseConnectionInterceptor,
+    TokenAuthInterceptor,
+)
 
 
 @dataclass

@@ -7,6 +7,15 @@ from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings import selectors
 
 
+def _meter_range(request) -> dict:
+    """The meter and [start, end) of a request, as the selectors take them."""
+    return {
+        "meter_name": request.meter,
+        "start": convert.epoch_of(request, "start_time"),
+        "end": convert.epoch_of(request, "end_time"),
+    }
+
+
 class MeterUsageService(Service):
     @grpc_errors
     def ListMeters(self, request, context):
@@ -34,9 +43,7 @@ class MeterUsageService(Service):
     @grpc_errors
     def ListReadings(self, request, context):
         series, next_token = selectors.reading_page(
-            meter_name=request.meter,
-            start=convert.epoch_of(request, "start_time"),
-            end=convert.epoch_of(request, "end_time"),
+            **_meter_range(request),
             page_size=request.page_size,
             page_token=request.page_token,
         )
@@ -51,9 +58,7 @@ class MeterUsageService(Service):
     @grpc_errors
     def StreamReadings(self, request, context):
         batches = selectors.reading_batches(
-            meter_name=request.meter,
-            start=convert.epoch_of(request, "start_time"),
-            end=convert.epoch_of(request, "end_time"),
+            **_meter_range(request),
             batch_size=request.batch_size,
             resume_token=request.resume_token,
         )
@@ -66,9 +71,7 @@ class MeterUsageService(Service):
     @grpc_errors
     def AggregateReadings(self, request, context):
         result = selectors.reading_aggregates(
-            meter_name=request.meter,
-            start=convert.epoch_of(request, "start_time"),
-            end=convert.epoch_of(request, "end_time"),
+            **_meter_range(request),
             window=convert.window_of(request.window),
             time_zone=request.time_zone,
         )
@@ -77,9 +80,7 @@ class MeterUsageService(Service):
     @grpc_errors
     def GetCompleteness(self, request, context):
         result = selectors.reading_completeness(
-            meter_name=request.meter,
-            start=convert.epoch_of(request, "start_time"),
-            end=convert.epoch_of(request, "end_time"),
+            **_meter_range(request),
         )
         return pb.GetCompletenessResponse(
             interval=convert.duration(result.interval),

@@ -3,7 +3,12 @@ from datetime import timedelta
 from django.db import models
 
 from readings.domain import METER_NAME_MAX_LENGTH
-from readings.validators import validate_interval, validate_meter_name, validate_source_alias, validate_time_zone
+from readings.validators import (
+    validate_interval,
+    validate_meter_name,
+    validate_source_alias,
+    validate_time_zone,
+)
 
 
 class Meter(models.Model):

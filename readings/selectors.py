@@ -18,10 +18,10 @@ from readings.domain import (
     MAX_COMPLETENESS_SLOTS,
     MAX_EPOCH,
     METERS_PAGE_SIZE,
-    READINGS_PAGE_SIZE,
-    STREAM_BATCH_SIZE,
     MIN_EPOCH,
+    READINGS_PAGE_SIZE,
     SPAN_TEXT,
+    STREAM_BATCH_SIZE,
     FieldViolation,
     InvalidArgument,
     MeterNotFound,
@@ -32,7 +32,15 @@ from readings.domain import (
     time_zone_named,
 )
 from readings.models import Meter
-from readings.sources import BucketStats, Extremes, MeterSummary, ReadingsSource, Series, SourceUnavailable, get_source
+from readings.sources import (
+    BucketStats,
+    Extremes,
+    MeterSummary,
+    ReadingsSource,
+    Series,
+    SourceUnavailable,
+    get_source,
+)
 from readings.windows import window_edges
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils.text import slugify
 
-from readings.csvfile import DEFAULT_BATCH_SIZE, CsvError, CsvReport, check_is_file, read_readings
+from readings.csvfile import (
+    DEFAULT_BATCH_SIZE,
+    CsvError,
+    CsvReport,
+    check_is_file,
+    read_readings,
+)
 from readings.domain import MAX_EPOCH, MIN_EPOCH, check_meter_name, time_zone_named
 from readings.models import ImportRun, Meter
 from readings.runs import ReadingsImportError, RunCounts, run_recorded, run_started

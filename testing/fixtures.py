@@ -111,6 +111,13 @@ def all_reading_pages(stub, **request) -> tuple[list[tuple[str, float]], int]:
 # ---- The reference file ----------------------------------------------------------------------
 
 
+def csv_readings(path: Path) -> list[tuple[str, float]]:
+    """(RFC 3339 UTC time, value) of every row of a file of UTC times, NaN included, read with
+    the csv module: independently of the project's reader."""
+    with Path(path).open(newline="") as f:
+        return [(r["time"].replace(" ", "T") + "Z", float(r["meterusage"])) for r in csv.DictReader(f)]
+
+
 @dataclass(frozen=True)
 class Reference:
     """The reference file as read with the csv module, independently of the project's reader."""
@@ -139,8 +146,7 @@ def reference_csv() -> Path:
 
 @pytest.fixture(scope="session")
 def reference(reference_csv) -> Reference:
-    with reference_csv.open(newline="") as f:
-        rows = [(r["time"].replace(" ", "T") + "Z", float(r["meterusage"])) for r in csv.DictReader(f)]
+    rows = csv_readings(reference_csv)
     found = Reference(reference_csv, rows)
     readings = found.readings
     nan_lines = [line for line, (_, v) in enumerate(rows, start=2) if math.isnan(v)]
@@ -355,6 +361,6 @@ def closed_port() -> int:
 __all__ = [
     "ARTIFACTS", "CHROMIUM", "GENERATED", "GENERATED_DAYS", "GENERATED_START", "HEADER", "JANUARY", "REFERENCE_FIRST", "REFERENCE_LAST",
     "REFERENCE_NAN_LINE", "REFERENCE_READINGS", "REFERENCE_ROWS", "REPO", "Reference", "all_reading_pages",
-    "expect_ready", "free_port", "import_file", "require", "screenshot", "self_signed_certificate", "ts",
+    "expect_ready", "csv_readings", "free_port", "import_file", "require", "screenshot", "self_signed_certificate", "ts",
     "wait_for",
 ]

@@ -1,33 +1,13 @@
 """ListReadings and ListMeters against a real server: exact values, paging without loss."""
-import csv
 import math
 
 import grpc
 import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from testing.fixtures import ts
+from testing.fixtures import JANUARY, all_reading_pages, ts
 
 pytestmark = pytest.mark.django_db
-
-JANUARY = {"start_time": ts("2019-01-01T00:00:00Z"), "end_time": ts("2019-02-01T00:00:00Z")}
-
-
-def reference_rows(path) -> list[tuple[str, float]]:
-    with open(path, newline="") as f:
-        rows = [(r["time"], float(r["meterusage"])) for r in csv.DictReader(f)]
-    return [(t.replace(" ", "T") + "Z", v) for t, v in rows if not math.isnan(v)]
-
-
-def all_reading_pages(stub, **request) -> tuple[list[tuple[str, float]], int]:
-    readings, token, calls = [], "", 0
-    while True:
-        response = stub.ListReadings(pb.ListReadingsRequest(**request, page_token=token))
-        readings += [(r.time.ToJsonString(), r.value) for r in response.readings]
-        calls += 1
-        token = response.next_page_token
-        if not token:
-            return readings, calls
 
 
 @pytest.mark.parametrize("meter", ["meterusage", "meterusage-csv"])
@@ -46,10 +26,10 @@ def test_one_hour_is_the_four_readings(stub, meter):
 
 
 @pytest.mark.parametrize("page_size", [1, 7, 96, 1000, 2974, 5000])
-def test_paging_through_january_loses_and_repeats_nothing(stub, reference_csv, page_size):
+def test_paging_through_january_loses_and_repeats_nothing(stub, reference, page_size):
     readings, calls = all_reading_pages(stub, meter="meterusage", page_size=page_size, **JANUARY)
 
-    assert readings == reference_rows(reference_csv)
+    assert readings == reference.readings
     # The last page says it is the last: no empty page after it.
     assert calls == math.ceil(2974 / page_size)
 

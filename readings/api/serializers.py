@@ -12,9 +12,13 @@ from rest_framework import serializers
 from readings.api import times
 from readings.api.documents import METER_ORDERINGS
 from readings.api.filters import parse_true_or_false
-from readings.domain import Window, time_zone_named
+from readings.domain import (
+    METERS_PAGE_SIZE,
+    READINGS_PAGE_SIZE,
+    Window,
+    time_zone_named,
+)
 from readings.models import ImportRun
-from readings.domain import METERS_PAGE_SIZE, READINGS_PAGE_SIZE
 
 WINDOWS = [window.value for window in Window]
 TIME_HELP = (

@@ -6,8 +6,8 @@ from django.core.management import call_command
 from django.db.models import QuerySet
 from django.urls import reverse
 
-from readings.models import ImportRun, Meter, Reading
 from readings.admin import EstimatedCountPaginator
+from readings.models import ImportRun, Meter, Reading
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +80,7 @@ def test_estimated_paginator_falls_back_to_the_planner_on_a_slow_count(imported,
 
     if connection.vendor != "postgresql":
         pytest.skip("the planner's estimate is PostgreSQL's; other databases always count")
-    monkeypatch.setattr("readings.pagination.EXACT_COUNT_TIMEOUT_MS", 50)
+    monkeypatch.setattr("readings.admin.EXACT_COUNT_TIMEOUT_MS", 50)
     # pg_sleep per row makes the exact count take ~3 s, far past the timeout.
     slow = Reading.objects.extra(where=["pg_sleep(0.001) IS NOT NULL"]).order_by("time")
 

@@ -1,10 +1,12 @@
 """READINGS_SOURCES mistakes are reported by `manage.py check` with stable ids."""
+import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
-import pytest
 
 from readings.checks import check_readings_sources
-from readings.sources import get_source
+from readings.sources import SeriesStore, SourcesHandler, get_source
+from readings.sources.csv import CsvSource
+from readings.sources.influx import InfluxSource
 from readings.sources.sql import SqlSource
 
 
@@ -46,3 +48,24 @@ def test_sources_are_built_once_per_alias(settings):
     assert isinstance(source, SqlSource)
     assert get_source("default") is source
 
+
+
+def test_a_handler_takes_its_backends_directly(tmp_path):
+    handler = SourcesHandler({
+        "default": {"BACKEND": "readings.sources.sql.SqlSource"},
+        "files": {"BACKEND": "readings.sources.csv.CsvSource", "OPTIONS": {"DIRECTORY": str(tmp_path)}},
+        "series": {"BACKEND": "readings.sources.influx.InfluxSource", "OPTIONS": {"URL": "http://127.0.0.1:1"}},
+    })
+
+    assert isinstance(handler["files"], CsvSource) and handler["files"].directory == tmp_path
+    assert handler.aliases_serving(SeriesStore) == ["series"]
+    assert isinstance(handler["series"], InfluxSource) and handler["series"].config.url == "http://127.0.0.1:1"
+    assert handler.aliases_serving(SqlSource) == ["default"]
+
+
+def test_the_registry_follows_the_setting(settings, tmp_path):
+    first = get_source("default")
+    settings.READINGS_SOURCES = {"default": {"BACKEND": "readings.sources.csv.CsvSource", "OPTIONS": {"DIRECTORY": str(tmp_path)}}}
+
+    assert get_source("default") is not first
+    assert isinstance(get_source("default"), CsvSource)

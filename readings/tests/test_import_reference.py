@@ -1,6 +1,4 @@
 """Importing the reference month (January 2019, one NaN row) into the relational store."""
-import csv
-import math
 from datetime import UTC, datetime
 
 import pytest
@@ -10,11 +8,6 @@ from testing.fixtures import import_file
 
 pytestmark = pytest.mark.django_db
 
-
-
-def file_rows(path) -> list[tuple[str, float]]:
-    with open(path, newline="") as f:
-        return [(row["time"], float(row["meterusage"])) for row in csv.DictReader(f)]
 
 
 def test_reference_file_imports_every_reading(reference_csv):
@@ -35,13 +28,11 @@ def test_reference_file_imports_every_reading(reference_csv):
     )
 
 
-def test_values_are_stored_exactly(reference_csv):
-    import_file(reference_csv)
+def test_values_are_stored_exactly(reference):
+    import_file(reference.path)
 
-    expected = {t: v for t, v in file_rows(reference_csv) if not math.isnan(v)}
-    stored = {
-        r.time.strftime("%Y-%m-%d %H:%M:%S"): r.value for r in Reading.objects.all()
-    }
+    expected = dict(reference.readings)
+    stored = {r.time.strftime("%Y-%m-%dT%H:%M:%SZ"): r.value for r in Reading.objects.all()}
     assert stored == expected
 
 

@@ -1,5 +1,4 @@
 """seed_influx against a real influxd: exact points, idempotence, the mirror, failures."""
-import csv
 import math
 import os
 import re
@@ -12,14 +11,13 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from readings.sources.influx.client import InfluxClient, InfluxSettings, line_protocol
 from readings.models import ImportRun, Meter, Reading
 from readings.sources.influx import InfluxSource
-from testing.fixtures import HEADER
+from readings.sources.influx.client import InfluxClient, InfluxSettings, line_protocol
+from testing.fixtures import HEADER, REFERENCE_READINGS, REPO, csv_readings
 from testing.influxd import ADMIN
 
 pytestmark = pytest.mark.django_db
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def seed(*args, **options) -> str:
@@ -35,21 +33,15 @@ def points(influxd, database: str, meter: str = "meterusage") -> list[tuple[int,
     return [tuple(v) for v in result["series"][0]["values"]] if "series" in result else []
 
 
-def file_values(path) -> dict[str, float]:
-    with open(path, newline="") as f:
-        rows = {r["time"]: float(r["meterusage"]) for r in csv.DictReader(f)}
-    return {t: v for t, v in rows.items() if not math.isnan(v)}
-
-
-def test_reference_file_gives_every_point(influxd, influx_database, reference_csv):
-    output = seed(reference_csv)
+def test_reference_file_gives_every_point(influxd, influx_database, reference):
+    output = seed(reference.path)
 
     assert "2974 points written to InfluxDB; relational mirror: 2974 inserted" in output
     stored = points(influxd, influx_database)
-    expected = file_values(reference_csv)
-    assert len(stored) == 2974
-    assert math.fsum(v for _, v in stored) == math.fsum(expected.values())
-    assert sorted(v for _, v in stored) == sorted(expected.values())
+    expected = reference.values()
+    assert len(stored) == REFERENCE_READINGS
+    assert math.fsum(v for _, v in stored) == math.fsum(expected)
+    assert sorted(v for _, v in stored) == sorted(expected)
     assert stored[0] == (1546301700, 55.09)  # 2019-01-01T00:15:00Z
     assert Reading.objects.count() == 2974
     assert Meter.objects.get().source == "influxdb"
@@ -216,7 +208,7 @@ def test_stopping_influxd_mid_seed_then_running_again(influxd, tmp_path):
     assert count() == expected
     stored = [v for _, v in points(influxd, database, "big")]
     assert len(stored) == expected
-    assert math.fsum(stored) == math.fsum(file_values(path).values())
+    assert math.fsum(stored) == math.fsum(v for _, v in csv_readings(path) if not math.isnan(v))
     influxd.query(f'DROP DATABASE "{database}"')
 
 

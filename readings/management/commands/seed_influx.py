@@ -2,7 +2,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from readings.management.progress import ProgressBar
 from readings.models import Meter
-from readings.services import ReadingsImportError, readings_seed, readings_seed_from_db, series_store_alias
+from readings.services import (
+    ReadingsImportError,
+    readings_seed,
+    readings_seed_from_db,
+    series_store_alias,
+)
 from readings.sources import readings_sources
 
 

@@ -8,7 +8,13 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
-from readings.csvfile import PROBLEMS_KEPT, CsvError, CsvReport, ReadingBatch, RowProblem
+from readings.csvfile import (
+    PROBLEMS_KEPT,
+    CsvError,
+    CsvReport,
+    ReadingBatch,
+    RowProblem,
+)
 from readings.models import Meter, Reading
 from readings.sources.sql.dialect import analyze, load_rows, time_of
 
