@@ -4,6 +4,7 @@ and failed calls raised as RpcFailed with their code and field violations.
 Settings: GRPC_TARGET, GRPC_TOKEN (bearer token to send), GRPC_TLS_ROOT_CERT (CA certificate file;
 set, the channel uses TLS) and GRPC_DEADLINE_SECONDS.
 """
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from grpc_api.contract import (
 )
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from readings.domain import FieldViolation
+
+logger = logging.getLogger(__name__)
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -54,7 +57,9 @@ def rpc_failed(error: grpc.RpcError) -> RpcFailed:
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         detail = f"the gRPC service did not answer within {settings.GRPC_DEADLINE_SECONDS:g} s"
     elif code is grpc.StatusCode.UNAVAILABLE and not any(_is_store_unavailable(d) for d in details):
-        detail = f"the gRPC service is unavailable: {detail}"
+        # gRPC's own text names the addresses it tried: the log keeps it, clients get less.
+        logger.warning("the gRPC service is unavailable: %s", detail)
+        detail = "the gRPC service is unavailable"
     violations = []
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         for each in details:

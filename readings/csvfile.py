@@ -6,12 +6,13 @@ which keeps memory flat for files of any length; pandas' own pyarrow engine cann
 """
 import codecs
 import csv
+import enum
 import math
 import re
 import zoneinfo
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -140,10 +141,31 @@ def read_header(path: Path) -> list[str]:
     return columns
 
 
+class Ambiguous(enum.Enum):
+    """How naive wall times in an hour that repeats when clocks go back are read."""
+
+    # By the order of rows: the rows of the repeated hour before a step back in time are its
+    # first pass, those after it the second; a file that shows no such step cannot tell.
+    INFER = "infer"
+    EARLIER = "earlier"  # the first pass (summer time)
+    LATER = "later"  # the second pass (standard time)
+
+
+@dataclass
+class _RepeatedHourRows:
+    """Rows of repeated hours, held back until the end of the file shows which pass each is in."""
+
+    lines: list[np.ndarray] = field(default_factory=list)
+    naive: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)  # NaN: a row without a value
+    texts: list[list[str]] = field(default_factory=list)
+
+
 def read_readings(
     path: Path | str,
     *,
     time_zone: str = "UTC",
+    ambiguous: Ambiguous = Ambiguous.INFER,
     report: CsvReport | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
@@ -151,17 +173,18 @@ def read_readings(
     """Yield the file's clean readings in batches of at most `batch_size` rows.
 
     Rows without a value (empty, NaN, infinite) are skipped and invalid rows are recorded in
-    `report`; a row with the wrong number of fields, or a file that is not CSV text, raises CsvError.
-    Naive times are read in `time_zone` and returned as UTC epoch seconds.
+    `report`; a row with the wrong number of fields, or a file that is not CSV text, raises
+    CsvError. Times with a UTC offset are instants; naive times are read in `time_zone`, those of
+    an hour that repeats when clocks go back as `ambiguous` says (read last, once the whole file
+    has shown their order). Times are returned as UTC epoch seconds.
     """
     report = CsvReport() if report is None else report
-    # Wall times seen once in a DST fall-back hour: their second occurrence is standard time.
-    ambiguous_seen: set[int] = set()
     path = Path(path)
     check_is_file(path)
     check_is_text(path)
     columns = read_header(path)
     zone = zoneinfo.ZoneInfo(time_zone)
+    repeated = _RepeatedHourRows()
     bytes_total = path.stat().st_size
     malformed: list[tuple[int | None, int, int, str]] = []
 
@@ -198,6 +221,10 @@ def read_readings(
     next_line = 2
     try:
         while True:
+            # A row that does not parse fails the file, whatever the rest holds: rows the reader
+            # set aside while opening or reading count as much as those of a later block.
+            if malformed:
+                raise _malformed_row_error(path, malformed[0])
             try:
                 record_batch = reader.read_next_batch()
             except StopIteration:
@@ -208,12 +235,18 @@ def read_readings(
                 raise _malformed_row_error(path, malformed[0])
             for start in range(0, record_batch.num_rows, batch_size):
                 chunk = record_batch.slice(start, batch_size)
-                batch = _clean(chunk, next_line, zone, report, ambiguous_seen)
+                batch = _clean(chunk, next_line, zone, ambiguous, report, repeated)
                 next_line += chunk.num_rows
                 if len(batch):
                     yield batch
             if on_progress is not None:
                 on_progress(min(source.tell(), bytes_total), bytes_total)
+        if malformed:
+            raise _malformed_row_error(path, malformed[0])
+        batch = _resolve_repeated_hours(repeated, zone, report)
+        if len(batch):
+            yield batch
+        report.problems.sort(key=lambda problem: problem.line)
     finally:
         source.close()
 
@@ -236,7 +269,12 @@ def _malformed_row_error(path: Path, row: tuple[int | None, int, int, str]) -> C
 
 
 def _clean(
-    chunk: pa.RecordBatch, first_line: int, zone: zoneinfo.ZoneInfo, report: CsvReport, ambiguous_seen: set[int]
+    chunk: pa.RecordBatch,
+    first_line: int,
+    zone: zoneinfo.ZoneInfo,
+    ambiguous: Ambiguous,
+    report: CsvReport,
+    repeated: _RepeatedHourRows,
 ) -> ReadingBatch:
     times = chunk.column(TIME_COLUMN)
     values = chunk.column(VALUE_COLUMN)
@@ -250,83 +288,95 @@ def _clean(
         values = values.filter(pa.array(keep))
         lines = lines[keep]
     report.rows_read += len(lines)
+    problems: list[RowProblem] = []
 
-    naive, time_ok = _parse_times(times, lines, report)
-    time_ok &= _within_supported_years(naive, time_ok, lines, times, report)
-    # Every row with a time goes through localization, those without a value too: a fall-back
-    # hour's first pass is what tells its second pass apart.
-    epochs, local_ok = _to_utc_epochs(naive, time_ok, zone, lines, times, report, ambiguous_seen)
-    numbers, value_ok = _parse_values(values, lines, report)
+    seconds, time_ok, instant = _parse_times(times, lines, problems)
+    time_ok &= _within_supported_years(seconds, time_ok, lines, times, problems)
+    epochs, local_ok, held = _to_utc_epochs(seconds, time_ok & ~instant, zone, ambiguous, lines, times, problems)
+    numbers, value_ok = _parse_values(values, lines, problems)
     ok = time_ok & local_ok & value_ok
 
     has_value = np.isfinite(numbers)
     for i in np.flatnonzero(ok & ~has_value):
         raw = values[i].as_py()
-        report.add_problem(RowProblem(int(lines[i]), raw, _missing_reason(raw, numbers[i]), "skipped"))
-    ok &= has_value
+        problems.append(RowProblem(int(lines[i]), raw, _missing_reason(raw, numbers[i]), "skipped"))
+    # Rows of a repeated hour wait for the end of the file, those without a value too: the
+    # order of a first pass without values still tells a second pass apart.
+    hold = held & time_ok & value_ok
+    if hold.any():
+        repeated.lines.append(lines[hold])
+        repeated.naive.append(seconds[hold])
+        repeated.values.append(numbers[hold])
+        repeated.texts.append([times[int(i)].as_py() for i in np.flatnonzero(hold)])
+    ok &= has_value & ~held
+    for problem in sorted(problems, key=lambda p: p.line):
+        report.add_problem(problem)
 
     batch = ReadingBatch(lines=lines[ok], epochs=epochs[ok], values=numbers[ok])
     _note_order(batch.epochs, report)
     return batch
 
 
-def _parse_times(times: pa.Array, lines: np.ndarray, report: CsvReport) -> tuple[np.ndarray, np.ndarray]:
-    """Naive times as int64 seconds, and a mask of the rows whose time parsed."""
+def _parse_times(
+    times: pa.Array, lines: np.ndarray, problems: list[RowProblem]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times as int64 seconds (naive wall times, or UTC for those with an offset), a mask of the
+    rows whose time parsed and a mask of those that carried an offset (instants)."""
+    none = np.zeros(len(times), dtype=bool)
     try:
         # Arrow's ISO 8601 cast is strict (no Feb 30, no offsets) and fast: the common case.
         seconds = pc.cast(times, pa.timestamp("s")).cast(pa.int64()).to_numpy(zero_copy_only=False)
-        return seconds, np.ones(len(seconds), dtype=bool)
+        return seconds, ~none, none
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     seconds = np.zeros(len(times), dtype=np.int64)
     ok = np.ones(len(times), dtype=bool)
+    instant = none.copy()
     for i, raw in enumerate(times.to_pylist()):
-        parsed, reason = _parse_time_text(raw)
+        parsed, has_offset, reason = _parse_time_text(raw)
         if parsed is None:
             ok[i] = False
-            report.add_problem(RowProblem(int(lines[i]), raw, reason, "invalid"))
+            problems.append(RowProblem(int(lines[i]), raw, reason, "invalid"))
         else:
-            seconds[i] = parsed
-    return seconds, ok
+            seconds[i], instant[i] = parsed, has_offset
+    return seconds, ok, instant
 
 
 _EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _within_supported_years(
-    naive: np.ndarray, time_ok: np.ndarray, lines: np.ndarray, times: pa.Array, report: CsvReport
+    seconds: np.ndarray, time_ok: np.ndarray, lines: np.ndarray, times: pa.Array, problems: list[RowProblem]
 ) -> np.ndarray:
     """Times the service can serve (years 1 to 9999, a day's margin for any zone's offset)."""
-    inside = (naive >= MIN_EPOCH) & (naive <= MAX_EPOCH)
+    inside = (seconds >= MIN_EPOCH) & (seconds <= MAX_EPOCH)
     for i in np.flatnonzero(time_ok & ~inside):
         raw = times[i].as_py()
-        report.add_problem(
-            RowProblem(int(lines[i]), raw, f"time {raw!r} is outside {SPAN_TEXT}", "invalid")
-        )
+        problems.append(RowProblem(int(lines[i]), raw, f"time {raw!r} is outside {SPAN_TEXT}", "invalid"))
     return inside
 
 
-def _parse_time_text(raw: str) -> tuple[int | None, str]:
+def _parse_time_text(raw: str) -> tuple[int | None, bool, str]:
+    """(seconds, whether the text carried a UTC offset, reason when it is no time)."""
     text = raw.strip()
     if not text:
-        return None, "time is empty"
+        return None, False, "time is empty"
     if "\n" in text or "\r" in text:
-        return None, f"time {raw!r} holds a line break"
+        return None, False, f"time {raw!r} holds a line break"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        return None, f"time {raw!r} is not a timestamp like 2019-01-01 00:15:00"
-    if parsed.tzinfo is not None:
-        return None, (
-            f"time {raw!r} carries a UTC offset; times must be naive local times "
-            "(give the zone with --tz)"
-        )
+        return None, False, f"time {raw!r} is not a timestamp like 2019-01-01 00:15:00"
     if parsed.microsecond:
-        return None, f"time {raw!r} has fractional seconds; whole seconds are expected"
-    return int((parsed - _EPOCH).total_seconds()), ""
-
-
-def _parse_values(values: pa.Array, lines: np.ndarray, report: CsvReport) -> tuple[np.ndarray, np.ndarray]:
+        return None, False, f"time {raw!r} has fractional seconds; whole seconds are expected"
+    if parsed.tzinfo is not None:
+        try:
+            return (parsed - _EPOCH_UTC) // timedelta(seconds=1), True, ""
+        except OverflowError:
+            return MIN_EPOCH - 1, True, ""  # refused as outside the span served
+    return int((parsed - _EPOCH).total_seconds()), False, ""
+def _parse_values(values: pa.Array, lines: np.ndarray, problems: list[RowProblem]) -> tuple[np.ndarray, np.ndarray]:
     """Values as float64 (NaN where missing), and a mask of the rows whose value parsed."""
     try:
         as_text = pc.if_else(pc.equal(values, ""), pa.scalar("nan"), values)
@@ -347,7 +397,7 @@ def _parse_values(values: pa.Array, lines: np.ndarray, report: CsvReport) -> tup
         except ValueError:
             ok[i] = False
             hint = " (use a decimal point)" if _DECIMAL_COMMA.match(text) else ""
-            report.add_problem(
+            problems.append(
                 RowProblem(int(lines[i]), raw, f"{VALUE_COLUMN} {raw!r} is not a number{hint}", "invalid")
             )
     return numbers, ok
@@ -364,42 +414,79 @@ def _missing_reason(raw: str, number: float) -> str:
 
 def _to_utc_epochs(
     naive: np.ndarray,
-    ok: np.ndarray,
+    wall: np.ndarray,
     zone: zoneinfo.ZoneInfo,
+    ambiguous: Ambiguous,
     lines: np.ndarray,
     times: pa.Array,
-    report: CsvReport,
-    ambiguous_seen: set[int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """UTC epoch seconds for naive wall times in `zone`; DST gaps are invalid rows."""
-    local_ok = np.ones(len(naive), dtype=bool)
-    if zone.key == "UTC" or not len(naive):
-        return naive, local_ok
-    # Rows already refused (no time, or out of range) must not trip the zone conversion.
-    naive = np.where(ok, naive, 0)
-    wall = pd.DatetimeIndex(naive.astype("datetime64[s]"))
-    localized = wall.tz_localize(zone.key, ambiguous="NaT", nonexistent="NaT")
-    epochs = np.asarray(localized.tz_convert("UTC").as_unit("s").asi8).copy()
-    for i in np.flatnonzero(localized.isna() & ok):
-        stamp = wall[i]
-        as_dst = stamp.tz_localize(zone.key, ambiguous=True, nonexistent="NaT")
-        if as_dst is pd.NaT:
-            local_ok[i] = False
-            report.add_problem(
-                RowProblem(
-                    int(lines[i]),
-                    times[i].as_py(),
-                    f"time {times[i].as_py()!r} does not exist in {zone.key} (clocks moved forward)",
-                    "invalid",
-                )
+    problems: list[RowProblem],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """UTC epoch seconds of the `wall` rows, naive wall times in `zone` (the others pass through);
+    a mask of the rows that exist (a wall time in a spring-forward gap does not) and a mask of
+    those left to resolve in a repeated hour."""
+    exists = np.ones(len(naive), dtype=bool)
+    held = np.zeros(len(naive), dtype=bool)
+    if zone.key == "UTC" or not wall.any():
+        return naive, exists, held
+    # Rows refused already (no time, out of range) and instants must not trip the conversion.
+    stamps = pd.DatetimeIndex(np.where(wall, naive, 0).astype("datetime64[s]"))
+    choice = {Ambiguous.EARLIER: True, Ambiguous.LATER: False}.get(ambiguous, "NaT")
+    choices = np.full(len(naive), choice) if choice != "NaT" else "NaT"
+    localized = stamps.tz_localize(zone.key, ambiguous=choices, nonexistent="NaT")
+    epochs = np.where(wall, np.asarray(localized.tz_convert("UTC").as_unit("s").asi8), naive)
+    for i in np.flatnonzero(localized.isna() & wall):
+        if stamps[i].tz_localize(zone.key, ambiguous=True, nonexistent="NaT") is pd.NaT:
+            exists[i] = False
+            raw = times[i].as_py()
+            problems.append(
+                RowProblem(int(lines[i]), raw, f"time {raw!r} does not exist in {zone.key} (clocks moved forward)", "invalid")
             )
-            continue
-        # A fall-back hour happens twice: its first occurrence in the file is summer time.
-        second_time = int(naive[i]) in ambiguous_seen
-        ambiguous_seen.add(int(naive[i]))
-        chosen = stamp.tz_localize(zone.key, ambiguous=not second_time)
-        epochs[i] = int(chosen.timestamp())
-    return epochs, local_ok
+        else:
+            held[i] = True
+    return epochs, exists, held
+
+
+def _resolve_repeated_hours(rows: _RepeatedHourRows, zone: zoneinfo.ZoneInfo, report: CsvReport) -> ReadingBatch:
+    """The held rows of repeated hours, each read in the pass the file's order puts it in: per
+    night, the rows before a step back in time are the first pass, those after it the second.
+    Where a night's rows show no step (or more than one), the file cannot tell: its rows with a
+    value are invalid, naming the fix."""
+    if not rows.lines:
+        return ReadingBatch(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+    lines, naive, values = (np.concatenate(column) for column in (rows.lines, rows.naive, rows.values))
+    texts = [text for chunk in rows.texts for text in chunk]
+    first_pass = np.zeros(len(lines), dtype=bool)
+    decided = np.zeros(len(lines), dtype=bool)
+    nights = naive // 86400
+    for night in np.unique(nights):
+        rows_of_night = np.flatnonzero(nights == night)  # in file order
+        steps_back = np.flatnonzero(np.diff(naive[rows_of_night]) <= 0)
+        if len(steps_back) == 1:
+            second = steps_back[0] + 1
+            first_pass[rows_of_night[:second]] = True
+            decided[rows_of_night] = True
+    for i in np.flatnonzero(~decided & np.isfinite(values)):
+        report.add_problem(RowProblem(int(lines[i]), texts[i], _undecided_reason(texts[i], int(naive[i]), zone), "invalid"))
+    keep = decided & np.isfinite(values)
+    stamps = pd.DatetimeIndex(naive[keep].astype("datetime64[s]"))
+    epochs = np.asarray(stamps.tz_localize(zone.key, ambiguous=first_pass[keep]).tz_convert("UTC").as_unit("s").asi8)
+    batch = ReadingBatch(lines=lines[keep], epochs=epochs.astype(np.int64), values=values[keep])
+    _note_order(batch.epochs, report)
+    return batch
+
+
+def _undecided_reason(text: str, naive: int, zone: zoneinfo.ZoneInfo) -> str:
+    wall = datetime(1970, 1, 1) + timedelta(seconds=naive)
+    offsets = [
+        wall.replace(tzinfo=zone, fold=fold).strftime("%z") for fold in (0, 1)
+    ]
+    offsets = [f"{o[:3]}:{o[3:]}" for o in offsets]
+    return (
+        f"time {text!r} falls in the hour that repeats when clocks go back in {zone.key}, and the file "
+        "does not show which pass it belongs to (a step back in time within that hour marks the second): "
+        f"give it with its UTC offset ({wall:%Y-%m-%dT%H:%M:%S}{offsets[0]} or {offsets[1]}), "
+        "or import with --ambiguous earlier or later"
+    )
 
 
 def _note_order(epochs: np.ndarray, report: CsvReport) -> None:

@@ -113,6 +113,8 @@ METER_NAME_MAX_LENGTH = 100
 # ASCII letters, digits, '-' and '_': safe in URLs, file names, line protocol and InfluxQL.
 METER_NAME_PATTERN = r"[-a-zA-Z0-9_]+"
 METER_NAME_RULE = "letters, digits, '-' and '_'"
+# The same rule for a database check constraint: \Z, as $ would let a final line break through.
+METER_NAME_REGEX = rf"^{METER_NAME_PATTERN}\Z"
 _METER_NAME = re.compile(METER_NAME_PATTERN)
 
 

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.db import models
 
-from readings.domain import METER_NAME_MAX_LENGTH
+from readings.domain import METER_NAME_MAX_LENGTH, METER_NAME_REGEX
 from readings.validators import (
     validate_interval,
     validate_meter_name,
@@ -40,6 +40,11 @@ class Meter(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # The name rule holds however a meter is made (ORM, SQL, fixtures), not only in forms:
+            # names end up in URLs, file names and InfluxDB line protocol.
+            models.CheckConstraint(condition=models.Q(name__regex=METER_NAME_REGEX), name="meter_name_rule"),
+        ]
 
     def __str__(self) -> str:
         return self.name

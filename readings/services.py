@@ -9,6 +9,7 @@ from django.utils.text import slugify
 
 from readings.csvfile import (
     DEFAULT_BATCH_SIZE,
+    Ambiguous,
     CsvError,
     CsvReport,
     check_is_file,
@@ -74,6 +75,7 @@ def readings_import(
     path: Path | str,
     meter_name: str | None = None,
     time_zone: str | None = None,
+    ambiguous: Ambiguous = Ambiguous.INFER,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
@@ -93,7 +95,8 @@ def readings_import(
         with transaction.atomic():
             meter = existing or Meter.objects.create(name=run.meter_name, time_zone=run.time_zone)
             batches = read_readings(
-                path, time_zone=run.time_zone, report=report, batch_size=batch_size, on_progress=on_progress
+                path, time_zone=run.time_zone, ambiguous=ambiguous, report=report, batch_size=batch_size,
+                on_progress=on_progress,
             )
             counts.inserted, counts.updated = upsert_readings(
                 meter=meter, batches=batches, report=report, source=run.file_name
@@ -125,6 +128,7 @@ def readings_seed(
     source_alias: str | None = None,
     meter_name: str | None = None,
     time_zone: str | None = None,
+    ambiguous: Ambiguous = Ambiguous.INFER,
     dry_run: bool = False,
     mirror: bool = True,
     create_database: bool = False,
@@ -150,38 +154,44 @@ def readings_seed(
         store.prepare_writes(create=create_database and not dry_run)
         with transaction.atomic():
             meter = existing or Meter.objects.create(name=run.meter_name, time_zone=run.time_zone, source=alias)
-            batches = read_readings(path, time_zone=run.time_zone, report=report)
+            read = {"time_zone": run.time_zone, "ambiguous": ambiguous}
+            batches = read_readings(path, report=report, **read)
             if mirror:
                 counts.inserted, counts.updated = upsert_readings(
                     meter=meter, batches=batches, report=report, source=run.file_name
                 )
             else:
-                _check_without_storing(meter, path, report, run)
+                _check_without_storing(meter, path, report, run, read)
             _raise_if_invalid(report, run.file_name)
             if dry_run:
                 transaction.set_rollback(True)
             else:
-                for batch in read_readings(path, time_zone=run.time_zone, on_progress=on_progress):
+                for batch in read_readings(path, on_progress=on_progress, **read):
                     store.write(
                         meter.name, Series(batch.epochs, batch.values),
                         batch_size=batch_size, on_written=counts.add_points,
                     )
+                # A repeated reading was sent twice but is one point: count the readings.
+                counts.points = report.rows_read - report.rows_skipped
         if not dry_run or existing:
             run.meter = meter
     return run
 
 
-def _check_without_storing(meter: Meter, path: Path, report: CsvReport, run: ImportRun) -> None:
+def _check_without_storing(meter: Meter, path: Path, report: CsvReport, run: ImportRun, read: dict) -> None:
     """Read everything (counting invalid rows); stage it only when duplicates are possible."""
-    for _ in read_readings(path, time_zone=run.time_zone, report=report):
+    for _ in read_readings(path, report=report, **read):
         pass
     if not report.rows_invalid and not report.strictly_increasing:
-        # Times out of order: conflicting duplicates are found the way an import finds them.
+        # Times out of order: conflicting duplicates are found the way an import finds them,
+        # and counted as skipped in `report`.
         scratch = CsvReport(strictly_increasing=False)
         upsert_readings(
-            meter=meter, batches=read_readings(path, time_zone=run.time_zone, report=scratch),
+            meter=meter, batches=read_readings(path, report=scratch, **read),
             report=scratch, source=run.file_name, merge=False,
         )
+        report.rows_skipped = scratch.rows_skipped
+        report.problems = scratch.problems
 
 
 def readings_seed_from_db(

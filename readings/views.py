@@ -1,4 +1,6 @@
 """Pages and probes outside the API: the dashboard, /healthz and /readyz."""
+import logging
+
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -7,6 +9,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from grpc_api import client
+
+logger = logging.getLogger(__name__)
 
 # Placeholder the dashboard replaces with a meter name in the API's URL templates.
 METER_PLACEHOLDER = "__meter__"
@@ -37,7 +41,9 @@ def _database_check() -> dict:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError as exc:
-        return {"ok": False, "error": str(exc)}
+        # Where the database lives (host, port) goes to the log, not to anonymous clients.
+        logger.warning("readiness: the relational store is unavailable: %s", exc)
+        return {"ok": False, "error": "the relational store is unavailable"}
     return {"ok": True}
 
 
@@ -45,7 +51,7 @@ def _grpc_check() -> dict:
     try:
         status = client.service_status()
     except client.RpcFailed as exc:
-        return {"ok": False, "error": str(exc)}
+        return {"ok": False, "error": exc.detail}
     return {"ok": status == "SERVING", "status": status}
 
 

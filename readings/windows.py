@@ -36,7 +36,10 @@ def _calendar_boundaries(start: int, end: int, window: Window, zone: zoneinfo.Zo
     elif window is Window.MONTH:
         day = day.replace(day=1)
     while day <= last:
-        yield _local_midnight(day, zone)
+        try:
+            yield _local_midnight(day, zone)
+        except OverflowError:
+            pass  # a midnight before year 1 in UTC: before the range, which starts in year 1
         try:
             day = _next(day, window)
         except (ValueError, OverflowError):  # past year 9999

@@ -44,7 +44,9 @@ REFERENCE_NAN_LINE = 1548
 REFERENCE_FIRST = "2019-01-01T00:15:00Z"
 REFERENCE_LAST = "2019-01-31T23:45:00Z"
 
-# Generated meters span the 2019 autumn clock change in Amsterdam, for DST-aware windows.
+# Generated meters span the 2019 autumn clock change in Amsterdam, for DST-aware windows. Their
+# files hold UTC wall times read as Amsterdam's: the hour that repeats there appears once and is
+# read as its first pass (--ambiguous earlier), which leaves a gap of an hour that night.
 GENERATED = {"gen-a": 0, "gen-b": 1}
 GENERATED_START = date(2019, 9, 1)
 GENERATED_DAYS = 120
@@ -216,7 +218,7 @@ def served_data(django_db_setup, django_db_blocker, reference_csv, tmp_path_fact
         files[f"{name}-csv"] = str(path)
     sources = {
         "default": {"BACKEND": "readings.sources.sql.SqlSource"},
-        "csv": {"BACKEND": "readings.sources.csv.CsvSource", "OPTIONS": {"FILES": files}},
+        "csv": {"BACKEND": "readings.sources.csv.CsvSource", "OPTIONS": {"FILES": files, "AMBIGUOUS": "earlier"}},
         "broken": {"BACKEND": "readings.sources.csv.CsvSource", "OPTIONS": {"DIRECTORY": str(folder / "missing")}},
         # Its server comes from settings.INFLUXDB, which the `influx_meters` fixture points at influxd.
         "influxdb": {"BACKEND": "readings.sources.influx.InfluxSource"},
@@ -227,7 +229,7 @@ def served_data(django_db_setup, django_db_blocker, reference_csv, tmp_path_fact
         assert name.startswith("test_") or "memory" in name, f"not a test database: {name}"
         import_file(reference_csv)
         for name in GENERATED:
-            import_file(files[f"{name}-csv"], time_zone="Europe/Amsterdam")
+            import_file(files[f"{name}-csv"], time_zone="Europe/Amsterdam", ambiguous="earlier")
         Meter.objects.create(name="meterusage-csv", source="csv")
         for name in GENERATED:
             Meter.objects.create(name=f"{name}-csv", source="csv", time_zone="Europe/Amsterdam")
@@ -265,7 +267,10 @@ def influx_meters(served_data, influxd, reference_csv, django_db_blocker):
     seeds += [(name, served_data[f"{name}-csv"], "Europe/Amsterdam") for name in GENERATED]
     with django_db_blocker.unblock(), override_settings(INFLUXDB=influxd.settings(database)):
         for name, path, zone in seeds:
-            call_command("seed_influx", path, "--meter", f"{name}-influx", "--tz", zone, "--no-mirror", stdout=StringIO())
+            call_command(
+                "seed_influx", path, "--meter", f"{name}-influx", "--tz", zone, "--ambiguous", "earlier", "--no-mirror",
+                stdout=StringIO(),
+            )
         yield influxd
         Meter.objects.filter(name__endswith="-influx").delete()
     influxd.query(f'DROP DATABASE "{database}"')

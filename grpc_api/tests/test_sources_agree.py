@@ -114,3 +114,40 @@ def test_influxdb_down_is_unavailable_and_recovers(stub, influx_meters, caplog):
     assert f"InfluxDB at {influx_meters.url} is unreachable" in caplog.text
     assert "meterusage-influx" in names
     assert [r.value for r in stub.ListReadings(request).readings] == [56.03, 55.77, 55.45, 55.74]
+
+
+# Ranges reaching past what InfluxDB can store (1677-09-21 to 2262-04-11) or lying wholly outside it.
+FAR_RANGES = [
+    ("1600-01-01T00:00:00Z", "2300-01-01T00:00:00Z"),
+    ("2262-04-12T00:00:00Z", "2300-01-01T00:00:00Z"),
+    ("1000-01-01T00:00:00Z", "1677-01-01T00:00:00Z"),
+    ("0001-01-02T00:00:00Z", "9999-12-30T00:00:00Z"),
+]
+FAR_CALLS = [
+    ("ListReadings", pb.ListReadingsRequest, {"page_size": 10_000}),
+    ("AggregateReadings", pb.AggregateReadingsRequest, {"window": pb.WINDOW_MONTH, "time_zone": "Europe/Amsterdam"}),
+    ("GetCompleteness", pb.GetCompletenessRequest, {}),
+]
+
+
+def outcome(call, request):
+    try:
+        return "OK", as_dict(call(request))
+    except grpc.RpcError as error:
+        return error.code().name, error.details()
+
+
+@pytest.mark.parametrize(("method", "request_type", "fields"), FAR_CALLS)
+@pytest.mark.parametrize(("start", "end"), FAR_RANGES)
+def test_ranges_past_what_influxdb_stores_agree(stub, twin, method, request_type, fields, start, end):
+    call, span = getattr(stub, method), dict(start_time=ts(start), end_time=ts(end), **fields)
+
+    sql = outcome(call, request_type(meter="meterusage", **span))
+    other = outcome(call, request_type(meter=f"meterusage-{twin}", **span))
+
+    assert sql[0] in ("OK", "INVALID_ARGUMENT")
+    assert sql[0] == other[0]
+    if sql[0] == "OK":
+        close(sql[1], other[1])
+    else:
+        assert sql[1] == other[1]

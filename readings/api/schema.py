@@ -36,7 +36,7 @@ def problem(status: int) -> OpenApiResponse:
         examples=[OpenApiExample(
             f"problem {status}",
             value={"type": "about:blank", "title": "Service Unavailable", "status": 503,
-                   "detail": "the gRPC service is unavailable: ...", "grpc_code": "UNAVAILABLE"},
+                   "detail": "InfluxDB is unavailable; try again later", "grpc_code": "UNAVAILABLE"},
         )] if status == 503 else [],
     )
 

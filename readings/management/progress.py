@@ -1,5 +1,19 @@
-"""A one-line progress bar for management commands, shown only on a terminal."""
+"""What the file commands share: a one-line progress bar shown only on a terminal, and the
+--ambiguous option."""
 import time
+
+from readings.csvfile import Ambiguous
+
+
+def add_ambiguous_argument(parser) -> None:
+    parser.add_argument(
+        "--ambiguous",
+        choices=[choice.value for choice in Ambiguous],
+        default=Ambiguous.INFER.value,
+        help="How naive times in an hour that repeats when clocks go back are read: infer (default) "
+        "from the order of rows (a step back in time starts the second pass; rows the file cannot "
+        "place are invalid), earlier (all in the first pass, summer time) or later (all in the second).",
+    )
 
 
 class ProgressBar:

@@ -3,13 +3,14 @@
 A file is read once into two sorted numpy columns and answered by binary search; it is read
 again when it changes on disk.
 """
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-from readings.csvfile import CsvError, CsvReport, read_readings
+from readings.csvfile import Ambiguous, CsvError, CsvReport, read_readings
 from readings.models import Meter
 from readings.sources.base import (
     BucketStats,
@@ -26,13 +27,21 @@ from readings.sources.base import (
 class CsvSource:
     """OPTIONS: FILES, a mapping of meter name to CSV path, and/or DIRECTORY, where a meter's
     file is `<DIRECTORY>/<meter name>.csv`; FILES_KEPT, how many loaded files stay in memory
-    (default 64, the least recently used go first). Naive times are read in the meter's zone."""
+    (default 64, the least recently used go first). Naive times are read in the meter's zone,
+    those of an hour that repeats as AMBIGUOUS says ("infer", the default, "earlier", "later")."""
 
     def __init__(
-        self, *, alias: str, FILES: dict[str, str] | None = None, DIRECTORY: str | None = None, FILES_KEPT: int = 64
+        self,
+        *,
+        alias: str,
+        FILES: dict[str, str] | None = None,
+        DIRECTORY: str | None = None,
+        FILES_KEPT: int = 64,
+        AMBIGUOUS: str = Ambiguous.INFER.value,
     ):
         self.alias = alias
         self.files_kept = FILES_KEPT
+        self.ambiguous = Ambiguous(AMBIGUOUS)
         self.files = {name: Path(path) for name, path in (FILES or {}).items()}
         self.directory = Path(DIRECTORY) if DIRECTORY else None
         # Files recently served, most recent last; bounded, since a DIRECTORY may hold thousands.
@@ -50,7 +59,11 @@ class CsvSource:
         if meter.name in self.files:
             return self.files[meter.name]
         if self.directory is not None:
-            return self.directory / f"{meter.name}.csv"
+            # Strictly a file of DIRECTORY itself, whatever the name holds ("../x", "a/b").
+            path = Path(os.path.normpath(self.directory / f"{meter.name}.csv"))
+            if path.parent != Path(os.path.normpath(self.directory)):
+                raise self._unavailable(f"meter name {meter.name!r} does not name a file of {self.directory}")
+            return path
         raise self._unavailable(f"no file for meter {meter.name!r}")
 
     def series(self, meter: Meter) -> Series:
@@ -66,7 +79,7 @@ class CsvSource:
                 self._loaded.move_to_end(key)
                 return series
         try:
-            series = _load(path, meter.time_zone)
+            series = _load(path, meter.time_zone, self.ambiguous)
         except CsvError as exc:
             raise self._unavailable(str(exc)) from None
         with self._lock:
@@ -112,11 +125,11 @@ class CsvSource:
         return jumps_of(self._slice(meter, start, end).times, interval)
 
 
-def _load(path: Path, time_zone: str) -> Series:
+def _load(path: Path, time_zone: str, ambiguous: Ambiguous) -> Series:
     """The file's readings, sorted and without repeats; CsvError for an invalid row or two
     values at one time."""
     report = CsvReport()
-    batches = list(read_readings(path, time_zone=time_zone, report=report))
+    batches = list(read_readings(path, time_zone=time_zone, ambiguous=ambiguous, report=report))
     if report.rows_invalid:
         first = report.invalid_problems()[0]
         raise CsvError(path, first.reason, line=first.line)

@@ -33,8 +33,25 @@ def test_not_ready_without_grpc(client, closed_port):
     body = response.json()
     assert body["status"] == "not ready"
     assert body["checks"]["database"] == {"ok": True}
-    assert body["checks"]["grpc"]["ok"] is False
-    assert body["checks"]["grpc"]["error"].startswith("UNAVAILABLE: the gRPC service is unavailable")
+    # Which part is down, not where it lives.
+    assert body["checks"]["grpc"] == {"ok": False, "error": "the gRPC service is unavailable"}
+    assert str(closed_port) not in response.content.decode()
+
+
+def test_not_ready_without_the_database_and_where_it_is_stays_in_the_log(client, web_to_grpc, monkeypatch, caplog):
+    from django.db import OperationalError, connection
+
+    def refuse(*args, **kwargs):
+        raise OperationalError('connection to server at "db.internal" (10.0.0.7), port 5432 failed')
+
+    monkeypatch.setattr(connection, "cursor", refuse)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == {"ok": False, "error": "the relational store is unavailable"}
+    assert "db.internal" not in response.content.decode()
+    assert "db.internal" in caplog.text
 
 
 def test_not_ready_while_grpc_shuts_down(client):

@@ -39,8 +39,10 @@ REJECTED = [
      "line 2: meterusage '55,09' is not a number (use a decimal point)"),
     ("decimal comma, unquoted", HEADER + "2019-01-01 00:15:00,1.0\n2019-01-01 00:30:00,55,09\n",
      "line 3: expected 2 fields, found 3: '2019-01-01 00:30:00,55,09' (a decimal comma?"),
-    ("time with offset", HEADER + "2019-01-01T00:15:00+01:00,1\n",
-     "line 2: time '2019-01-01T00:15:00+01:00' carries a UTC offset"),
+    ("every row with an extra field", HEADER + "2019-01-01 00:15:00,55,09\n2019-01-01 00:30:00,54,64\n",
+     "line 2: expected 2 fields, found 3: '2019-01-01 00:15:00,55,09' (a decimal comma?"),
+    ("the only row with an extra field", HEADER + "2019-01-01 00:15:00,55,09\n",
+     "line 2: expected 2 fields, found 3"),
     ("fractional seconds", HEADER + "2019-01-01 00:15:00.5,1\n",
      "line 2: time '2019-01-01 00:15:00.5' has fractional seconds"),
     ("empty time", HEADER + ",1\n", "line 2: time is empty"),
@@ -176,3 +178,13 @@ def test_import_racing_another_into_the_same_range_fails_cleanly(existing_meter,
 
     assert stored() == existing_meter
     assert ImportRun.objects.latest("started_at").status == ImportRun.Status.FAILED
+
+
+def test_invalid_rows_are_listed_in_line_order(write_csv):
+    body = "2019-01-01 00:15:00,abc\n2019-13-01 00:00:00,2\n2019-01-01 00:45:00,xyz\n0001-01-01 00:00:00,3\n"
+
+    with pytest.raises(CommandError, match="4 invalid rows"):
+        import_file(write_csv(HEADER + body))
+
+    run = ImportRun.objects.get()
+    assert [row["line"] for row in run.rejected_rows] == [2, 3, 4, 5]

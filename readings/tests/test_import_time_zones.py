@@ -1,14 +1,13 @@
 """Naive CSV times are read in the meter's zone and stored in UTC, DST days included."""
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import CommandError
 
-from readings.models import Meter, Reading
+from readings.models import ImportRun, Meter, Reading
 from testing.fixtures import HEADER, import_file
 
 pytestmark = pytest.mark.django_db
-
 
 
 def utc_times() -> list[datetime]:
@@ -68,3 +67,58 @@ def test_a_missing_value_in_the_first_pass_of_a_fall_back_hour(write_csv):
 def test_a_folder_or_overlong_name_is_no_time_zone(write_csv, zone):
     with pytest.raises(CommandError, match="is not an IANA time zone"):
         import_file(write_csv(HEADER + "2019-01-01 00:15:00,1\n"), time_zone=zone)
+
+
+def night_of_2019_10_27(*wall_times: str) -> str:
+    return HEADER + "".join(f"2019-10-27 {t}:00,{i + 1}\n" for i, t in enumerate(wall_times))
+
+
+def test_a_file_starting_in_the_first_pass_reads_the_step_back_as_the_second(write_csv):
+    # 02:30 and 02:45 are summer time (UTC+2); the step back to 02:00 starts winter time (UTC+1).
+    body = night_of_2019_10_27("02:30", "02:45", "02:00", "02:15", "02:30", "02:45", "03:00")
+
+    import_file(write_csv(body), time_zone="Europe/Amsterdam", batch_size=2)
+
+    stored = list(Reading.objects.order_by("time").values_list("time", "value"))
+    assert [(t.strftime("%H:%M"), v) for t, v in stored] == [
+        ("00:30", 1.0), ("00:45", 2.0), ("01:00", 3.0), ("01:15", 4.0), ("01:30", 5.0), ("01:45", 6.0), ("02:00", 7.0),
+    ]
+
+
+def test_a_repeated_hour_the_file_cannot_place_is_rejected_with_the_fix(write_csv):
+    path = write_csv(night_of_2019_10_27("01:45", "02:00", "02:15", "02:30", "02:45"))
+
+    with pytest.raises(CommandError) as raised:
+        import_file(path, time_zone="Europe/Amsterdam")
+
+    message = str(raised.value)
+    assert "4 invalid rows, nothing imported: line 3: time '2019-10-27 02:00:00' falls in the hour that repeats" in message
+    assert "give it with its UTC offset (2019-10-27T02:00:00+02:00 or +01:00), or import with --ambiguous" in message
+    assert [row["line"] for row in ImportRun.objects.get().rejected_rows] == [3, 4, 5, 6]
+    assert not Reading.objects.exists()
+
+
+def test_two_files_of_one_repeated_hour_no_longer_overwrite_each_other(write_csv):
+    first_pass = write_csv(night_of_2019_10_27("01:45", "02:00", "02:15", "02:30", "02:45"), "a.csv")
+    second_pass = write_csv(night_of_2019_10_27("02:00", "02:15", "02:30", "02:45", "03:00"), "b.csv")
+
+    import_file(first_pass, meter="m", time_zone="Europe/Amsterdam", ambiguous="earlier")
+    output = import_file(second_pass, meter="m", ambiguous="later")
+
+    assert "5 inserted, 0 updated, 0 unchanged" in output
+    times = utc_times()
+    assert len(times) == 10
+    assert all(b - a == timedelta(minutes=15) for a, b in zip(times, times[1:]))
+
+
+def test_times_with_an_offset_are_instants_in_any_zone(write_csv):
+    body = "2019-10-27T02:15:00+02:00,1\n2019-10-27T02:15:00+01:00,2\n2019-10-27T01:30:00Z,3\n2019-10-27 03:00:00,4\n"
+
+    import_file(write_csv(HEADER + body), time_zone="Europe/Amsterdam")
+
+    assert list(Reading.objects.order_by("time").values_list("time", "value")) == [
+        (datetime(2019, 10, 27, 0, 15, tzinfo=UTC), 1.0),
+        (datetime(2019, 10, 27, 1, 15, tzinfo=UTC), 2.0),
+        (datetime(2019, 10, 27, 1, 30, tzinfo=UTC), 3.0),
+        (datetime(2019, 10, 27, 2, 0, tzinfo=UTC), 4.0),
+    ]

@@ -150,7 +150,21 @@ def test_rejected_write(influxd, influx_database, reference_csv):
         seed(reference_csv)
 
     assert not Reading.objects.exists()
-    assert ImportRun.objects.get().status == "failed"
+    run = ImportRun.objects.get()
+    # The relational mirror rolled back: the run says nothing was inserted there.
+    assert (run.status, run.rows_inserted, run.rows_updated, run.points_written) == ("failed", 0, 0, 0)
+
+
+def test_points_written_count_each_reading_once(influxd, influx_database, write_csv):
+    path = write_csv(HEADER + "2019-01-01 00:30:00,2\n2019-01-01 00:15:00,1\n2019-01-01 00:30:00,2\n")
+
+    for no_mirror in (False, True):
+        output = seed(path, meter="dup", no_mirror=no_mirror)
+
+        assert "2 points written to InfluxDB" in output
+        assert "1 skipped" in output
+    assert points(influxd, influx_database, "dup") == [(1546301700, 1.0), (1546302600, 2.0)]
+    assert [run.points_written for run in ImportRun.objects.order_by("started_at")] == [2, 2]
 
 
 def test_tag_values_are_escaped(influxd, influx_database, settings):

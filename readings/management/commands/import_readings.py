@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from readings.csvfile import DEFAULT_BATCH_SIZE
-from readings.management.progress import ProgressBar
+from readings.csvfile import DEFAULT_BATCH_SIZE, Ambiguous
+from readings.management.progress import ProgressBar, add_ambiguous_argument
 from readings.services import ReadingsImportError, readings_import
 
 
@@ -21,6 +21,7 @@ class Command(BaseCommand):
             dest="time_zone",
             help="IANA time zone of the file's naive times; default: the meter's zone, else UTC.",
         )
+        add_ambiguous_argument(parser)
         parser.add_argument(
             "--dry-run", action="store_true", help="Read and count everything, then roll back."
         )
@@ -31,7 +32,7 @@ class Command(BaseCommand):
             help=f"Rows read and staged at a time (default {DEFAULT_BATCH_SIZE}).",
         )
 
-    def handle(self, *args, paths, meter, time_zone, dry_run, batch_size, **options):
+    def handle(self, *args, paths, meter, time_zone, ambiguous, dry_run, batch_size, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         verbosity = options["verbosity"]
@@ -42,6 +43,7 @@ class Command(BaseCommand):
                     path=path,
                     meter_name=meter,
                     time_zone=time_zone,
+                    ambiguous=Ambiguous(ambiguous),
                     dry_run=dry_run,
                     batch_size=batch_size,
                     on_progress=progress,

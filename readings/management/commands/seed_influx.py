@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from readings.management.progress import ProgressBar
+from readings.csvfile import Ambiguous
+from readings.management.progress import ProgressBar, add_ambiguous_argument
 from readings.models import Meter
 from readings.services import (
     ReadingsImportError,
@@ -24,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--from-db", action="store_true", help="Seed from the relational store instead of files.")
         parser.add_argument("--meter", help="Meter name (default: each file's name; with --from-db: every meter).")
         parser.add_argument("--tz", dest="time_zone", help="IANA time zone of the files' naive times.")
+        add_ambiguous_argument(parser)
         parser.add_argument(
             "--source",
             help="READINGS_SOURCES alias of the InfluxDB to write to, with its OPTIONS "
@@ -36,7 +38,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Check everything, write nothing.")
         parser.add_argument("--no-mirror", action="store_true", help="Leave the relational store as it is.")
 
-    def handle(self, *args, paths, from_db, meter, time_zone, source, batch_size, create_database, dry_run, no_mirror, **options):
+    def handle(self, *args, paths, from_db, meter, time_zone, ambiguous, source, batch_size, create_database, dry_run, no_mirror, **options):
         if batch_size is not None and batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         if from_db == bool(paths):
@@ -44,7 +46,8 @@ class Command(BaseCommand):
         write = {"source_alias": source, "dry_run": dry_run, "create_database": create_database, "batch_size": batch_size}
         try:
             target = readings_sources[series_store_alias(source)]
-            runs = self._from_db(meter, write) if from_db else self._from_files(paths, meter, time_zone, not no_mirror, write)
+            read = {"meter_name": meter, "time_zone": time_zone, "ambiguous": Ambiguous(ambiguous), "mirror": not no_mirror}
+            runs = self._from_db(meter, write) if from_db else self._from_files(paths, read, write)
             for label, run in runs:
                 prefix = "Dry run, nothing written: " if dry_run else ""
                 self.stdout.write(self.style.SUCCESS(f"{prefix}{label} → {target}, meter '{run.meter_name}': {run.summary()}"))
@@ -53,13 +56,11 @@ class Command(BaseCommand):
             written = f" ({run.points_written} points written before it stopped)" if run and run.points_written else ""
             raise CommandError(f"{exc}{written}") from None
 
-    def _from_files(self, paths, meter, time_zone, mirror, write):
+    def _from_files(self, paths, read, write):
         for path in paths:
             progress = ProgressBar(self.stdout, f"Seeding {path}")
             try:
-                run = readings_seed(
-                    path=path, meter_name=meter, time_zone=time_zone, mirror=mirror, on_progress=progress, **write
-                )
+                run = readings_seed(path=path, on_progress=progress, **read, **write)
             finally:
                 progress.close()
             yield path, run

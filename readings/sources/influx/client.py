@@ -18,6 +18,8 @@ MEASUREMENT = "meter_usage"
 TAG = "meter"
 FIELD = "value"
 DEFAULT_WRITE_BATCH = 5000
+# What InfluxDB can store: int64 nanoseconds since the epoch (1677-09-21 to 2262-04-11).
+EARLIEST, LATEST = -(2**63 - 2) // 10**9 + 1, (2**63 - 2) // 10**9
 
 
 class InfluxError(Exception):
@@ -46,8 +48,12 @@ class InfluxSettings:
 
 
 def escape_tag(value: str) -> str:
-    """A tag value as line protocol wants it: commas, spaces and equals signs escaped."""
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
+    """A tag value as line protocol wants it: commas, spaces and equals signs escaped. A line
+    break ends a point, and InfluxDB 1.x keeps a backslash as it is, so a value holding either
+    could not be read back as written: ValueError."""
+    if any(character in value for character in "\n\r\\"):
+        raise ValueError(f"{value[:64]!r} cannot be an InfluxDB tag value (line breaks and backslashes cannot be written)")
+    return value.replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
 
 
 def quote_string(value: str) -> str:
@@ -145,14 +151,16 @@ class InfluxClient:
             raise InfluxError(f"InfluxDB at {self.base} could not create the database: {results[0]['error']}")
 
     def meter_filter(self, meter: str, start: int | None = None, end: int | None = None, *, after: int | None = None) -> str:
-        """The FROM and WHERE of a query on one meter's points in [start, end), after `after`."""
+        """The FROM and WHERE of a query on one meter's points in [start, end), after `after`.
+        Times are clipped to what InfluxDB can store: nothing lies outside it."""
+        start, after = (None if t is None else min(max(t, EARLIEST), LATEST) for t in (start, after))
         clauses = [f"{TAG} = {quote_string(meter)}"]
         if after is not None and (start is None or after >= start):
             clauses.append(f"time > {after}s")
         elif start is not None:
             clauses.append(f"time >= {start}s")
         if end is not None:
-            clauses.append(f"time < {end}s")
+            clauses.append(f"time <= {LATEST}s" if end > LATEST else f"time < {max(end, EARLIEST)}s")
         return f"FROM {self._measurement()} WHERE " + " AND ".join(clauses)
 
     def _measurement(self) -> str:
