@@ -3,7 +3,7 @@ import numpy as np
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings.domain import FieldViolation, InvalidArgument, Window
+from readings.domain import Instant, Window
 
 # The one mapping between the contract's Window enum and the domain's windows.
 PROTO_WINDOWS = {
@@ -16,9 +16,12 @@ PROTO_WINDOWS = {
 _WINDOWS_OF_PROTO = {value: window for window, value in PROTO_WINDOWS.items()}
 
 
-def epoch_of(message, field: str) -> int | None:
-    """Whole seconds of a Timestamp field, None when it is unset."""
-    return getattr(message, field).seconds if message.HasField(field) else None
+def instant_of(message, field: str) -> Instant | None:
+    """A Timestamp field as it came (seconds and nanos, checked by the selectors); None when unset."""
+    if not message.HasField(field):
+        return None
+    stamp = getattr(message, field)
+    return Instant(stamp.seconds, stamp.nanos)
 
 
 def timestamp(epoch: int) -> timestamp_pb2.Timestamp:
@@ -29,13 +32,12 @@ def duration(seconds: int) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=int(seconds))
 
 
-def window_of(value: int) -> Window | None:
-    """The domain's window for a Window enum value; None when unspecified."""
+def window_of(value: int) -> Window | int | None:
+    """The domain's window for a Window enum value; None when unspecified, and the number itself
+    when it names no window (the selectors report it with the request's other faults)."""
     if value == pb.WINDOW_UNSPECIFIED:
         return None
-    if value not in _WINDOWS_OF_PROTO:
-        raise InvalidArgument(FieldViolation("window", f"{value} is not a Window"))
-    return _WINDOWS_OF_PROTO[value]
+    return _WINDOWS_OF_PROTO.get(value, value)
 
 
 def meter_message(entry) -> pb.Meter:

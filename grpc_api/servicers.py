@@ -11,8 +11,8 @@ def _meter_range(request) -> dict:
     """The meter and [start, end) of a request, as the selectors take them."""
     return {
         "meter_name": request.meter,
-        "start": convert.epoch_of(request, "start_time"),
-        "end": convert.epoch_of(request, "end_time"),
+        "start": convert.instant_of(request, "start_time"),
+        "end": convert.instant_of(request, "end_time"),
     }
 
 

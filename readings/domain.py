@@ -45,6 +45,18 @@ MAX_COMPLETENESS_SLOTS = 1_000_000
 GAPS_KEPT = 10_000
 
 
+@dataclass(frozen=True, order=True)
+class Instant:
+    """A time of a request, as precise as it came (google.protobuf.Timestamp's seconds and nanos)."""
+
+    seconds: int
+    nanos: int = 0
+
+    def ceil(self) -> int:
+        """The first whole second at or after this instant."""
+        return self.seconds + (1 if self.nanos > 0 else 0)
+
+
 def slots_from(start: int, interval: int) -> int:
     """The first multiple of `interval` (since the epoch) at or after `start`."""
     return -(-start // interval) * interval

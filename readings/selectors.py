@@ -14,6 +14,7 @@ from django.db.models import Q
 from readings import tokens
 from readings.domain import (
     GAPS_KEPT,
+    Instant,
     MAX_BUCKETS,
     MAX_COMPLETENESS_SLOTS,
     MAX_EPOCH,
@@ -47,32 +48,55 @@ logger = logging.getLogger(__name__)
 
 
 
-def _page_size(value: int, field: str, limits: tuple[int, int]) -> int:
-    default, maximum = limits
-    if value < 0:
-        raise InvalidArgument(FieldViolation(field, f"must not be negative (got {value})"))
-    return min(value or default, maximum)
+class _Checks:
+    """What is wrong with a request, collected so that one error names every offending field."""
+
+    def __init__(self):
+        self.violations: list[FieldViolation] = []
+
+    def fail(self, field: str, description: str) -> None:
+        self.violations.append(FieldViolation(field, description))
+
+    def page_size(self, value: int, field: str, limits: tuple[int, int]) -> int:
+        default, maximum = limits
+        if value < 0:
+            self.fail(field, f"must not be negative (got {value})")
+        return min(max(value, 0) or default, maximum)
+
+    def meter_name(self, name: str, field: str = "meter") -> None:
+        try:
+            check_meter_name(name)
+        except ValueError as exc:
+            self.fail(field, str(exc))
+
+    def time_range(self, start: Instant | int | None, end: Instant | int | None) -> tuple[int, int] | None:
+        """[start, end) in whole seconds: the seconds from the first at or after start to the
+        first at or after end (readings are at whole seconds). None when it is not a range."""
+        times = {}
+        for field, value in (("start_time", start), ("end_time", end)):
+            if value is None:
+                self.fail(field, "is required")
+                continue
+            value = value if isinstance(value, Instant) else Instant(value)
+            if not 0 <= value.nanos <= 999_999_999:
+                self.fail(field, f"nanos must be from 0 to 999999999 (got {value.nanos})")
+            elif not (MIN_EPOCH <= value.seconds and value.ceil() <= MAX_EPOCH):
+                self.fail(field, f"must be from {SPAN_TEXT}")
+            else:
+                times[field] = value
+        if len(times) < 2:
+            return None
+        if times["end_time"] <= times["start_time"]:
+            self.fail("end_time", "must be after the start of the range")
+            return None
+        return times["start_time"].ceil(), times["end_time"].ceil()
+
+    def raise_if_any(self) -> None:
+        if self.violations:
+            raise InvalidArgument(*self.violations)
 
 
-def _check_range(start: int | None, end: int | None) -> tuple[int, int]:
-    violations = []
-    for field, value in (("start_time", start), ("end_time", end)):
-        if value is None:
-            violations.append(FieldViolation(field, "is required"))
-        elif not MIN_EPOCH <= value <= MAX_EPOCH:
-            violations.append(FieldViolation(field, f"must be from {SPAN_TEXT}"))
-    if not violations and start >= end:
-        violations.append(FieldViolation("end_time", "must be after the start of the range"))
-    if violations:
-        raise InvalidArgument(*violations)
-    return start, end
-
-
-def meter_get(name: str) -> Meter:
-    try:
-        check_meter_name(name)
-    except ValueError as exc:
-        raise InvalidArgument(FieldViolation("meter", str(exc))) from None
+def _meter(name: str) -> Meter:
     try:
         return Meter.objects.get(name=name)
     except Meter.DoesNotExist:
@@ -133,19 +157,21 @@ def meter_entry(meter: Meter) -> MeterEntry:
 
 def meter_detail(*, name: str) -> MeterEntry:
     """One meter with its readings' summary."""
-    return meter_entry(meter_get(name))
+    checks = _Checks()
+    checks.meter_name(name, field="name")
+    checks.raise_if_any()
+    return meter_entry(_meter(name))
 
 
-def _ordering(order_by: str) -> tuple[str, bool]:
+def _ordering(order_by: str, checks: _Checks) -> tuple[str, bool]:
     """(field, descending) of an AIP-132 order_by such as "reading_count desc"."""
     words = order_by.split()
     if not words:
         return "name", False
     field, direction = words[0], words[1:]
     if field not in METER_ORDERINGS or direction not in ([], ["asc"], ["desc"]):
-        raise InvalidArgument(FieldViolation(
-            "order_by", f"must be one of {', '.join(METER_ORDERINGS)}, optionally followed by ' desc'"
-        ))
+        checks.fail("order_by", f"must be one of {', '.join(METER_ORDERINGS)}, optionally followed by ' desc'")
+        return "name", False
     return field, direction == ["desc"]
 
 
@@ -156,12 +182,14 @@ def meter_page(*, filters: MeterFilters, order_by: str = "", skip: int = 0, page
     """A page of meters matching `filters`, each with its summary; the next page's token and how
     many meters match in all. Meters without a summary (their store is down) sort last and match
     neither value of `has_readings`."""
-    size = _page_size(page_size, "page_size", METERS_PAGE_SIZE)
+    checks = _Checks()
+    size = checks.page_size(page_size, "page_size", METERS_PAGE_SIZE)
     if skip < 0:
-        raise InvalidArgument(FieldViolation("skip", f"must not be negative (got {skip})"))
-    field, descending = _ordering(order_by)
+        checks.fail("skip", f"must not be negative (got {skip})")
+    field, descending = _ordering(order_by, checks)
     request_fields = (filters, order_by)
-    offset = tokens.redeem("meters", page_token, field="page_token", request_fields=request_fields) if page_token else 0
+    offset = _redeemed(checks, "meters", page_token, "page_token", request_fields) or 0
+    checks.raise_if_any()
     offset += skip
     meters = _filtered_meters(filters)
     if field == "name" and filters.has_readings is None:
@@ -202,25 +230,41 @@ def _filtered_meters(filters: MeterFilters):
 # ---- Readings ------------------------------------------------------------------------------
 
 
+def _redeemed(checks: _Checks, kind: str, token: str, field: str, request_fields: tuple):
+    """The position a token continues after; None without one (or with a bad one, noted)."""
+    if not token:
+        return None
+    try:
+        return tokens.redeem(kind, token, field=field, request_fields=request_fields)
+    except InvalidArgument as exc:
+        checks.violations += exc.violations
+        return None
+
+
 def _continued_range(
-    *, kind: str, meter_name: str, start: int | None, end: int | None, token: str, token_field: str
+    *, checks: _Checks, kind: str, meter_name: str, start, end, token: str, token_field: str
 ) -> tuple[Meter, int, int, int | None, tuple]:
     """The meter, the checked range, the position a token continues after (None without one)
-    and the request fields tokens of this request are bound to."""
-    meter = meter_get(meter_name)
-    start, end = _check_range(start, end)
-    request_fields = (meter_name, start, end)
-    after = tokens.redeem(kind, token, field=token_field, request_fields=request_fields) if token else None
-    return meter, start, end, after, request_fields
+    and the request fields tokens of this request are bound to. Raises InvalidArgument naming
+    every offending field (those already in `checks` too)."""
+    checks.meter_name(meter_name)
+    whole = checks.time_range(start, end)
+    after, request_fields = None, ()
+    if whole is not None:
+        request_fields = (meter_name, *whole)
+        after = _redeemed(checks, kind, token, token_field, request_fields)
+    checks.raise_if_any()
+    return _meter(meter_name), *whole, after, request_fields
 
 
 def reading_page(
     *, meter_name: str, start: int | None, end: int | None, page_size: int, page_token: str
 ) -> tuple[Series, str]:
     """A page of readings in [start, end), oldest first, and the next page's token ("" at the end)."""
-    size = _page_size(page_size, "page_size", READINGS_PAGE_SIZE)
+    checks = _Checks()
+    size = checks.page_size(page_size, "page_size", READINGS_PAGE_SIZE)
     meter, start, end, after, request_fields = _continued_range(
-        kind="readings", meter_name=meter_name, start=start, end=end, token=page_token, token_field="page_token"
+        checks=checks, kind="readings", meter_name=meter_name, start=start, end=end, token=page_token, token_field="page_token"
     )
     # One reading more than the page tells whether another page follows.
     series = source_of(meter).read(meter, start=start, end=end, after=after, limit=size + 1)
@@ -238,9 +282,10 @@ def reading_batches(
     Arguments are checked here, before the first batch is read; the store is read one batch at a
     time, so a consumer that stops iterating stops the reads.
     """
-    size = _page_size(batch_size, "batch_size", STREAM_BATCH_SIZE)
+    checks = _Checks()
+    size = checks.page_size(batch_size, "batch_size", STREAM_BATCH_SIZE)
     meter, start, end, after, request_fields = _continued_range(
-        kind="stream", meter_name=meter_name, start=start, end=end, token=resume_token, token_field="resume_token"
+        checks=checks, kind="stream", meter_name=meter_name, start=start, end=end, token=resume_token, token_field="resume_token"
     )
     source = source_of(meter)
 
@@ -258,6 +303,15 @@ def reading_batches(
     return batches()
 
 
+def _zone(checks: _Checks, name: str, *, of_meter: bool = False):
+    try:
+        return time_zone_named(name)
+    except ValueError as exc:
+        # A meter's own zone is checked when it is saved; one set around that is still named.
+        checks.fail("time_zone", f"the meter's time zone {exc}; give time_zone" if of_meter else str(exc))
+        return None
+
+
 @dataclass(frozen=True)
 class Aggregates:
     edges: np.ndarray
@@ -268,22 +322,26 @@ class Aggregates:
 
 
 def reading_aggregates(
-    *, meter_name: str, start: int | None, end: int | None, window: Window | None, time_zone: str
+    *, meter_name: str, start, end, window: Window | int | None, time_zone: str
 ) -> Aggregates:
     """Stats per window of [start, end), windows aligned in `time_zone` (default: the meter's)."""
-    meter = meter_get(meter_name)
-    start, end = _check_range(start, end)
+    checks = _Checks()
+    checks.meter_name(meter_name)
+    whole = checks.time_range(start, end)
     if window is None:
-        raise InvalidArgument(FieldViolation("window", "is required: 15m, hour, day, week or month"))
-    try:
-        zone = time_zone_named(time_zone or meter.time_zone)
-    except ValueError as exc:
-        raise InvalidArgument(FieldViolation("time_zone", str(exc))) from None
-    approximate = (end - start) // window.nominal_seconds
-    if approximate > MAX_BUCKETS:
-        raise InvalidArgument(
-            FieldViolation("end_time", f"the range holds more than {MAX_BUCKETS} windows; use a wider window")
-        )
+        checks.fail("window", "is required: 15m, hour, day, week or month")
+    elif not isinstance(window, Window):
+        checks.fail("window", f"{window} is not a Window")
+        window = None
+    zone = _zone(checks, time_zone) if time_zone else None
+    if whole is not None and window is not None and (whole[1] - whole[0]) // window.nominal_seconds > MAX_BUCKETS:
+        checks.fail("end_time", f"the range holds more than {MAX_BUCKETS} windows; use a wider window")
+    checks.raise_if_any()
+    meter = _meter(meter_name)
+    start, end = whole
+    if zone is None:
+        zone = _zone(checks, meter.time_zone, of_meter=True)
+        checks.raise_if_any()
     edges = window_edges(start=start, end=end, window=window, zone=zone)
     source = source_of(meter)
     stats = source.aggregate(meter, edges=edges, zone=zone.key)
@@ -312,8 +370,12 @@ class Completeness:
 
 def reading_completeness(*, meter_name: str, start: int | None, end: int | None) -> Completeness:
     """Expected and present slots of [start, end) at the meter's interval, and the gaps."""
-    meter = meter_get(meter_name)
-    start, end = _check_range(start, end)
+    checks = _Checks()
+    checks.meter_name(meter_name)
+    whole = checks.time_range(start, end)
+    checks.raise_if_any()
+    meter = _meter(meter_name)
+    start, end = whole
     interval = int(meter.interval.total_seconds())
     first_slot, end_slot = slots_from(start, interval), slots_from(end, interval)
     expected = (end_slot - first_slot) // interval

@@ -16,6 +16,19 @@ INVALID, NOT_FOUND, UNAVAILABLE = (
 )
 
 CASES = [
+    ("every field of an aggregate wrong", "AggregateReadings",
+     pb.AggregateReadingsRequest(meter="no such/meter", window=99, time_zone="Mars/Olympus"),
+     INVALID, ["meter", "start_time", "end_time", "window", "time_zone"]),
+    ("a bad page size and a reversed range", "ListReadings",
+     pb.ListReadingsRequest(meter="meterusage", page_size=-1, start_time=JAN["end_time"], end_time=JAN["start_time"]),
+     INVALID, ["page_size", "end_time"]),
+    ("nanos below zero", "ListReadings",
+     pb.ListReadingsRequest(meter="meterusage", start_time=Timestamp(seconds=1546300800, nanos=-1), end_time=JAN["end_time"]),
+     INVALID, ["start_time"]),
+    ("a billion nanos", "GetCompleteness",
+     pb.GetCompletenessRequest(meter="meterusage", start_time=JAN["start_time"], end_time=Timestamp(seconds=1548979200, nanos=10**9)),
+     INVALID, ["end_time"]),
+    ("a meter name that breaks the rule", "GetMeter", pb.GetMeterRequest(name="a\nb"), INVALID, ["name"]),
     ("no meter", "ListReadings", pb.ListReadingsRequest(**JAN), INVALID, ["meter"]),
     ("unknown meter", "ListReadings", pb.ListReadingsRequest(meter="nope", **JAN), NOT_FOUND, []),
     ("no range", "ListReadings", pb.ListReadingsRequest(meter="meterusage"), INVALID, ["start_time", "end_time"]),
@@ -102,3 +115,15 @@ def test_meter_with_an_unknown_source_alias_is_unavailable(stub, caplog):
     assert raised.value.code() == UNAVAILABLE
     assert raised.value.details() == "source 'retired' is unavailable; try again later"
     assert "meter 'orphan' names source 'retired': READINGS_SOURCES has no alias 'retired'" in caplog.text
+
+
+@pytest.mark.parametrize(("start", "end", "times"), [
+    # A reading at t is in [start, end) when start <= t < end, fractions of a second included.
+    (Timestamp(seconds=1546301700), Timestamp(seconds=1546301700, nanos=500_000_000), ["2019-01-01T00:15:00Z"]),
+    (Timestamp(seconds=1546301700, nanos=1), Timestamp(seconds=1546302600, nanos=1), ["2019-01-01T00:30:00Z"]),
+    (Timestamp(seconds=1546301700, nanos=1), Timestamp(seconds=1546301700, nanos=2), []),
+])
+def test_fractions_of_a_second_are_compared_exactly(stub, start, end, times):
+    response = stub.ListReadings(pb.ListReadingsRequest(meter="meterusage", start_time=start, end_time=end))
+
+    assert [r.time.ToJsonString() for r in response.readings] == times

@@ -1,16 +1,18 @@
 """The HTTP API's documents, fetched from the meterusage.v1 gRPC service: meters, readings,
 aggregates and completeness as JSON-ready dicts.
 
-Times in are UTC epoch seconds; times out are RFC 3339 UTC strings. A failed call raises
+Times in are instants; times out are RFC 3339 UTC strings. A failed call raises
 grpc_api.client.RpcFailed.
 """
 from collections.abc import Callable
 
 from grpc_api import client
-from grpc_api.convert import PROTO_WINDOWS, timestamp
+from google.protobuf import timestamp_pb2
+
+from grpc_api.convert import PROTO_WINDOWS
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings.api.times import rfc3339, rfc3339_one
-from readings.domain import Window
+from readings.api.times import rfc3339, rfc3339_instant, rfc3339_one
+from readings.domain import Instant, Window
 
 # Query names of the meter list's orderings, and the service's order_by for each.
 METER_ORDERINGS = {
@@ -22,6 +24,10 @@ METER_ORDERINGS = {
     "first_reading_at": "first_reading_time",
     "last_reading_at": "last_reading_time",
 }
+
+
+def _timestamp(instant: Instant) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=instant.seconds, nanos=instant.nanos)
 
 
 def meter_document(message: pb.Meter, link: Callable[..., str]) -> dict:
@@ -70,12 +76,12 @@ def meter_page(
     return [meter_document(message, link) for message in response.meters], response.total_size
 
 
-def reading_page(*, meter: str, start: int, end: int, page_size: int, page_token: str) -> dict:
+def reading_page(*, meter: str, start: Instant, end: Instant, page_size: int, page_token: str) -> dict:
     """A page of readings in [start, end), oldest first, and the next page's token ("" on the last)."""
     response = client.call(
         "ListReadings",
         pb.ListReadingsRequest(
-            meter=meter, start_time=timestamp(start), end_time=timestamp(end),
+            meter=meter, start_time=_timestamp(start), end_time=_timestamp(end),
             page_size=page_size, page_token=page_token,
         ),
     )
@@ -83,8 +89,8 @@ def reading_page(*, meter: str, start: int, end: int, page_size: int, page_token
     reading_times = rfc3339([reading.time.seconds for reading in readings])
     return {
         "meter": meter,
-        "start": rfc3339_one(start),
-        "end": rfc3339_one(end),
+        "start": rfc3339_instant(start),
+        "end": rfc3339_instant(end),
         "readings": [{"time": t, "value": reading.value} for t, reading in zip(reading_times, readings)],
         "next_page_token": response.next_page_token,
     }
@@ -110,19 +116,19 @@ def _buckets(messages) -> list[dict]:
     ]
 
 
-def aggregates(*, meter: str, start: int, end: int, window: str, time_zone: str) -> dict:
+def aggregates(*, meter: str, start: Instant, end: Instant, window: str, time_zone: str) -> dict:
     """Stats per window of [start, end), windows aligned in `time_zone` ("" for the meter's)."""
     response = client.call(
         "AggregateReadings",
         pb.AggregateReadingsRequest(
-            meter=meter, start_time=timestamp(start), end_time=timestamp(end),
+            meter=meter, start_time=_timestamp(start), end_time=_timestamp(end),
             window=PROTO_WINDOWS[Window(window)], time_zone=time_zone,
         ),
     )
     return {
         "meter": meter,
-        "start": rfc3339_one(start),
-        "end": rfc3339_one(end),
+        "start": rfc3339_instant(start),
+        "end": rfc3339_instant(end),
         "window": window,
         "time_zone": response.time_zone,
         "buckets": _buckets(response.buckets),
@@ -132,19 +138,19 @@ def aggregates(*, meter: str, start: int, end: int, window: str, time_zone: str)
     }
 
 
-def completeness(*, meter: str, start: int, end: int) -> dict:
+def completeness(*, meter: str, start: Instant, end: Instant) -> dict:
     """Expected, present and missing slots of [start, end) and the runs of missing ones."""
     response = client.call(
         "GetCompleteness",
-        pb.GetCompletenessRequest(meter=meter, start_time=timestamp(start), end_time=timestamp(end)),
+        pb.GetCompletenessRequest(meter=meter, start_time=_timestamp(start), end_time=_timestamp(end)),
     )
     gaps = response.gaps
     gap_starts = rfc3339([gap.start_time.seconds for gap in gaps])
     gap_ends = rfc3339([gap.end_time.seconds for gap in gaps])
     return {
         "meter": meter,
-        "start": rfc3339_one(start),
-        "end": rfc3339_one(end),
+        "start": rfc3339_instant(start),
+        "end": rfc3339_instant(end),
         "interval_seconds": response.interval.seconds,
         "expected_count": response.expected_count,
         "present_count": response.present_count,

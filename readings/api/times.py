@@ -2,57 +2,70 @@
 UTC out. `resolve_range` is the one place a request's times become the service's epoch seconds."""
 import re
 import zoneinfo
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
+from readings.domain import Instant, time_zone_named
 from readings.models import Meter
 
 # RFC 3339 date-time, or a date alone, or a date and wall time without an offset. Seconds may be
-# left out and fractions are dropped (the service works in whole seconds).
+# left out; fractions are kept to the nanosecond (readings are compared with them exactly).
 _TIME = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})"
-    r"(?:[Tt ]([0-9]{2}:[0-9]{2})(?::([0-9]{2})(?:[.][0-9]{1,9})?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?"
+    r"(?:[Tt ]([0-9]{2}:[0-9]{2})(?::([0-9]{2})(?:[.]([0-9]{1,9}))?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?"
 )
 # The same syntax in the OpenAPI schema, which cannot tell whether such a date exists. (Surrounding
 # spaces are trimmed before parsing.)
 TIME_PATTERN = f"^{_TIME.pattern}$"
 
 
-def parse_time(text: str) -> datetime:
-    """An aware datetime for a time with an offset; a naive one (local wall time) for a date or a
-    time without an offset. ValueError with a reason for anything else."""
+@dataclass(frozen=True)
+class RequestTime:
+    """A time as a request gave it: an aware datetime for a time with an offset, a naive one (a
+    local wall time) for a date or a time without one, in whole seconds; and the nanoseconds."""
+
+    moment: datetime
+    nanos: int = 0
+
+
+def parse_time(text: str) -> RequestTime:
+    """The time `text` stands for; ValueError with a reason when it is none."""
     match = _TIME.fullmatch(text.strip())
     if not match:
         raise ValueError("must be an RFC 3339 time such as 2019-01-01T00:15:00Z, or a date such as 2019-01-01")
-    day, clock, second, offset = match.groups()
+    day, clock, second, fraction, offset = match.groups()
     iso = f"{day}T{clock or '00:00'}:{second or '00'}"
     if offset:
         iso += "+00:00" if offset in "Zz" else offset
     try:
-        return datetime.fromisoformat(iso)
+        moment = datetime.fromisoformat(iso)
     except ValueError:
         raise ValueError(f"{text.strip()!r} is not a date and time that exists") from None
+    return RequestTime(moment, int((fraction or "").ljust(9, "0")))
 
 
-def _epoch_seconds(moment: datetime, zone: zoneinfo.ZoneInfo) -> int:
-    """Whole UTC seconds of `moment`; a naive one is a wall time in `zone` (the first, on a
-    repeated hour; a wall time skipped by a clock change reads as just after the change)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return int(moment.timestamp())
+def _instant(time: RequestTime, zone: zoneinfo.ZoneInfo) -> Instant:
+    """The instant of `time`; a naive one is a wall time in `zone` (the first, on a repeated hour;
+    a wall time skipped by a clock change reads as just after the change)."""
+    moment = time.moment if time.moment.tzinfo is not None else time.moment.replace(tzinfo=zone)
+    return Instant(int(moment.timestamp()), time.nanos)
 
 
 def resolve_range(
-    *, meter: str, start: datetime, end: datetime, zone: zoneinfo.ZoneInfo | None
-) -> tuple[int, int]:
-    """[start, end) of a request in epoch seconds. Local times (naive) are read in `zone`, else in
+    *, meter: str, start: RequestTime, end: RequestTime, zone: zoneinfo.ZoneInfo | None
+) -> tuple[Instant, Instant]:
+    """[start, end) of a request as instants. Local times (naive) are read in `zone`, else in
     the meter's zone (a setting of the relational store), else in UTC: an unknown meter is left
-    for the service to report."""
-    if zone is None and (start.tzinfo is None or end.tzinfo is None):
-        name = Meter.objects.filter(name=meter).values_list("time_zone", flat=True).first()
-        zone = zoneinfo.ZoneInfo(name or "UTC")
-    return _epoch_seconds(start, zone), _epoch_seconds(end, zone)
+    for the service to report, as is a meter's zone that is not one."""
+    if zone is None and (start.moment.tzinfo is None or end.moment.tzinfo is None):
+        name = Meter.objects.filter(name=meter).values_list("time_zone", flat=True).first() or "UTC"
+        try:
+            zone = time_zone_named(name)
+        except ValueError:
+            zone = zoneinfo.ZoneInfo("UTC")
+    return _instant(start, zone), _instant(end, zone)
 
 
 def rfc3339(seconds) -> list[str]:
@@ -62,3 +75,9 @@ def rfc3339(seconds) -> list[str]:
 
 def rfc3339_one(second: int) -> str:
     return datetime.fromtimestamp(second, UTC).isoformat().replace("+00:00", "Z")
+
+
+def rfc3339_instant(instant: Instant) -> str:
+    """RFC 3339 UTC of an instant, with its fraction of a second when it has one."""
+    whole = rfc3339_one(instant.seconds)
+    return whole if not instant.nanos else f"{whole[:-1]}.{instant.nanos:09d}".rstrip("0") + "Z"

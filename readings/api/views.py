@@ -35,7 +35,7 @@ from readings.api.serializers import (
     ReadingsQuery,
 )
 from readings.api.times import resolve_range
-from readings.domain import METER_NAME_PATTERN
+from readings.domain import METER_NAME_PATTERN, Instant
 from readings.models import ImportRun
 
 # Headers a 304 repeats from the 200 it stands for (RFC 9110, 15.4.5).
@@ -112,8 +112,8 @@ class RpcDocumentView(APIView):
     renderer_classes = [FastJSONRenderer, BrowsableAPIRenderer, CSVRenderer]
     query_class = RangeQuery
     csv_name = ""
-    # End of the requested range (epoch seconds), for the caching decision.
-    range_end: int | None = None
+    # End of the requested range, for the caching decision.
+    range_end: Instant | None = None
 
     def get_renderers(self):
         renderers = super().get_renderers()
@@ -131,7 +131,7 @@ class RpcDocumentView(APIView):
         document = self.fetch(meter=meter, start=start, end=end, **params)
         return Response(document)
 
-    def fetch(self, *, meter: str, start: int, end: int, **params) -> dict:
+    def fetch(self, *, meter: str, start: Instant, end: Instant, **params) -> dict:
         raise NotImplementedError
 
     def csv_table(self, document: dict):
@@ -146,7 +146,7 @@ class RpcDocumentView(APIView):
             response["Content-Disposition"] = f'attachment; filename="{meter}-{self.csv_name}.csv"'
         # A range that has ended will not change unless readings are imported again: let clients
         # revalidate by ETag instead of downloading it again.
-        if self.range_end is not None and self.range_end <= time.time():
+        if self.range_end is not None and self.range_end.ceil() <= time.time():
             return self.conditional(request, response)
         return response
 

@@ -227,3 +227,12 @@ def test_browsable_api_renders_readings(api):
     assert response["Content-Type"] == "text/html; charset=utf-8"
     assert b"Readings of a meter in [start, end)" in response.content
     assert b"2019-01-01T01:15:00Z" in response.content
+
+
+def test_fractions_of_a_second_count(api):
+    half_past = api.get(READINGS.format("meterusage"), {"start": "2019-01-01T00:15:00Z", "end": "2019-01-01T00:15:00.5Z"})
+    just_after = api.get(READINGS.format("meterusage"), {"start": "2019-01-01T00:15:00.000000001Z", "end": "2019-01-01T00:30:00.25Z"})
+
+    assert [r["time"] for r in half_past.json()["readings"]] == ["2019-01-01T00:15:00Z"]
+    assert half_past.json()["end"] == "2019-01-01T00:15:00.5Z"
+    assert [r["time"] for r in just_after.json()["readings"]] == ["2019-01-01T00:30:00Z"]
