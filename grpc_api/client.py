@@ -4,6 +4,8 @@ and failed calls raised as RpcFailed with their code and field violations.
 Settings: GRPC_TARGET, GRPC_TOKEN (bearer token to send), GRPC_TLS_ROOT_CERT (CA certificate file;
 set, the channel uses TLS) and GRPC_DEADLINE_SECONDS.
 """
+import ipaddress
+import json
 import logging
 import os
 import threading
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -26,7 +29,24 @@ from readings.domain import FieldViolation
 
 logger = logging.getLogger(__name__)
 
+# Calls are spread over every address the target resolves to, and a call that finds a server
+# unavailable (it stopped, it is being replaced) is tried again on another, twice at most.
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{"service": SERVICE_NAME}],
+        "retryPolicy": {
+            "maxAttempts": 3,
+            "initialBackoff": "0.05s",
+            "maxBackoff": "0.5s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+}
 CHANNEL_OPTIONS = [
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ("grpc.enable_retries", 1),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     # A restarted server is reached again within seconds, not after gRPC's default two-minute
     # backoff. (grpc.min_reconnect_backoff_ms would also cut the 20 s connection timeout.)
@@ -108,13 +128,34 @@ def _config() -> _Config:
     return _Config(settings.GRPC_TARGET, settings.GRPC_TLS_ROOT_CERT, settings.GRPC_TOKEN)
 
 
+def channel_target(target: str) -> str:
+    """gRPC's target for GRPC_TARGET: "host:port" (a name may resolve to several addresses, all
+    used), or several "address:port" separated by commas (IP addresses: gRPC resolves a list of
+    names no other way)."""
+    servers = [part.strip() for part in target.split(",") if part.strip()]
+    if len(servers) < 2:
+        return target.strip()
+    hosts = [server.rpartition(":")[0].strip("[]") for server in servers]
+    try:
+        versions = {ipaddress.ip_address(host).version for host in hosts}
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"GRPC_TARGET {target!r}: a list must give IP addresses (a DNS name with several "
+            "addresses does the same for names)"
+        ) from None
+    if len(versions) > 1:
+        raise ImproperlyConfigured(f"GRPC_TARGET {target!r}: a list is all IPv4 or all IPv6")
+    return f"ipv{versions.pop()}:" + ",".join(servers)
+
+
 def _connect(config: _Config) -> _Connection:
+    target = channel_target(config.target)
     if config.root_cert:
         with open(config.root_cert, "rb") as pem:
             credentials = grpc.ssl_channel_credentials(root_certificates=pem.read())
-        channel = grpc.secure_channel(config.target, credentials, options=CHANNEL_OPTIONS)
+        channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
     else:
-        channel = grpc.insecure_channel(config.target, options=CHANNEL_OPTIONS)
+        channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
     metadata = (("authorization", f"Bearer {config.token}"),) if config.token else ()
     return _Connection(
         config, os.getpid(), channel,

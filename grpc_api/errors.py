@@ -13,6 +13,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE
+from grpc_api.metrics import STORE_ERRORS
 from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -45,9 +46,11 @@ def abort_for(context: grpc.ServicerContext, error: Exception):
     # Where a store lives (its URL, host, files) goes to the log, not to clients.
     if isinstance(error, SourceUnavailable):
         logger.warning("unavailable: %s", error)
+        STORE_ERRORS.labels(error.store).inc()
         _abort_store_unavailable(context, error.store)
     if isinstance(error, DatabaseError):
         logger.warning("relational store unavailable: %s", error)
+        STORE_ERRORS.labels("the relational store").inc()
         _abort_store_unavailable(context, "the relational store")
     logger.exception("unexpected error in %s", context, exc_info=error)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})")

@@ -1,12 +1,15 @@
-"""Server interceptors: one log line per call, bearer-token authentication, and database
-connections closed around every call (streams included)."""
+"""Server interceptors: one log line and the metrics of every call, the calls in flight,
+bearer-token authentication, and database connections closed around every call (streams included)."""
 import hmac
 import logging
+import threading
 import time
 
 import grpc
 from django.db import close_old_connections
 from grpc_health.v1 import health
+
+from grpc_api.metrics import HANDLED, HANDLING, IN_FLIGHT
 
 logger = logging.getLogger("grpc_api.calls")
 
@@ -60,15 +63,72 @@ def _closing_stream(behavior):
 
 
 class CallLogInterceptor(grpc.ServerInterceptor):
-    """Logs one line per call: method, status code and duration."""
+    """Logs one line per call (method, status code, duration), records its metrics, and counts
+    the calls in flight, which a graceful stop waits for."""
+
+    def __init__(self):
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is in flight, at most `timeout` seconds; whether none is."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+        IN_FLIGHT.inc()
+
+    def _leave(self, method: str, status: str, began: float, extra: str = "") -> None:
+        elapsed = time.perf_counter() - began
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+        IN_FLIGHT.dec()
+        HANDLED.labels(method, status).inc()
+        HANDLING.labels(method).observe(elapsed)
+        logger.info("%s %s %.1fms%s", method, status, elapsed * 1000, extra)
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
         return _wrap_behavior(
             continuation(handler_call_details),
-            lambda behavior: _logged_unary(behavior, method),
-            lambda behavior: _logged_stream(behavior, method),
+            lambda behavior: self._unary(behavior, method),
+            lambda behavior: self._stream(behavior, method),
         )
+
+    def _unary(self, behavior, method):
+        def logged(request, context):
+            began, failed = time.perf_counter(), True
+            self._enter()
+            try:
+                response = behavior(request, context)
+                failed = False
+                return response
+            finally:
+                self._leave(method, _status_name(context, failed), began)
+
+        return logged
+
+    def _stream(self, behavior, method):
+        def logged(request, context):
+            began, failed, sent = time.perf_counter(), True, 0
+            self._enter()
+            try:
+                for message in behavior(request, context):
+                    sent += 1
+                    yield message
+                failed = False
+            finally:
+                self._leave(method, _status_name(context, failed), began, f" messages={sent}")
+
+        return logged
 
 
 def _status_name(context, failed: bool) -> str:
@@ -79,37 +139,6 @@ def _status_name(context, failed: bool) -> str:
         remaining = context.time_remaining()
         return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
     return "UNKNOWN" if failed else "OK"
-
-
-def _logged_unary(behavior, method):
-    def logged(request, context):
-        began, failed = time.perf_counter(), True
-        try:
-            response = behavior(request, context)
-            failed = False
-            return response
-        finally:
-            _log(method, _status_name(context, failed), began)
-
-    return logged
-
-
-def _logged_stream(behavior, method):
-    def logged(request, context):
-        began, failed, sent = time.perf_counter(), True, 0
-        try:
-            for message in behavior(request, context):
-                sent += 1
-                yield message
-            failed = False
-        finally:
-            _log(method, _status_name(context, failed), began, f" messages={sent}")
-
-    return logged
-
-
-def _log(method: str, status: str, began: float, extra: str = "") -> None:
-    logger.info("%s %s %.1fms%s", method, status, (time.perf_counter() - began) * 1000, extra)
 
 
 class TokenAuthInterceptor(grpc.ServerInterceptor):

@@ -78,7 +78,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "meterproject.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "meterproject.middleware.ContentSecurityPolicyMiddleware",
     # Serves static files under gunicorn (runserver serves them itself in debug).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -174,11 +176,20 @@ GRPC_ADDRESS = os.environ.get("GRPC_ADDRESS", "127.0.0.1:50051")
 GRPC_TARGET = os.environ.get("GRPC_TARGET", "127.0.0.1:50051")
 GRPC_AUTH_TOKENS = env_list("GRPC_AUTH_TOKENS", "")
 GRPC_FRAMEWORK = {"ROOT_HANDLERS_HOOK": "grpc_api.handlers.grpc_handlers"}
+# How often the gRPC server checks that its database answers (its health follows), and where it
+# serves Prometheus metrics (empty: nowhere).
+GRPC_HEALTH_CHECK_SECONDS = float(os.environ.get("GRPC_HEALTH_CHECK_SECONDS", "1"))
+GRPC_METRICS_ADDRESS = os.environ.get("GRPC_METRICS_ADDRESS", "")
 # The web gateway's calls: bearer token to send, CA certificate (PEM file) that turns on TLS,
 # and the deadline of every call.
 GRPC_TOKEN = os.environ.get("GRPC_TOKEN", "")
 GRPC_TLS_ROOT_CERT = os.environ.get("GRPC_TLS_ROOT_CERT", "")
 GRPC_DEADLINE_SECONDS = float(os.environ.get("GRPC_DEADLINE_SECONDS", "10"))
+
+# /metrics (Prometheus): open to anyone with METRICS_PUBLIC (the default in debug); otherwise to
+# staff users and to requests with `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", DEBUG)
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # HTTP API (readings/api/): anonymous clients may read unless API_ANONYMOUS_READ is off; a
 # session or a token (DRF authtoken) for anything more. Every error is application/problem+json.

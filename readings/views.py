@@ -1,14 +1,17 @@
 """Pages and probes outside the API: the dashboard, /healthz and /readyz."""
 import logging
 
+from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from grpc_api import client
+from meterproject import metrics
+from readings.api.problems import problem_response
 
 logger = logging.getLogger(__name__)
 
@@ -62,3 +65,15 @@ def readyz(request):
     checks = {"database": _database_check(), "grpc": _grpc_check()}
     ready = all(check["ok"] for check in checks.values())
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+
+
+@never_cache
+@require_safe
+def metrics_view(request):
+    """Prometheus metrics of this web server; open to anyone only with METRICS_PUBLIC."""
+    if not metrics.may_read(request, public=settings.METRICS_PUBLIC, token=settings.METRICS_TOKEN):
+        return problem_response(
+            401, "metrics need a staff user or the metrics token (Authorization: Bearer ...)",
+            instance=request.path, headers={"WWW-Authenticate": "Bearer"},
+        )
+    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)

@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import requests
 from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.management import call_command
 from django.db import connections
@@ -288,6 +290,65 @@ def api(web_to_grpc):
     return APIClient()
 
 
+# ---- Servers as processes, as they are deployed -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def process_env(tmp_path_factory, reference_csv) -> dict:
+    """The environment of servers started as processes: a SQLite file database of their own,
+    migrated, with the reference month imported (as meter "meterusage")."""
+    folder = tmp_path_factory.mktemp("processes")
+    env = {
+        **os.environ, "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}", "PYTHONUNBUFFERED": "1",
+        "DJANGO_DEBUG": "false", "GRPC_HEALTH_CHECK_SECONDS": "0.2",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    for command in (["migrate", "--verbosity", "0"], ["import_readings", str(reference_csv)]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=REPO, env=env, check=True, capture_output=True)
+    return env
+
+
+def start_process(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def start_grpc_server(env: dict, log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    """`manage.py grpcrunserver` on a free port; returns it and the port once it serves."""
+    process = start_process([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0", *extra], env, log)
+    line = wait_for(lambda: next((l for l in log.read_text().splitlines() if l.startswith("Serving")), None), 30)
+    return process, int(line.split("127.0.0.1:")[1].split(" ")[0])
+
+
+def start_web_server(env: dict, log: Path) -> tuple[subprocess.Popen, int]:
+    """gunicorn with meterproject/gunicorn.conf.py on a free port, once /healthz answers."""
+    port = free_port()
+    process = start_process(
+        [sys.executable, "-m", "gunicorn", "-c", "meterproject/gunicorn.conf.py", "meterproject.wsgi"],
+        {**env, "WEB_BIND": f"127.0.0.1:{port}"}, log,
+    )
+
+    def healthy():
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited: {log.read_text()[-2000:]}")
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_for(healthy, 30)
+    return process, port
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 # ---- The dashboard in headless Chromium ------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
@@ -366,6 +427,6 @@ def closed_port() -> int:
 __all__ = [
     "ARTIFACTS", "CHROMIUM", "GENERATED", "GENERATED_DAYS", "GENERATED_START", "HEADER", "JANUARY", "REFERENCE_FIRST", "REFERENCE_LAST",
     "REFERENCE_NAN_LINE", "REFERENCE_READINGS", "REFERENCE_ROWS", "REPO", "Reference", "all_reading_pages",
-    "expect_ready", "csv_readings", "free_port", "import_file", "require", "screenshot", "self_signed_certificate", "ts",
+    "expect_ready", "csv_readings", "free_port", "import_file", "start_grpc_server", "start_web_server", "stop_process", "require", "screenshot", "self_signed_certificate", "ts",
     "wait_for",
 ]

@@ -5,11 +5,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from io import StringIO
 
 import grpc
+import psycopg
 import pytest
+import requests
 from django.core.management import call_command
 from django.db import connection
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -192,3 +195,110 @@ def test_graceful_stop_reports_not_serving_first(served_data):
 def test_port_in_use_is_a_clear_error(grpc_server):
     with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{grpc_server.port}"):
         create_server(f"127.0.0.1:{grpc_server.port}")
+
+
+def health_status(channel, service: str = "meterusage.v1.MeterUsageService"):
+    request = health_pb2.HealthCheckRequest(service=service)
+    return health_pb2_grpc.HealthStub(channel).Check(request, timeout=2).status
+
+
+def test_health_answers_not_serving_during_the_grace_period(served_data):
+    running = create_server("127.0.0.1:0")
+    stopping = threading.Thread(target=running.stop, args=(3,))
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING
+        stopping.start()
+        # Not UNAVAILABLE: the server still answers while it drains.
+        wait_for(lambda: health_status(channel) == health_pb2.HealthCheckResponse.NOT_SERVING)
+    stopping.join()
+
+
+def test_health_follows_the_database(served_data):
+    if connection.vendor != "postgresql":
+        pytest.skip("only a database server can stop answering; SQLite is a file")
+    database = connection.settings_dict["NAME"]
+    admin = psycopg.connect(
+        host=connection.settings_dict["HOST"], port=connection.settings_dict["PORT"] or 5432,
+        user=connection.settings_dict["USER"], dbname="postgres", autocommit=True,
+    )
+    running = create_server("127.0.0.1:0", health_check_seconds=0.1)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            wait_for(lambda: health_status(channel) == health_pb2.HealthCheckResponse.SERVING)
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            try:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND backend_type = 'client backend' AND pid <> %s",
+                    [database, connection.connection.info.backend_pid if connection.connection else 0],
+                )
+                wait_for(lambda: health_status(channel) == health_pb2.HealthCheckResponse.NOT_SERVING)
+                assert health_status(channel, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+            finally:
+                admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+            wait_for(lambda: health_status(channel) == health_pb2.HealthCheckResponse.SERVING)
+    finally:
+        running.stop(0)
+        admin.close()
+
+
+def test_reflection_v1_lists_the_services(channel):
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    call = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    responses = call(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+
+    names = {service.name for service in next(responses).list_services_response.service}
+    assert {"meterusage.v1.MeterUsageService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= names
+
+
+def test_calls_past_the_queue_are_refused_at_once(served_data, monkeypatch):
+    from grpc_api import servicers
+
+    release, arrived = threading.Event(), threading.Semaphore(0)
+    real_page = servicers.selectors.reading_page
+
+    def held_page(**kwargs):
+        arrived.release()
+        release.wait(10)
+        return real_page(**kwargs)
+
+    monkeypatch.setattr(servicers.selectors, "reading_page", held_page)
+    # One worker and a queue of two: three calls are admitted, the rest refused.
+    running = create_server("127.0.0.1:0", max_workers=1)
+    request = pb.ListReadingsRequest(meter="meterusage", **JANUARY)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
+            calls = [stub.ListReadings.future(request, timeout=20) for _ in range(6)]
+            assert arrived.acquire(timeout=10)
+            refused = wait_for(lambda: [c for c in calls if c.done()] if sum(c.done() for c in calls) == 3 else None)
+            release.set()
+            codes = sorted(c.code().name for c in calls)
+    finally:
+        release.set()
+        running.stop(0)
+
+    assert {c.code() for c in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert codes == ["OK"] * 3 + ["RESOURCE_EXHAUSTED"] * 3
+
+
+def test_metrics_of_calls(stub):
+    from grpc_api.metrics import serve_metrics
+
+    port = serve_metrics("127.0.0.1:0")
+    stub.ListReadings(pb.ListReadingsRequest(meter="meterusage", **JANUARY))
+    with pytest.raises(grpc.RpcError):
+        stub.ListReadings(pb.ListReadingsRequest(meter="nope", **JANUARY))
+
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+    method = "/meterusage.v1.MeterUsageService/ListReadings"
+    assert f'grpc_server_handled_total{{grpc_code="OK",grpc_method="{method}"}}' in text
+    assert f'grpc_server_handled_total{{grpc_code="NOT_FOUND",grpc_method="{method}"}}' in text
+    assert f'grpc_server_handling_seconds_count{{grpc_method="{method}"}}' in text
+    assert "grpc_server_in_flight 0.0" in text

@@ -24,7 +24,9 @@ API_PREFIX = "/api/"
 # The gRPC request fields that stand for HTTP query parameters of another name.
 PARAMETER_OF_FIELD = {"start_time": "start", "end_time": "end", "time_zone": "tz"}
 
-# After google.rpc.Code's HTTP mapping; failures of the upstream server itself are a bad gateway.
+# After google.rpc.Code's HTTP mapping, but for RESOURCE_EXHAUSTED: the service sheds load past
+# its capacity, which is a 503 to retry later, not a client over its quota (429). Failures of the
+# upstream server itself are a bad gateway.
 HTTP_STATUS_OF_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.FAILED_PRECONDITION: 400,
@@ -34,7 +36,7 @@ HTTP_STATUS_OF_CODE = {
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 503,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }

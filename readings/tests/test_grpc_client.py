@@ -50,7 +50,7 @@ def test_tls_with_a_root_certificate(api, tmp_path):
 @pytest.mark.parametrize(
     ("code", "status"),
     [("INVALID_ARGUMENT", 400), ("UNAUTHENTICATED", 401), ("PERMISSION_DENIED", 403), ("NOT_FOUND", 404),
-     ("RESOURCE_EXHAUSTED", 429), ("UNAVAILABLE", 503), ("DEADLINE_EXCEEDED", 504), ("INTERNAL", 502),
+     ("RESOURCE_EXHAUSTED", 503), ("UNAVAILABLE", 503), ("DEADLINE_EXCEEDED", 504), ("INTERNAL", 502),
      ("UNKNOWN", 502), ("UNIMPLEMENTED", 502)],
 )
 def test_status_of_each_grpc_code(code, status):

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import autoreload
 
+from grpc_api.metrics import serve_metrics
 from grpc_api.server import create_server
 
 
@@ -21,7 +22,14 @@ class Command(BaseCommand):
             "address", nargs="?", default=settings.GRPC_ADDRESS,
             help=f"host:port to listen on (default GRPC_ADDRESS, {settings.GRPC_ADDRESS}).",
         )
-        parser.add_argument("--max-workers", type=int, default=10, help="Worker threads (default 10).")
+        parser.add_argument(
+            "--max-workers", type=int, default=10,
+            help="Worker threads (default 10); twice as many calls may wait, more get RESOURCE_EXHAUSTED.",
+        )
+        parser.add_argument(
+            "--metrics-address", default=settings.GRPC_METRICS_ADDRESS,
+            help="host:port of a Prometheus /metrics endpoint (default GRPC_METRICS_ADDRESS; empty: none).",
+        )
         parser.add_argument("--dev", action="store_true", help="Restart when code changes.")
         parser.add_argument("--grace", type=float, default=10.0, help="Seconds calls get to finish on stop.")
         parser.add_argument("--certfile", help="TLS certificate chain (PEM); with --keyfile, serves TLS.")
@@ -35,7 +43,7 @@ class Command(BaseCommand):
         else:
             self.serve(**options)
 
-    def serve(self, *, address, max_workers, grace, certfile, keyfile, **options):
+    def serve(self, *, address, max_workers, grace, certfile, keyfile, metrics_address, **options):
         self.check(display_num_errors=False)
         tls = None
         if certfile:
@@ -46,14 +54,16 @@ class Command(BaseCommand):
                 raise CommandError(f"cannot read TLS files: {exc}") from None
         try:
             running = create_server(
-                address, max_workers=max_workers, tokens=settings.GRPC_AUTH_TOKENS, tls=tls
+                address, max_workers=max_workers, tokens=settings.GRPC_AUTH_TOKENS, tls=tls,
+                health_check_seconds=settings.GRPC_HEALTH_CHECK_SECONDS,
             )
+            metrics = f", metrics on port {serve_metrics(metrics_address)}" if metrics_address else ""
         except OSError as exc:
             raise CommandError(f"{exc} (is the port in use?)") from None
         host = address.rsplit(":", 1)[0]
         auth = "bearer tokens" if settings.GRPC_AUTH_TOKENS else "no authentication"
         self.stdout.write(
-            f"Serving meterusage.v1 on {host}:{running.port} ({'TLS' if tls else 'plaintext'}, {auth}). "
+            f"Serving meterusage.v1 on {host}:{running.port} ({'TLS' if tls else 'plaintext'}, {auth}{metrics}). "
             "Ctrl-C stops it."
         )
         self.stdout.flush()

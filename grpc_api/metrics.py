@@ -1,0 +1,17 @@
+"""Prometheus metrics of the gRPC server, served on a port of their own when asked for."""
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+HANDLED = Counter("grpc_server_handled_total", "RPCs finished, by method and status code.", ["grpc_method", "grpc_code"])
+HANDLING = Histogram(
+    "grpc_server_handling_seconds", "Time to answer an RPC (a stream: until its last message).", ["grpc_method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+IN_FLIGHT = Gauge("grpc_server_in_flight", "RPCs being answered now.")
+STORE_ERRORS = Counter("meterusage_store_errors_total", "Calls that found a store unavailable, by store.", ["store"])
+
+
+def serve_metrics(address: str) -> int:
+    """Serve /metrics over HTTP on `address` ("127.0.0.1:9464"; port 0 picks one); returns the port."""
+    host, _, port = address.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1")
+    return server.server_address[1]
