@@ -44,6 +44,8 @@ class Meter(models.Model):
             # The name rule holds however a meter is made (ORM, SQL, fixtures), not only in forms:
             # names end up in URLs, file names and InfluxDB line protocol.
             models.CheckConstraint(condition=models.Q(name__regex=METER_NAME_REGEX), name="meter_name_rule"),
+            # Slots are multiples of the interval: it must be a second at least.
+            models.CheckConstraint(condition=models.Q(interval__gte=timedelta(seconds=1)), name="meter_interval_positive"),
         ]
 
     def __str__(self) -> str:

@@ -331,11 +331,11 @@ def start_web_server(env: dict, log: Path) -> tuple[subprocess.Popen, int]:
         if process.poll() is not None:
             pytest.fail(f"gunicorn exited: {log.read_text()[-2000:]}")
         try:
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
-        except requests.ConnectionError:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+        except requests.RequestException:
             return False
 
-    wait_for(healthy, 30)
+    wait_for(healthy, 60)
     return process, port
 
 

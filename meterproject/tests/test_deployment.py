@@ -86,7 +86,8 @@ def test_influxdb_is_set_up_for_the_v1_api_with_a_token():
 
 
 def test_every_setting_the_app_reads_is_set_or_documented():
-    code = "\n".join(p.read_text() for p in [REPO / "meterproject" / "settings.py", REPO / "scripts" / "docker-entrypoint"])
+    sources = [REPO / "meterproject" / "settings.py", REPO / "meterproject" / "gunicorn.conf.py", REPO / "scripts" / "docker-entrypoint"]
+    code = "\n".join(p.read_text() for p in sources)
     read = set(re.findall(r'env(?:_bool|_list)?\(\s*"([A-Z][A-Z0-9_]+)"', code))
     read |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z][A-Z0-9_]+)"', code))
     read |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", code))

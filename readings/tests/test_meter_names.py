@@ -59,3 +59,9 @@ def test_line_protocol_refuses_what_it_cannot_write():
         with pytest.raises(ValueError, match="cannot be an InfluxDB tag value"):
             line_protocol(name, np.array([0]), np.array([1.0]))
     assert line_protocol("a b,c=d", np.array([0]), np.array([1.0])) == b"meter_usage,meter=a\\ b\\,c\\=d value=1 0\n"
+
+
+@pytest.mark.parametrize("interval", [timedelta(0), timedelta(seconds=-900), timedelta(microseconds=500)])
+def test_an_interval_under_a_second_cannot_be_stored(interval):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Meter.objects.create(name="m", interval=interval)
