@@ -124,7 +124,7 @@ def test_no_server_errors_but_the_documented_ones(case, web_to_grpc):
 # Meters made outside import (ORM, fixtures, SQL): odd names the rule allows, a zone that is none,
 # a source alias that is gone, a csv meter without a file.
 ODD_METERS = {
-    "-": {}, "_": {}, "Z": {}, "a-_-B9": {"unit": "", "description": "☃ \x00-free but odd"},
+    "-": {}, "_": {}, "Z": {}, "a-_-B9": {"unit": "", "description": "☃ ünïcode, <b>markup</b> & \"quotes\""},
     "zone-gone": {"time_zone": "Mars/Olympus_Mons"}, "alias-gone": {"source": "retired"},
     "no-file": {"source": "csv"},
 }
