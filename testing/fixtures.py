@@ -400,6 +400,8 @@ def page(browser, live_url):
     page.on("request", lambda request: page.requested.append(request.url))
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    # The page's Content-Security-Policy must let everything it does through.
+    page.on("console", lambda message: "Content Security Policy" in message.text and page.errors.append(message.text))
     yield page
     context.close()
     assert page.errors == []
