@@ -35,6 +35,9 @@ class Meter(models.Model):
     reading_count = models.PositiveBigIntegerField(default=0, editable=False)
     first_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Goes up with every write that changes the meter's readings, in any store: what a cache of
+    # answers about the meter is keyed by.
+    data_version = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

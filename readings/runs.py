@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import IntegrityError
+from django.db.models import F
 from django.utils import timezone
 
 from readings.csvfile import CsvError, CsvReport
@@ -34,6 +35,11 @@ class RunCounts:
 
     def add_points(self, count: int) -> None:
         self.points += count
+
+
+def note_readings_changed(meter: Meter) -> None:
+    """Mark that the meter's readings changed (in the transaction of the write, where there is one)."""
+    Meter.objects.filter(pk=meter.pk).update(data_version=F("data_version") + 1)
 
 
 def file_sha256(path: Path) -> str:

@@ -17,7 +17,7 @@ from readings.csvfile import (
 )
 from readings.domain import MAX_EPOCH, MIN_EPOCH, check_meter_name, time_zone_named
 from readings.models import ImportRun, Meter
-from readings.runs import ReadingsImportError, RunCounts, run_recorded, run_started
+from readings.runs import ReadingsImportError, RunCounts, note_readings_changed, run_recorded, run_started
 from readings.sources import Series, SeriesStore, readings_sources
 from readings.sources.sql import SqlSource
 from readings.sources.sql.upsert import upsert_readings
@@ -173,6 +173,8 @@ def readings_seed(
                     )
                 # A repeated reading was sent twice but is one point: count the readings.
                 counts.points = report.rows_read - report.rows_skipped
+                if counts.points:
+                    note_readings_changed(meter)
         if not dry_run or existing:
             run.meter = meter
     return run
@@ -221,6 +223,8 @@ def readings_seed_from_db(
             position = int(batch.times[-1])
             if not dry_run:
                 store.write(meter.name, batch, batch_size=batch_size, on_written=counts.add_points)
+        if counts.points:
+            note_readings_changed(meter)
     return run
 
 

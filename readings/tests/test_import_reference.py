@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import pytest
 
 from readings.models import ImportRun, Meter, Reading
-from testing.fixtures import import_file
+from testing.fixtures import HEADER, import_file
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +98,13 @@ def test_verbose_output_lists_rejected_rows(reference_csv):
     output = import_file(reference_csv, verbosity=2)
 
     assert "line 1548: NaN (skipped)" in output
+
+
+def test_the_data_version_moves_with_every_change_and_only_then(reference_csv, write_csv):
+    import_file(reference_csv)
+    after_first = Meter.objects.get().data_version
+    import_file(reference_csv)
+    after_same_again = Meter.objects.get().data_version
+    import_file(write_csv(HEADER + "2019-01-01 00:15:00,1.5\n"), meter="meterusage")
+
+    assert (after_first, after_same_again, Meter.objects.get().data_version) == (1, 1, 2)

@@ -16,6 +16,7 @@ from readings.csvfile import (
     RowProblem,
 )
 from readings.models import Meter, Reading
+from readings.runs import note_readings_changed
 from readings.sources.sql.dialect import analyze, load_rows, time_of
 
 STAGING_TABLE = "readings_import_staging"
@@ -48,6 +49,8 @@ def upsert_readings(
         inserted, updated = _merge_staging_table(cursor, meter, report) if merge else (0, 0)
         _drop_staging_table(cursor)
     _note_new_readings(meter, inserted, report)
+    if inserted or updated:
+        note_readings_changed(meter)
     return inserted, updated
 
 
