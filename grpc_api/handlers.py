@@ -1,7 +1,41 @@
-"""ROOT_HANDLERS_HOOK of django-grpc-framework: the services this project serves."""
-from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
+"""ROOT_HANDLERS_HOOK of django-grpc-framework: the services this project serves.
+
+The method handlers are built from the contract, like the generated add_..._to_server, with one
+difference: a servicer method may return the response already serialized (bytes), which is how
+ListReadings sends readings written column-wise (grpc_api/encode.py).
+"""
+import grpc
+
+from grpc_api.contract import SERVICE, SERVICE_NAME
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2
 from grpc_api.servicers import MeterUsageService
+
+_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _serialized(response) -> bytes:
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
+def method_handlers(servicer) -> dict:
+    handlers = {}
+    for method in SERVICE.methods:
+        request_class = getattr(meter_usage_pb2, method.input_type.name)
+        kind = _KINDS[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = kind(
+            getattr(servicer, method.name),
+            request_deserializer=request_class.FromString,
+            response_serializer=_serialized,
+        )
+    return handlers
 
 
 def grpc_handlers(server):
-    meter_usage_pb2_grpc.add_MeterUsageServiceServicer_to_server(MeterUsageService.as_servicer(), server)
+    handlers = method_handlers(MeterUsageService.as_servicer())
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

@@ -1,10 +1,11 @@
 """The meterusage.v1 servicer: translate the request, call a selector, translate the result."""
 from django_grpc_framework.services import Service
 
-from grpc_api import convert
+from grpc_api import convert, encode
 from grpc_api.errors import grpc_errors
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings import selectors
+from readings.domain import FieldViolation, InvalidArgument
 
 
 def _meter_range(request) -> dict:
@@ -42,18 +43,16 @@ class MeterUsageService(Service):
 
     @grpc_errors
     def ListReadings(self, request, context):
+        if request.view not in pb.ReadingsView.values():
+            raise InvalidArgument(FieldViolation("view", f"{request.view} is not a ReadingsView"))
         series, next_token = selectors.reading_page(
             **_meter_range(request),
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return pb.ListReadingsResponse(
-            readings=[
-                pb.Reading(time=convert.timestamp(t), value=v)
-                for t, v in zip(series.times.tolist(), series.values.tolist())
-            ],
-            next_page_token=next_token,
-        )
+        # Written column-wise to the bytes protobuf would write: no message object per reading.
+        write = encode.readings_columns if request.view == pb.READINGS_VIEW_COLUMNS else encode.readings_rows
+        return write(series.times, series.values, next_token)
 
     @grpc_errors
     def StreamReadings(self, request, context):

@@ -7,6 +7,7 @@ grpc_api.client.RpcFailed.
 from collections.abc import Callable
 
 from grpc_api import client
+import numpy as np
 from google.protobuf import timestamp_pb2
 
 from grpc_api.convert import PROTO_WINDOWS
@@ -82,16 +83,15 @@ def reading_page(*, meter: str, start: Instant, end: Instant, page_size: int, pa
         "ListReadings",
         pb.ListReadingsRequest(
             meter=meter, start_time=_timestamp(start), end_time=_timestamp(end),
-            page_size=page_size, page_token=page_token,
+            page_size=page_size, page_token=page_token, view=pb.READINGS_VIEW_COLUMNS,
         ),
     )
-    readings = response.readings
-    reading_times = rfc3339([reading.time.seconds for reading in readings])
+    times = rfc3339(np.array(response.times, dtype=np.int64))
     return {
         "meter": meter,
         "start": rfc3339_instant(start),
         "end": rfc3339_instant(end),
-        "readings": [{"time": t, "value": reading.value} for t, reading in zip(reading_times, readings)],
+        "readings": [{"time": t, "value": v} for t, v in zip(times, response.values)],
         "next_page_token": response.next_page_token,
     }
 

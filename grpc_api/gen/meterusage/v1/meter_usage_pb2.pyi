@@ -12,6 +12,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReadingsView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    READINGS_VIEW_UNSPECIFIED: _ClassVar[ReadingsView]
+    READINGS_VIEW_ROWS: _ClassVar[ReadingsView]
+    READINGS_VIEW_COLUMNS: _ClassVar[ReadingsView]
+
 class Window(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     WINDOW_UNSPECIFIED: _ClassVar[Window]
@@ -20,6 +26,9 @@ class Window(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WINDOW_DAY: _ClassVar[Window]
     WINDOW_WEEK: _ClassVar[Window]
     WINDOW_MONTH: _ClassVar[Window]
+READINGS_VIEW_UNSPECIFIED: ReadingsView
+READINGS_VIEW_ROWS: ReadingsView
+READINGS_VIEW_COLUMNS: ReadingsView
 WINDOW_UNSPECIFIED: Window
 WINDOW_15_MINUTES: Window
 WINDOW_HOUR: Window
@@ -98,26 +107,32 @@ class Reading(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ...) -> None: ...
 
 class ListReadingsRequest(_message.Message):
-    __slots__ = ("meter", "start_time", "end_time", "page_size", "page_token")
+    __slots__ = ("meter", "start_time", "end_time", "page_size", "page_token", "view")
     METER_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     meter: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     page_size: int
     page_token: str
-    def __init__(self, meter: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    view: ReadingsView
+    def __init__(self, meter: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., view: _Optional[_Union[ReadingsView, str]] = ...) -> None: ...
 
 class ListReadingsResponse(_message.Message):
-    __slots__ = ("readings", "next_page_token")
+    __slots__ = ("readings", "next_page_token", "times", "values")
     READINGS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TIMES_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
     readings: _containers.RepeatedCompositeFieldContainer[Reading]
     next_page_token: str
-    def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    times: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., times: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class StreamReadingsRequest(_message.Message):
     __slots__ = ("meter", "start_time", "end_time", "resume_token", "batch_size")
