@@ -350,7 +350,7 @@ def reading_aggregates(
         edges=edges,
         expected=slots_between(edges[:-1], edges[1:], interval),
         stats=stats,
-        extremes=source.extremes(meter, start=start, end=end) if stats.counts.any() else None,
+        extremes=stats.extremes,
         time_zone=zone.key,
     )
 

@@ -315,7 +315,11 @@ def start_process(command: list[str], env: dict, log: Path) -> subprocess.Popen:
 def start_grpc_server(env: dict, log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     """`manage.py grpcrunserver` on a free port; returns it and the port once it serves."""
     process = start_process([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0", *extra], env, log)
-    line = wait_for(lambda: next((l for l in log.read_text().splitlines() if l.startswith("Serving")), None), 30)
+    try:
+        line = wait_for(lambda: next((l for l in log.read_text().splitlines() if l.startswith("Serving")), None), 30)
+    except BaseException:
+        stop_process(process)
+        raise
     return process, int(line.split("127.0.0.1:")[1].split(" ")[0])
 
 
@@ -335,7 +339,11 @@ def start_web_server(env: dict, log: Path) -> tuple[subprocess.Popen, int]:
         except requests.RequestException:
             return False
 
-    wait_for(healthy, 60)
+    try:
+        wait_for(healthy, 60)
+    except BaseException:
+        stop_process(process)
+        raise
     return process, port
 
 

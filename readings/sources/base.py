@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BucketStats", "Extremes", "Jumps", "MeterSummary", "ReadingsSource", "Series", "SeriesStore",
-    "SourceUnavailable", "bucket_index_stats", "jumps_of",
+    "SourceUnavailable", "bucket_index_stats", "extremes_of", "jumps_of",
 ]
 
 @dataclass(frozen=True)
@@ -38,13 +38,25 @@ class Series:
 
 
 @dataclass(frozen=True)
+class Extremes:
+    """Where the smallest and largest values of a range are (earliest time on ties)."""
+
+    min_time: int
+    min_value: float
+    max_time: int
+    max_value: float
+
+
+@dataclass(frozen=True)
 class BucketStats:
-    """Per bucket: count, sum, min and max (NaN min/max where empty)."""
+    """Per bucket: count, sum, min and max (NaN min/max where empty); and the extremes of the
+    whole range (None when it holds no reading)."""
 
     counts: np.ndarray
     sums: np.ndarray
     mins: np.ndarray
     maxs: np.ndarray
+    extremes: Extremes | None = None
 
     @classmethod
     def from_rows(cls, size: int, rows) -> "BucketStats":
@@ -62,15 +74,18 @@ class BucketStats:
             stats.maxs[index] = high
         return stats
 
+    def with_extremes(self, extremes: Extremes | None) -> "BucketStats":
+        return BucketStats(self.counts, self.sums, self.mins, self.maxs, extremes)
 
-@dataclass(frozen=True)
-class Extremes:
-    """Where the smallest and largest values of a range are (earliest time on ties)."""
-
-    min_time: int
-    min_value: float
-    max_time: int
-    max_value: float
+    def first_buckets_of_extremes(self) -> tuple[int, int] | None:
+        """The earliest bucket holding the smallest value and the earliest holding the largest:
+        where the extremes' times are (None without readings)."""
+        filled = self.counts > 0
+        if not filled.any():
+            return None
+        low = np.flatnonzero(filled & (self.mins == np.nanmin(self.mins[filled])))[0]
+        high = np.flatnonzero(filled & (self.maxs == np.nanmax(self.maxs[filled])))[0]
+        return int(low), int(high)
 
 
 @dataclass(frozen=True)
@@ -106,11 +121,9 @@ class ReadingsSource(Protocol):
         """Up to `limit` readings in [start, end), later than `after` when given, oldest first."""
 
     def aggregate(self, meter: "Meter", *, edges: np.ndarray, zone: str = "UTC") -> BucketStats:
-        """Stats of the buckets [edges[i], edges[i+1]), computed in the store where it can.
-        `zone` is the IANA zone the edges were drawn in, for stores that group by local days."""
-
-    def extremes(self, meter: "Meter", *, start: int, end: int) -> Extremes | None:
-        """The smallest and largest value in [start, end) and their times; None when empty."""
+        """Stats of the buckets [edges[i], edges[i+1]), computed in the store where it can, and
+        the smallest and largest value of [edges[0], edges[-1]) with their times. `zone` is the
+        IANA zone the edges were drawn in, for stores that group by local days."""
 
     def jumps(self, meter: "Meter", *, start: int, end: int, interval: int) -> Jumps:
         """Count, first and last time, and consecutive times more than `interval` apart."""
@@ -134,7 +147,8 @@ class SeriesStore(Protocol):
 
 
 def bucket_index_stats(times: np.ndarray, values: np.ndarray, edges: np.ndarray) -> BucketStats:
-    """Bucket stats of sorted in-memory readings, summed in time order like a database would."""
+    """Bucket stats and extremes of sorted in-memory readings, summed in time order like a
+    database would."""
     bounds = np.searchsorted(times, edges, side="left")
     counts = np.diff(bounds).astype(np.int64)
     size = len(counts)
@@ -149,7 +163,15 @@ def bucket_index_stats(times: np.ndarray, values: np.ndarray, edges: np.ndarray)
         sums[filled] = np.add.reduceat(window, starts)
         mins[filled] = np.minimum.reduceat(window, starts)
         maxs[filled] = np.maximum.reduceat(window, starts)
-    return BucketStats(counts, sums, mins, maxs)
+    return BucketStats(counts, sums, mins, maxs, extremes_of(times[bounds[0] : bounds[-1]], values[bounds[0] : bounds[-1]]))
+
+
+def extremes_of(times: np.ndarray, values: np.ndarray) -> Extremes | None:
+    """Extremes of in-memory readings in time order (argmin/argmax take the first: the earliest)."""
+    if not len(times):
+        return None
+    low, high = int(np.argmin(values)), int(np.argmax(values))
+    return Extremes(int(times[low]), float(values[low]), int(times[high]), float(values[high]))
 
 
 def jumps_of(times: np.ndarray, interval: int) -> Jumps:

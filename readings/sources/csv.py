@@ -14,7 +14,6 @@ from readings.csvfile import Ambiguous, CsvError, CsvReport, read_readings
 from readings.models import Meter
 from readings.sources.base import (
     BucketStats,
-    Extremes,
     Jumps,
     MeterSummary,
     Series,
@@ -110,16 +109,6 @@ class CsvSource:
     def aggregate(self, meter: Meter, *, edges: np.ndarray, zone: str = "UTC") -> BucketStats:
         series = self.series(meter)
         return bucket_index_stats(series.times, series.values, edges)
-
-    def extremes(self, meter: Meter, *, start: int, end: int) -> Extremes | None:
-        part = self._slice(meter, start, end)
-        if not len(part):
-            return None
-        # argmin/argmax return the first occurrence: the earliest time on ties, as in SQL.
-        low, high = int(np.argmin(part.values)), int(np.argmax(part.values))
-        return Extremes(
-            int(part.times[low]), float(part.values[low]), int(part.times[high]), float(part.values[high])
-        )
 
     def jumps(self, meter: Meter, *, start: int, end: int, interval: int) -> Jumps:
         return jumps_of(self._slice(meter, start, end).times, interval)

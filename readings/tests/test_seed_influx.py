@@ -230,7 +230,8 @@ def test_extremes_of_values_python_prints_with_an_exponent(influxd, influx_datab
     client = InfluxClient(InfluxSettings.from_settings())
     client.write(line_protocol("tiny", np.array([1546300800, 1546301700, 1546302600]), np.array([5.0, 1e-05, 1.2345678901234567e19])))
 
-    extremes = InfluxSource(alias="influxdb").extremes(Meter(name="tiny"), start=1546300800, end=1546303500)
+    stats = InfluxSource(alias="influxdb").aggregate(Meter(name="tiny"), edges=np.array([1546300800, 1546303500]))
+    extremes = stats.extremes
 
     assert (extremes.min_time, extremes.min_value) == (1546301700, 1e-05)
     assert (extremes.max_time, extremes.max_value) == (1546302600, 1.2345678901234567e19)

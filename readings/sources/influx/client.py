@@ -7,6 +7,7 @@ stored as measurement `meter_usage`, tag `meter`, field `value`, at second preci
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import requests
@@ -133,16 +134,26 @@ class InfluxClient:
 
     def query(self, statement: str) -> list[dict]:
         """Run InfluxQL; returns the first result's series (times in epoch seconds)."""
-        response = self._request("GET", "/query", params={**self._db_params(), "q": statement, "epoch": "s"})
-        results = response.json().get("results", [{}])
-        if results and "error" in results[0]:
-            raise InfluxError(f"InfluxDB at {self.base} rejected the query: {results[0]['error']}")
-        return results[0].get("series", []) if results else []
+        return self.query_all([statement])[0]
+
+    def query_all(self, statements: list[str]) -> list[list[dict]]:
+        """Run several InfluxQL statements in one request; the series of each, in order."""
+        response = self._request(
+            "GET", "/query", params={**self._db_params(), "q": "; ".join(statements), "epoch": "s"}
+        )
+        results = orjson.loads(response.content).get("results") or [{}]
+        for result in results:
+            if "error" in result:
+                raise InfluxError(f"InfluxDB at {self.base} rejected the query: {result['error']}")
+        return [result.get("series", []) for result in results] + [[]] * (len(statements) - len(results))
 
     def rows(self, statement: str) -> list[list]:
         """The rows of a query on one series ([] when it matched nothing)."""
-        series = self.query(statement)
-        return series[0]["values"] if series else []
+        return self.rows_of_each([statement])[0]
+
+    def rows_of_each(self, statements: list[str]) -> list[list[list]]:
+        """The rows of several one-series statements, run in one request."""
+        return [series[0]["values"] if series else [] for series in self.query_all(statements)]
 
     def create_database(self) -> None:
         response = self._request("POST", "/query", data={"q": f"CREATE DATABASE {quote_identifier(self.config.database)}"})

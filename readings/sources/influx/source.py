@@ -50,8 +50,12 @@ class InfluxSource:
         return client
 
     def _rows(self, statement: str) -> list[list]:
+        return self._rows_of_each([statement])[0]
+
+    def _rows_of_each(self, statements: list[str]) -> list[list[list]]:
+        """Rows of each statement, all sent in one request."""
         try:
-            return self.client.rows(statement)
+            return self.client.rows_of_each(statements)
         except InfluxError as exc:
             raise SourceUnavailable(str(exc), store=STORE) from None
 
@@ -77,12 +81,12 @@ class InfluxSource:
 
     def summary(self, meter: Meter) -> MeterSummary:
         where = self.client.meter_filter(meter.name)
-        count = self._rows(f"SELECT count(value) {where}")
+        count, first, last = self._rows_of_each(
+            [f"SELECT count(value) {where}", f"SELECT first(value) {where}", f"SELECT last(value) {where}"]
+        )
         if not count:
             return MeterSummary(0, None, None)
-        first = self._rows(f"SELECT first(value) {where}")[0][0]
-        last = self._rows(f"SELECT last(value) {where}")[0][0]
-        return MeterSummary(int(count[0][1]), int(first), int(last))
+        return MeterSummary(int(count[0][1]), int(first[0][0]), int(last[0][0]))
 
     def read(self, meter: Meter, *, start: int, end: int, after: int | None, limit: int) -> Series:
         where = self.client.meter_filter(meter.name, start, end, after=after)
@@ -103,7 +107,8 @@ class InfluxSource:
             grouping = f" GROUP BY time(1d) fill(none) tz({quote_string(zone)})"
         else:
             grouping = f" GROUP BY time({math.gcd(*inner)}s) fill(none)"
-        rows = self._rows(select + grouping)
+        # The extremes in the same request: min() and max() name the earliest of equal points.
+        rows, low, high = self._rows_of_each([select + grouping, f"SELECT min(value) {where}", f"SELECT max(value) {where}"])
         if not rows:
             return BucketStats.from_rows(size, [])
         partial = np.array(rows, dtype=np.float64)
@@ -119,22 +124,8 @@ class InfluxSource:
         empty = counts == 0
         mins[empty] = np.nan
         maxs[empty] = np.nan
-        return BucketStats(counts, sums, mins, maxs)
-
-    def extremes(self, meter: Meter, *, start: int, end: int) -> Extremes | None:
-        where = self.client.meter_filter(meter.name, start, end)
-        low = self._rows(f"SELECT min(value) {where}")
-        if not low:
-            return None
-        high = self._rows(f"SELECT max(value) {where}")
-
-        def earliest(value: float) -> int:
-            # min()/max() may name any of several equal points; the earliest one is wanted.
-            # Positional digits: InfluxQL reads 1e-05 as a duration, not a number.
-            literal = np.format_float_positional(value, unique=True, trim="0")
-            return int(self._rows(f"SELECT value {where} AND value = {literal} ORDER BY time ASC LIMIT 1")[0][0])
-
-        return Extremes(earliest(low[0][1]), float(low[0][1]), earliest(high[0][1]), float(high[0][1]))
+        extremes = Extremes(int(low[0][0]), float(low[0][1]), int(high[0][0]), float(high[0][1]))
+        return BucketStats(counts, sums, mins, maxs, extremes)
 
     def jumps(self, meter: Meter, *, start: int, end: int, interval: int) -> Jumps:
         # Grouping by the interval from the epoch gives the slots that hold a reading.

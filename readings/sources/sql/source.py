@@ -13,10 +13,14 @@ from readings.sources.base import (
     Series,
     SourceUnavailable,
 )
-from readings.sources.sql.dialect import epoch_of, is_postgresql, time_parameter
+from readings.sources.sql.dialect import MANY_ROWS, epoch_of, fetch_columns, is_postgresql, time_parameter
 
 TABLE = Reading._meta.db_table
 STORE = "the relational store"
+
+
+def _unavailable(exc: DatabaseError) -> SourceUnavailable:
+    return SourceUnavailable(f"{STORE} ({connection.vendor}) is unavailable: {exc}", store=STORE)
 
 
 def _epoch_or_none(value) -> int | None:
@@ -35,7 +39,7 @@ class SqlSource:
                 cursor.execute(sql, params)
                 return cursor.fetchall()
         except DatabaseError as exc:
-            raise SourceUnavailable(f"{STORE} ({connection.vendor}) is unavailable: {exc}", store=STORE) from exc
+            raise _unavailable(exc) from exc
 
     def summary(self, meter: Meter) -> MeterSummary:
         # Kept by every write into the Reading table, so listing thousands of meters reads no readings.
@@ -43,12 +47,16 @@ class SqlSource:
 
     def read(self, meter: Meter, *, start: int, end: int, after: int | None, limit: int) -> Series:
         low, operator = (after, ">") if after is not None and after >= start else (start, ">=")
-        rows = self._query(
-            f"SELECT {epoch_of('time')}, value FROM {TABLE} "
-            f"WHERE meter_id = %s AND time {operator} %s AND time < %s ORDER BY time LIMIT %s",
-            [meter.pk, time_parameter(low), time_parameter(end), limit],
-        )
-        return Series.from_rows(rows)
+        try:
+            times, values = fetch_columns(
+                f"SELECT {epoch_of('time')}, value FROM {TABLE} "
+                f"WHERE meter_id = %s AND time {operator} %s AND time < %s ORDER BY time LIMIT %s",
+                [meter.pk, time_parameter(low), time_parameter(end), limit],
+                many=limit > MANY_ROWS,
+            )
+        except DatabaseError as exc:
+            raise _unavailable(exc) from exc
+        return Series(times, values)
 
     def aggregate(self, meter: Meter, *, edges: np.ndarray, zone: str = "UTC") -> BucketStats:
         size = len(edges) - 1
@@ -71,21 +79,25 @@ class SqlSource:
                 "GROUP BY b.key",
                 [pairs, meter.pk],
             )
-        return BucketStats.from_rows(size, rows)
+        stats = BucketStats.from_rows(size, rows)
+        return stats.with_extremes(self._extremes(meter, edges, stats))
 
-    def extremes(self, meter: Meter, *, start: int, end: int) -> Extremes | None:
-        def first_by(order: str):
-            return self._query(
-                f"SELECT {epoch_of('time')}, value FROM {TABLE} "
-                f"WHERE meter_id = %s AND time >= %s AND time < %s ORDER BY value {order}, time LIMIT 1",
-                [meter.pk, time_parameter(start), time_parameter(end)],
-            )
-
-        lowest = first_by("ASC")
-        if not lowest:
+    def _extremes(self, meter: Meter, edges: np.ndarray, stats: BucketStats) -> Extremes | None:
+        """The times of the range's extremes, looked up in the one bucket where each first
+        occurs (the aggregate says which): a short scan of a bucket, not of the range."""
+        buckets = stats.first_buckets_of_extremes()
+        if buckets is None:
             return None
-        highest = first_by("DESC")
-        return Extremes(lowest[0][0], lowest[0][1], highest[0][0], highest[0][1])
+        low, high = buckets
+        first_at = (
+            f"(SELECT {epoch_of('time')} FROM {TABLE} WHERE meter_id = %s AND time >= %s AND time < %s "
+            "AND value = %s ORDER BY time LIMIT 1)"
+        )
+        params = []
+        for bucket, value in ((low, stats.mins[low]), (high, stats.maxs[high])):
+            params += [meter.pk, time_parameter(int(edges[bucket])), time_parameter(int(edges[bucket + 1])), float(value)]
+        low_time, high_time = self._query(f"SELECT {first_at}, {first_at}", params)[0]
+        return Extremes(int(low_time), float(stats.mins[low]), int(high_time), float(stats.maxs[high]))
 
     def jumps(self, meter: Meter, *, start: int, end: int, interval: int) -> Jumps:
         # Each reading counts in its slot: its time floored to the interval (a floor, not SQL's
