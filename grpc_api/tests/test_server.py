@@ -74,7 +74,7 @@ def test_grpccall_prints_json(grpc_server):
     assert [r["value"] for r in json.loads(out.getvalue())["readings"]] == [56.03, 55.77, 55.45, 55.74]
 
 
-def test_connections_are_closed_after_every_call(stub, django_db_blocker):
+def test_calls_reuse_connections_and_leak_none(stub, django_db_blocker):
     if connection.vendor != "postgresql":
         pytest.skip("SQLite's in-memory test database keeps its connection by design")
 
@@ -85,12 +85,18 @@ def test_connections_are_closed_after_every_call(stub, django_db_blocker):
             )
             return {pid for (pid,) in cursor.fetchall()}
 
-    before = others()
-    list(stub.StreamReadings(pb.StreamReadingsRequest(meter="meterusage", batch_size=100, **JANUARY)))
-    stub.ListReadings(pb.ListReadingsRequest(meter="meterusage", **JANUARY))
+    def calls(count: int) -> None:
+        for _ in range(count):
+            list(stub.StreamReadings(pb.StreamReadingsRequest(meter="meterusage", batch_size=500, **JANUARY)))
+            stub.ListReadings(pb.ListReadingsRequest(meter="meterusage", **JANUARY))
 
-    # Connections of other fixtures may linger; none that these calls opened may.
-    wait_for(lambda: others() <= before)
+    calls(20)
+    after_some = others()
+    calls(60)
+
+    # Each worker thread keeps one connection (DATABASE_CONN_MAX_AGE): more calls open no more.
+    assert len(others() - after_some) <= 1
+    assert len(others()) <= 20 + 3  # the server's 20 workers, and a few of other fixtures
 
 
 def test_every_rpc_of_the_contract_needs_a_method(monkeypatch):
