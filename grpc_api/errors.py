@@ -19,10 +19,13 @@ from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
 logger = logging.getLogger(__name__)
 
 
-def _abort_with_detail(context: grpc.ServicerContext, code: int, message: str, detail_message) -> None:
+def _abort_with_detail(
+    context: grpc.ServicerContext, code: int, message: str, detail_message, metadata: tuple = ()
+) -> None:
     detail = any_pb2.Any()
     detail.Pack(detail_message)
-    context.abort_with_status(rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[detail])))
+    status = rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[detail]))
+    context.abort_with_status(status._replace(trailing_metadata=(*status.trailing_metadata, *metadata)))
 
 
 def _abort_invalid(context: grpc.ServicerContext, error: InvalidArgument):
@@ -34,7 +37,12 @@ def _abort_invalid(context: grpc.ServicerContext, error: InvalidArgument):
 
 def _abort_store_unavailable(context: grpc.ServicerContext, store: str):
     info = error_details_pb2.ErrorInfo(reason=STORE_UNAVAILABLE, domain=ERROR_DOMAIN, metadata={"store": store})
-    _abort_with_detail(context, code_pb2.UNAVAILABLE, f"{store} is unavailable; try again later", info)
+    # Another server would ask the same store: a negative pushback tells clients' retry policy
+    # (gRFC A6) not to try again at once.
+    _abort_with_detail(
+        context, code_pb2.UNAVAILABLE, f"{store} is unavailable; try again later", info,
+        metadata=(("grpc-retry-pushback-ms", "-1"),),
+    )
 
 
 def abort_for(context: grpc.ServicerContext, error: Exception):

@@ -193,6 +193,18 @@ GRPC_TOKEN = os.environ.get("GRPC_TOKEN", "")
 GRPC_TLS_ROOT_CERT = os.environ.get("GRPC_TLS_ROOT_CERT", "")
 GRPC_DEADLINE_SECONDS = float(os.environ.get("GRPC_DEADLINE_SECONDS", "10"))
 
+# Django's cache: local memory, or Redis shared by every process when REDIS_URL is set. The
+# gateway keeps answers about closed past ranges there for API_CACHE_SECONDS (0: not at all).
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 1000}}
+    )
+}
+API_CACHE_SECONDS = int(os.environ.get("API_CACHE_SECONDS", "300"))
+
 # /metrics (Prometheus): open to anyone with METRICS_PUBLIC (the default in debug); otherwise to
 # staff users and to requests with `Authorization: Bearer <METRICS_TOKEN>`.
 METRICS_PUBLIC = env_bool("METRICS_PUBLIC", DEBUG)

@@ -54,6 +54,14 @@ GENERATED_START = date(2019, 9, 1)
 GENERATED_DAYS = 120
 
 
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Every test starts without cached answers: they belong to the data of earlier tests."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 def require(reason: str) -> None:
     """Fail in CI, where everything must be there; skip on a developer's machine."""
     if os.environ.get("CI"):

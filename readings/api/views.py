@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from readings.api import documents
 from readings.api import schema as openapi
+from readings.api.answers import answer_key, cached_answer, keep_answer
 from readings.api.filters import ImportRunFilter
 from readings.api.renderers import CSVRenderer, FastJSONRenderer
 from readings.api.schema import PageDocumentSchema
@@ -128,7 +129,13 @@ class RpcDocumentView(APIView):
         params = dict(query.validated_data)
         start, end = resolve_range(meter=meter, start=params.pop("start"), end=params.pop("end"), zone=params.get("tz"))
         self.range_end = end
-        document = self.fetch(meter=meter, start=start, end=end, **params)
+        key = answer_key(meter=meter, url=request.build_absolute_uri(), end=end)
+        answer = cached_answer(key)
+        if answer is None:
+            answer = (self.fetch(meter=meter, start=start, end=end, **params), dict(self.headers))
+            keep_answer(key, answer)
+        document, headers = answer
+        self.headers.update(headers)
         return Response(document)
 
     def fetch(self, *, meter: str, start: Instant, end: Instant, **params) -> dict:

@@ -65,3 +65,4 @@ def test_errors_have_no_etag(api):
 
     assert response.status_code == 404
     assert "ETag" not in response
+

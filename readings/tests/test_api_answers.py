@@ -1,0 +1,94 @@
+"""The gateway's cache of answers about closed past ranges: an answer is kept, and never served
+once the meter's readings changed, for a range that has not ended, or for a meter whose files
+change behind the project's back.
+
+These tests change readings while the module's servers run, so their writes are committed (not
+held in a test transaction); the database is emptied after each.
+"""
+import pytest
+
+from readings.models import Meter
+from testing.fixtures import HEADER, import_file
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CACHED = "/api/v1/meters/{}/readings/"
+A_PAST_DAY = {"start": "2019-01-01T00:00:00Z", "end": "2019-01-02T00:00:00Z"}
+
+
+def grpc_calls(method: str = "ListReadings") -> float:
+    """ListReadings calls the module's gRPC server has answered, whatever their status."""
+    from prometheus_client import REGISTRY
+
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect() if metric.name == "grpc_server_handled"
+        for sample in metric.samples
+        if sample.name == "grpc_server_handled_total" and sample.labels["grpc_method"].endswith(f"/{method}")
+    )
+
+
+def import_day(write_csv, meter: str, value: float, source: str = "") -> None:
+    path = write_csv(HEADER + "".join(f"2019-01-01 {h:02d}:00:00,{value}\n" for h in range(24)), f"{meter}.csv")
+    import_file(path, meter=meter)
+    if source:
+        Meter.objects.filter(name=meter).update(source=source)
+
+
+def values(response) -> list[float]:
+    assert response.status_code == 200, response.content
+    return [reading["value"] for reading in response.json()["readings"]]
+
+
+def test_an_answer_about_a_past_range_is_kept(api, write_csv):
+    import_day(write_csv, "kept", 1.0)
+    before = grpc_calls()
+
+    first = api.get(CACHED.format("kept"), A_PAST_DAY)
+    again = api.get(CACHED.format("kept"), A_PAST_DAY)
+
+    assert values(first) == values(again) == [1.0] * 24
+    assert grpc_calls() - before == 1
+
+
+def test_a_write_is_seen_at_once_by_the_next_request(api, write_csv):
+    import_day(write_csv, "changing", 1.0)
+    assert values(api.get(CACHED.format("changing"), A_PAST_DAY)) == [1.0] * 24
+
+    import_day(write_csv, "changing", 2.5)
+
+    assert values(api.get(CACHED.format("changing"), A_PAST_DAY)) == [2.5] * 24
+
+
+def test_a_range_that_has_not_ended_is_never_kept(api, write_csv):
+    import_day(write_csv, "open", 1.0)
+    until_next_year = {"start": A_PAST_DAY["start"], "end": "2999-01-01T00:00:00Z"}
+    before = grpc_calls()
+
+    api.get(CACHED.format("open"), until_next_year)
+    api.get(CACHED.format("open"), until_next_year)
+
+    assert grpc_calls() - before == 2
+
+
+def test_a_meter_served_from_files_as_they_are_is_never_kept(api, write_csv, settings):
+    import_day(write_csv, "from-file", 1.0, source="csv")
+    files = {"from-file": str(write_csv(HEADER + "2019-01-01 00:00:00,7\n", "served.csv"))}
+    settings.READINGS_SOURCES = {**settings.READINGS_SOURCES, "csv": {"BACKEND": "readings.sources.csv.CsvSource", "OPTIONS": {"FILES": files}}}
+    before = grpc_calls()
+
+    first = api.get(CACHED.format("from-file"), A_PAST_DAY)
+    again = api.get(CACHED.format("from-file"), A_PAST_DAY)
+
+    assert values(first) == values(again) == [7.0]
+    assert grpc_calls() - before == 2
+
+
+def test_a_store_that_is_down_is_asked_once_not_again_by_the_retry_policy(api, write_csv):
+    import_day(write_csv, "down", 1.0, source="broken")  # a csv source whose folder is missing
+    before = grpc_calls()
+
+    response = api.get(CACHED.format("down"), A_PAST_DAY)
+
+    assert response.status_code == 503
+    assert grpc_calls() - before == 1
