@@ -92,3 +92,30 @@ def test_a_store_that_is_down_is_asked_once_not_again_by_the_retry_policy(api, w
 
     assert response.status_code == 503
     assert grpc_calls() - before == 1
+
+
+def test_answers_are_kept_in_redis_when_it_is_configured(api, write_csv, settings):
+    import redis
+
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/0").ping()
+    except redis.ConnectionError:
+        from testing.fixtures import require
+
+        require("Redis is not running on 127.0.0.1:6379 (.ci/run starts Debian's redis-server)")
+    # Database 15 of the shared server: clearing it touches nothing else.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:6379/15", "KEY_PREFIX": "meterusage-test"}}
+    from django.core.cache import cache
+
+    cache.clear()
+    import_day(write_csv, "in-redis", 3.0)
+    before = grpc_calls()
+
+    first = api.get(CACHED.format("in-redis"), A_PAST_DAY)
+    again = api.get(CACHED.format("in-redis"), A_PAST_DAY)
+
+    assert values(first) == values(again) == [3.0] * 24
+    assert grpc_calls() - before == 1
+    assert any(key.startswith(b"meterusage-test:") for key in redis.Redis.from_url("redis://127.0.0.1:6379/15").keys("*"))
+    cache.clear()
