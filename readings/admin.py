@@ -74,8 +74,11 @@ class ReadingAdmin(admin.ModelAdmin):
     list_display = ["time", "meter", "value"]
     list_filter = ["meter"]
     date_hierarchy = "time"
-    # Matches the (time, meter) index, so a page is an index scan, not a sort of the table.
-    ordering = ["-time", "-meter"]
+
+    def get_ordering(self, request):
+        # What the (meter, time) index serves read backwards, so a page is an index scan, not a
+        # sort of the table: newest first within a meter (one meter when filtered by it).
+        return ["-time"] if "meter__id__exact" in request.GET else ["-meter", "-time"]
     list_select_related = ["meter"]
     list_per_page = 100
     paginator = EstimatedCountPaginator
