@@ -1,4 +1,5 @@
-"""ListReadingsResponse written straight from numpy columns, to the bytes protobuf would write.
+"""ListReadingsResponse and StreamReadingsResponse written straight from numpy columns, to the
+bytes protobuf would write.
 
 Building one Reading message (and one Timestamp) per reading costs far more than reading them
 from the store; these functions write the same wire format column-wise instead. A test checks
@@ -14,6 +15,9 @@ _VALUES = 0x22  # ListReadingsResponse.values = 4, packed
 _TIME = 0x0A  # Reading.time = 1, length-delimited
 _VALUE = 0x11  # Reading.value = 2, 64-bit
 _SECONDS = 0x08  # Timestamp.seconds = 1, varint
+_STREAM_TIMES = 0x0A  # StreamReadingsResponse.times = 1, packed
+_STREAM_VALUES = 0x12  # StreamReadingsResponse.values = 2, packed
+_RESUME_TOKEN = 0x1A  # StreamReadingsResponse.resume_token = 3
 _MAX_VARINT = 10
 
 
@@ -43,11 +47,28 @@ def _packed(rows: np.ndarray, lengths: np.ndarray) -> bytes:
     return rows[used].tobytes()
 
 
-def _token(next_page_token: str) -> bytes:
-    if not next_page_token:
+def _string(tag: int, text: str) -> bytes:
+    if not text:
         return b""
-    encoded = next_page_token.encode()
-    return bytes([_NEXT_PAGE_TOKEN]) + _varint(len(encoded)) + encoded
+    encoded = text.encode()
+    return bytes([tag]) + _varint(len(encoded)) + encoded
+
+
+def _token(next_page_token: str) -> bytes:
+    return _string(_NEXT_PAGE_TOKEN, next_page_token)
+
+
+def _columns(times_tag: int, values_tag: int, times: np.ndarray, values: np.ndarray) -> bytes:
+    """Two packed columns: int64 varints and little-endian doubles."""
+    if not len(times):
+        return b""
+    seconds, lengths = _varints(times)
+    packed_times = _packed(seconds, lengths)
+    packed_values = values.astype("<f8").tobytes()
+    return (
+        bytes([times_tag]) + _varint(len(packed_times)) + packed_times
+        + bytes([values_tag]) + _varint(len(packed_values)) + packed_values
+    )
 
 
 def readings_rows(times: np.ndarray, values: np.ndarray, next_page_token: str = "") -> bytes:
@@ -77,14 +98,10 @@ def readings_rows(times: np.ndarray, values: np.ndarray, next_page_token: str = 
 
 def readings_columns(times: np.ndarray, values: np.ndarray, next_page_token: str = "") -> bytes:
     """ListReadingsResponse with the `times` and `values` columns (packed) instead of readings."""
-    if not len(times):
-        return _token(next_page_token)
-    seconds, lengths = _varints(times)
-    packed_times = _packed(seconds, lengths)
-    packed_values = values.astype("<f8").tobytes()
     # Fields in number order, as protobuf writes them: the token (2) before the columns (3, 4).
-    return (
-        _token(next_page_token)
-        + bytes([_TIMES]) + _varint(len(packed_times)) + packed_times
-        + bytes([_VALUES]) + _varint(len(packed_values)) + packed_values
-    )
+    return _token(next_page_token) + _columns(_TIMES, _VALUES, times, values)
+
+
+def stream_message(times: np.ndarray, values: np.ndarray, resume_token: str) -> bytes:
+    """A StreamReadingsResponse: the two columns, then the resume token."""
+    return _columns(_STREAM_TIMES, _STREAM_VALUES, times, values) + _string(_RESUME_TOKEN, resume_token)

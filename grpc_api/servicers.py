@@ -65,7 +65,7 @@ class MeterUsageService(Service):
             # A cancelled call or a passed deadline ends the stream before the next read.
             if not context.is_active():
                 return
-            yield pb.StreamReadingsResponse(times=series.times.tolist(), values=series.values.tolist(), resume_token=token)
+            yield encode.stream_message(series.times, series.values, token)
 
     @grpc_errors
     def AggregateReadings(self, request, context):

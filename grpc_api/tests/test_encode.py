@@ -1,5 +1,5 @@
-"""ListReadingsResponse written column-wise is byte for byte what protobuf writes, and the
-columns view holds the same readings as the rows view."""
+"""Responses written column-wise are byte for byte what protobuf writes, and the columns view
+holds the same readings as the rows view."""
 import numpy as np
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -32,6 +32,8 @@ def test_the_same_bytes_as_protobuf(token, count):
 
     assert encode.readings_rows(times, values, token) == rows
     assert encode.readings_columns(times, values, token) == columns
+    stream = pb.StreamReadingsResponse(times=times.tolist(), values=values.tolist(), resume_token=token)
+    assert encode.stream_message(times, values, token) == stream.SerializeToString()
 
 
 @pytest.mark.django_db
