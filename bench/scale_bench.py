@@ -171,8 +171,8 @@ def direct_calls(store: Store, meter: str):
 
 
 def month_latency(store: Store, meter: str, rounds: int, calls: int) -> list[str]:
-    server, port = start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], store.env)
     direct_rows, direct_buckets, connection = direct_calls(store, meter)
+    server, port = start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], store.env)
     kinds = {"ListReadings": [], "direct rows": [], "AggregateReadings(day)": [], "direct GROUP BY": []}
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
