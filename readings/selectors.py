@@ -4,12 +4,15 @@ Times are UTC epoch seconds; ranges are half-open [start, end). Every function v
 arguments and raises InvalidArgument, MeterNotFound or SourceUnavailable.
 """
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 from readings import tokens
 from readings.domain import (
@@ -96,11 +99,35 @@ class _Checks:
             raise InvalidArgument(*self.violations)
 
 
+# Who a meter is, kept for a moment: looking it up costs about as much as a month's aggregate.
+# A read-only cache: a change in admin (a new source, zone) is served within the moment.
+METER_CACHE_SECONDS = 1.0
+_meters: dict[str, tuple[float, Meter]] = {}
+
+
 def _meter(name: str) -> Meter:
+    now = time.monotonic()
+    kept = _meters.get(name)
+    if kept is not None and kept[0] > now:
+        return kept[1]
     try:
-        return Meter.objects.get(name=name)
+        meter = Meter.objects.get(name=name)
     except Meter.DoesNotExist:
         raise MeterNotFound(name) from None
+    if len(_meters) > 10_000:
+        _meters.clear()
+    _meters[name] = (now + METER_CACHE_SECONDS, meter)
+    return meter
+
+
+@receiver([post_save, post_delete], sender=Meter)
+def _forget_meter(sender, instance, **kwargs):
+    _meters.pop(instance.name, None)
+
+
+def forget_meters() -> None:
+    """Drop every meter kept (tests make meters of the same names again and again)."""
+    _meters.clear()
 
 
 def source_of(meter: Meter) -> ReadingsSource:

@@ -56,10 +56,13 @@ GENERATED_DAYS = 120
 
 @pytest.fixture(autouse=True)
 def empty_cache():
-    """Every test starts without cached answers: they belong to the data of earlier tests."""
+    """Every test starts without cached answers or meters: they belong to the data of earlier tests."""
     from django.core.cache import cache
 
+    from readings.selectors import forget_meters
+
     cache.clear()
+    forget_meters()
 
 
 def require(reason: str) -> None:
