@@ -51,3 +51,18 @@ def latency(call, calls: int, warm_up: int = 5) -> tuple[float, float]:
         samples.append((time.perf_counter() - began) * 1000)
     samples.sort()
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def alternating(first, second, calls: int, warm_up: int = 5) -> tuple[list[float], list[float]]:
+    """Milliseconds of `calls` calls of each of two callables, one of each in turn (after a few
+    warm-up calls), so that the machine's other load falls on both alike."""
+    for _ in range(warm_up):
+        first()
+        second()
+    samples = ([], [])
+    for _ in range(calls):
+        for call, kept in ((first, samples[0]), (second, samples[1])):
+            began = time.perf_counter()
+            call()
+            kept.append((time.perf_counter() - began) * 1000)
+    return samples

@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 import grpc
 import orjson
 
-from common import REPO, manage, start_server, ts  # puts the repository on sys.path
+from common import REPO, alternating, manage, start_server, ts  # puts the repository on sys.path
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb  # noqa: E402
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc  # noqa: E402
@@ -96,20 +96,6 @@ def http_get(connection: http.client.HTTPConnection, url: str, expect: int):
             raise RuntimeError(f"{url}: {count} items, expected {expect}")
 
     return call
-
-
-def interleaved(first, second, calls: int) -> tuple[list[float], list[float]]:
-    """Milliseconds of `calls` calls of each, one of each in turn (after a few warm-up calls), so
-    that the machine's other load falls on both alike."""
-    for _ in range(5):
-        first(), second()
-    samples = ([], [])
-    for _ in range(calls):
-        for call, kept in ((first, samples[0]), (second, samples[1])):
-            began = time.perf_counter()
-            call()
-            kept.append((time.perf_counter() - began) * 1000)
-    return samples
 
 
 def median_p99(samples: list[float]) -> tuple[float, float]:
@@ -177,7 +163,7 @@ def report(args, stub, web_port: int) -> None:
         ("readings/, one month (2974 readings)", grpc_readings, http_get(connection, readings_url, 2974)),
         ("aggregates/?window=day, one year (366 windows)", grpc_aggregates, http_get(connection, aggregates_url, 366)),
     ):
-        direct_samples, gateway_samples = interleaved(direct, gateway, args.calls)
+        direct_samples, gateway_samples = alternating(direct, gateway, args.calls)
         rows.append((label, *median_p99(direct_samples), *median_p99(gateway_samples)))
 
     connection.request("GET", readings_url)

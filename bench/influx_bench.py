@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import manage, start_server, ts  # puts the repository on sys.path
+from common import alternating, manage, start_server, ts  # puts the repository on sys.path
 
 GOAL = 0.70
 GOAL_READS = 1.5
@@ -156,23 +156,12 @@ def read_latencies(env: dict, calls: int) -> dict:
             days = pb.AggregateReadingsRequest(**span, window=pb.WINDOW_DAY, time_zone="Europe/Amsterdam")
             for name, project in (("month of readings", lambda: stub.ListReadings(month)),
                                   ("month of days", lambda: stub.AggregateReadings(days))):
-                results[name] = alternating(project, straight(statements[name]), calls)
+                project_ms, straight_ms = alternating(project, straight(statements[name]), calls)
+                results[name] = statistics.median(project_ms), statistics.median(straight_ms)
     finally:
         server.terminate()
         server.wait(timeout=20)
     return results
-
-
-def alternating(first, second, calls: int) -> tuple[float, float]:
-    for _ in range(5):
-        first(), second()
-    samples = ([], [])
-    for _ in range(calls):
-        for call, kept in ((first, samples[0]), (second, samples[1])):
-            began = time.perf_counter()
-            call()
-            kept.append((time.perf_counter() - began) * 1000)
-    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def report(seeding: dict, latencies: dict, args) -> None:
