@@ -125,7 +125,9 @@ def test_past_its_threads_and_queue_the_server_answers_503_at_once(process_env, 
 def test_calls_go_to_every_grpc_server_and_survive_one_dying(process_env, tmp_path):
     first, first_port = start_grpc_server(process_env, tmp_path / "first.log")
     second, second_port = start_grpc_server(process_env, tmp_path / "second.log")
-    env = {**process_env, "GRPC_TARGET": f"127.0.0.1:{first_port},127.0.0.1:{second_port}", "WEB_THREADS": "4"}
+    # No cached answers: every request must reach a gRPC server.
+    env = {**process_env, "GRPC_TARGET": f"127.0.0.1:{first_port},127.0.0.1:{second_port}", "WEB_THREADS": "4",
+           "API_CACHE_SECONDS": "0"}
     web_process, web_port = start_web_server(env, tmp_path / "web.log")
     killed = threading.Event()
 

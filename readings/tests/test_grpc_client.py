@@ -32,7 +32,8 @@ def test_a_new_target_gets_a_new_channel_and_the_old_one_is_closed(web_to_grpc, 
     assert client.connection().config.target == f"127.0.0.1:{web_to_grpc.port}"
 
 
-def test_tls_with_a_root_certificate(api, tmp_path):
+def test_tls_with_a_root_certificate(api, tmp_path, settings):
+    settings.API_CACHE_SECONDS = 0  # every request goes to the server: this is about the channel
     key, cert = self_signed_certificate(tmp_path)
     running = create_server("127.0.0.1:0", tls=(key.read_bytes(), cert.read_bytes()), tokens=["s3cret"])
     try:
