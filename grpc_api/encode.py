@@ -18,21 +18,18 @@ _SECONDS = 0x08  # Timestamp.seconds = 1, varint
 _STREAM_TIMES = 0x0A  # StreamReadingsResponse.times = 1, packed
 _STREAM_VALUES = 0x12  # StreamReadingsResponse.values = 2, packed
 _RESUME_TOKEN = 0x1A  # StreamReadingsResponse.resume_token = 3
-_MAX_VARINT = 10
 
 
 def _varints(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Varint encodings of int64 numbers (negative ones as their 64-bit two's complement): an
-    (n, 10) array of bytes and how many of each row's bytes are used."""
+    (n, width) array of bytes, width being the longest encoding, and how many bytes each uses."""
     unsigned = numbers.astype(np.int64).view(np.uint64)
-    shifts = np.arange(0, 7 * _MAX_VARINT, 7, dtype=np.uint64)
-    groups = ((unsigned[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
-    # A varint ends after the last group holding a set bit (at least one group).
-    significant = (unsigned[:, None] >> shifts) > 0
-    lengths = np.maximum(_MAX_VARINT - np.argmax(significant[:, ::-1], axis=1), 1)
-    lengths[~significant.any(axis=1)] = 1
-    more = np.arange(_MAX_VARINT) < (lengths[:, None] - 1)
-    groups[more] |= 0x80
+    width = max(1, -(-int(unsigned.max()).bit_length() // 7)) if len(unsigned) else 1
+    shifted = unsigned[:, None] >> np.arange(0, 7 * width, 7, dtype=np.uint64)
+    groups = (shifted & np.uint64(0x7F)).astype(np.uint8)
+    # A varint ends after its last group holding a set bit (at least one group).
+    lengths = np.maximum((shifted > 0).sum(axis=1), 1)
+    groups[np.arange(width) < (lengths[:, None] - 1)] |= 0x80
     return groups, lengths
 
 
@@ -75,17 +72,19 @@ def readings_rows(times: np.ndarray, values: np.ndarray, next_page_token: str = 
     """ListReadingsResponse with `readings`: one Reading {time {seconds}, value} per reading."""
     count = len(times)
     seconds, seconds_lengths = _varints(times)
+    width = seconds.shape[1]
+    if count and np.all(seconds_lengths == width) and np.all(times != 0) and np.all(values != 0):
+        return _uniform_rows(seconds, values) + _token(next_page_token)
     # proto3 leaves out what holds its default: seconds of 0, a value whose bits are all 0.
     has_seconds = times != 0
     has_value = values.astype(np.float64).view(np.uint64) != 0
     timestamp_length = np.where(has_seconds, 1 + seconds_lengths, 0)
-    # Every length is below 128, so each fits one varint byte: a reading takes 24 bytes at most.
-    out = np.zeros((count, 24), dtype=np.uint8)
+    # Every length is below 128, so each fits one varint byte: a reading takes 14 + width bytes at most.
+    out = np.zeros((count, 14 + width), dtype=np.uint8)
     out[:, 0], out[:, 1] = _READINGS, 2 + timestamp_length + np.where(has_value, 9, 0)
     out[:, 2], out[:, 3] = _TIME, timestamp_length
-    out[:, 4], out[:, 5:15] = _SECONDS, seconds
-    columns = np.arange(24)
-    used = columns < 4 + timestamp_length[:, None]
+    out[:, 4], out[:, 5 : 5 + width] = _SECONDS, seconds
+    used = np.arange(14 + width) < 4 + timestamp_length[:, None]
     # The value follows the timestamp, wherever that ends.
     rows = np.flatnonzero(has_value)
     at = (4 + timestamp_length[rows])[:, None] + np.arange(9)
@@ -94,6 +93,18 @@ def readings_rows(times: np.ndarray, values: np.ndarray, next_page_token: str = 
     )
     used[rows[:, None], at] = True
     return out[used].tobytes() + _token(next_page_token)
+
+
+def _uniform_rows(seconds: np.ndarray, values: np.ndarray) -> bytes:
+    """Readings whose parts are all there and whose seconds take the same number of bytes (the
+    usual case): fixed-size blocks, written column by column."""
+    count, width = seconds.shape
+    out = np.empty((count, 14 + width), dtype=np.uint8)
+    out[:, 0], out[:, 1], out[:, 2], out[:, 3], out[:, 4] = _READINGS, 12 + width, _TIME, 1 + width, _SECONDS
+    out[:, 5 : 5 + width] = seconds
+    out[:, 5 + width] = _VALUE
+    out[:, 6 + width :] = values.astype("<f8").view(np.uint8).reshape(count, 8)
+    return out.tobytes()
 
 
 def readings_columns(times: np.ndarray, values: np.ndarray, next_page_token: str = "") -> bytes:

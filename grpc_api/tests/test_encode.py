@@ -46,3 +46,13 @@ def test_the_columns_view_holds_the_rows(stub):
     assert list(columns.times) == [r.time.seconds for r in rows.readings]
     assert list(columns.values) == [r.value for r in rows.readings]
     assert len(rows.readings) == 2974
+
+
+def test_the_same_bytes_for_a_month_of_ordinary_readings():
+    # Every part present, every time as long: the fixed-size fast path.
+    times = 1546300800 + 900 * np.arange(2976, dtype=np.int64)
+    values = np.random.default_rng(7).normal(50, 10, 2976)
+
+    rows, _ = by_protobuf(times, values, "next")
+
+    assert encode.readings_rows(times, values, "next") == rows

@@ -60,22 +60,25 @@ def analyze(cursor, table: str) -> None:
         cursor.execute(f"ANALYZE {table}")
 
 
-# Past this many rows a read goes through PostgreSQL's binary COPY, which hands over the rows as
-# one buffer for numpy; below it a plain query is quicker (COPY costs a round trip of its own).
-MANY_ROWS = 20_000
-_SERIES_ROW = np.dtype([("fields", ">i2"), ("time_size", ">i4"), ("time", ">i8"), ("value_size", ">i4"), ("value", ">f8")])
-_COPY_HEADER, _COPY_TRAILER = 19, 2
-
-
-def fetch_columns(sql: str, params, *, many: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The (bigint, double) rows of `sql` as two numpy columns, int64 and float64."""
+def fetch_columns(sql: str, params) -> tuple[np.ndarray, np.ndarray]:
+    """The (bigint, double) rows of `sql`, in its order, as two numpy columns: int64 and float64."""
     with connection.cursor() as cursor:
-        if many and is_postgresql():
-            with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params) as copy:
-                data = b"".join(copy)
-            # Rows of two non-null fields of fixed size, between the format's header and trailer.
-            rows = np.frombuffer(data, dtype=_SERIES_ROW, offset=_COPY_HEADER, count=(len(data) - _COPY_HEADER - _COPY_TRAILER) // _SERIES_ROW.itemsize)
-            return rows["time"].astype(np.int64), rows["value"].astype(np.float64)
+        if is_postgresql():
+            # PostgreSQL packs the columns into two byte strings (the binary send format of each
+            # value, back to back): two objects to hand over instead of two per row. An aggregate
+            # takes a sorted subquery's rows in their order; a check below makes sure.
+            cursor.execute(
+                f"SELECT string_agg(int8send(e), ''), string_agg(float8send(v), '') FROM ({sql}) AS rows (e, v)", params
+            )
+            packed_times, packed_values = cursor.fetchone()
+            if packed_times is None:
+                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+            times = np.frombuffer(packed_times, dtype=">i8").astype(np.int64)
+            values = np.frombuffer(packed_values, dtype=">f8").astype(np.float64)
+            if len(times) > 1 and not np.all(np.diff(times) > 0):
+                order = np.argsort(times, kind="stable")
+                times, values = times[order], values[order]
+            return times, values
         cursor.execute(sql, params)
         rows = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 2)
         # Epoch seconds pass through float64 exactly: they are far below 2**53.

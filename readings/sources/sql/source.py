@@ -13,7 +13,7 @@ from readings.sources.base import (
     Series,
     SourceUnavailable,
 )
-from readings.sources.sql.dialect import MANY_ROWS, epoch_of, fetch_columns, is_postgresql, time_parameter
+from readings.sources.sql.dialect import epoch_of, fetch_columns, is_postgresql, time_parameter
 
 TABLE = Reading._meta.db_table
 STORE = "the relational store"
@@ -52,35 +52,58 @@ class SqlSource:
                 f"SELECT {epoch_of('time')}, value FROM {TABLE} "
                 f"WHERE meter_id = %s AND time {operator} %s AND time < %s ORDER BY time LIMIT %s",
                 [meter.pk, time_parameter(low), time_parameter(end), limit],
-                many=limit > MANY_ROWS,
             )
         except DatabaseError as exc:
             raise _unavailable(exc) from exc
         return Series(times, values)
 
     def aggregate(self, meter: Meter, *, edges: np.ndarray, zone: str = "UTC") -> BucketStats:
-        size = len(edges) - 1
         if is_postgresql():
-            # width_bucket finds each row's bucket by binary search over the edges: one range scan.
-            rows = self._query(
-                f"SELECT width_bucket(EXTRACT(EPOCH FROM time), %s::double precision[]) - 1 AS bucket, "
-                f"COUNT(*), SUM(value), MIN(value), MAX(value) FROM {TABLE} "
-                "WHERE meter_id = %s AND time >= %s AND time < %s GROUP BY bucket",
-                [edges.astype(float).tolist(), meter.pk, time_parameter(int(edges[0])), time_parameter(int(edges[-1]))],
-            )
-        else:
-            # One index range scan per bucket, the buckets passed in as a JSON array.
-            pairs = json.dumps(list(zip(edges[:-1].tolist(), edges[1:].tolist())))
-            rows = self._query(
-                "SELECT CAST(b.key AS INTEGER), COUNT(r.value), SUM(r.value), MIN(r.value), MAX(r.value) "
-                f"FROM json_each(%s) AS b JOIN {TABLE} AS r ON r.meter_id = %s "
-                "AND r.time >= datetime(json_extract(b.value, '$[0]'), 'unixepoch') "
-                "AND r.time < datetime(json_extract(b.value, '$[1]'), 'unixepoch') "
-                "GROUP BY b.key",
-                [pairs, meter.pk],
-            )
-        stats = BucketStats.from_rows(size, rows)
+            return self._aggregate_postgresql(meter, edges)
+        # One index range scan per bucket, the buckets passed in as a JSON array.
+        pairs = json.dumps(list(zip(edges[:-1].tolist(), edges[1:].tolist())))
+        rows = self._query(
+            "SELECT CAST(b.key AS INTEGER), COUNT(r.value), SUM(r.value), MIN(r.value), MAX(r.value) "
+            f"FROM json_each(%s) AS b JOIN {TABLE} AS r ON r.meter_id = %s "
+            "AND r.time >= datetime(json_extract(b.value, '$[0]'), 'unixepoch') "
+            "AND r.time < datetime(json_extract(b.value, '$[1]'), 'unixepoch') "
+            "GROUP BY b.key",
+            [pairs, meter.pk],
+        )
+        stats = BucketStats.from_rows(len(edges) - 1, rows)
         return stats.with_extremes(self._extremes(meter, edges, stats))
+
+    def _aggregate_postgresql(self, meter: Meter, edges: np.ndarray) -> BucketStats:
+        """One statement, one round trip: width_bucket finds each row's bucket by binary search over
+        the edges in one range scan, then the extremes' times are looked up in the one bucket
+        where each first occurs."""
+        first_in_bucket = (
+            f"(SELECT {epoch_of('r.time')} FROM {TABLE} AS r WHERE r.meter_id = %(meter)s "
+            "AND r.time >= to_timestamp((%(edges)s::double precision[])[{0}.bucket + 1]) "
+            "AND r.time < to_timestamp((%(edges)s::double precision[])[{0}.bucket + 2]) "
+            "AND r.value = {0}.{1} ORDER BY r.time LIMIT 1)"
+        )
+        rows = self._query(
+            "WITH buckets AS ("
+            "SELECT width_bucket(EXTRACT(EPOCH FROM time), %(edges)s::double precision[]) - 1 AS bucket, "
+            "COUNT(*) AS count, SUM(value) AS total, MIN(value) AS low, MAX(value) AS high "
+            f"FROM {TABLE} WHERE meter_id = %(meter)s AND time >= %(start)s AND time < %(end)s GROUP BY bucket), "
+            "lowest AS (SELECT bucket, low FROM buckets ORDER BY low, bucket LIMIT 1), "
+            "highest AS (SELECT bucket, high FROM buckets ORDER BY high DESC, bucket LIMIT 1) "
+            "SELECT bucket, count, total, low, high, NULL::bigint FROM buckets "
+            f"UNION ALL SELECT -1, 0, 0, low, 0, {first_in_bucket.format('lowest', 'low')} FROM lowest "
+            f"UNION ALL SELECT -2, 0, 0, 0, high, {first_in_bucket.format('highest', 'high')} FROM highest",
+            {
+                "edges": edges.astype(float).tolist(), "meter": meter.pk,
+                "start": time_parameter(int(edges[0])), "end": time_parameter(int(edges[-1])),
+            },
+        )
+        stats = BucketStats.from_rows(len(edges) - 1, [row[:5] for row in rows if row[0] >= 0])
+        extremes = {row[0]: row for row in rows if row[0] < 0}
+        if not extremes:
+            return stats
+        low, high = extremes[-1], extremes[-2]
+        return stats.with_extremes(Extremes(int(low[5]), float(low[3]), int(high[5]), float(high[4])))
 
     def _extremes(self, meter: Meter, edges: np.ndarray, stats: BucketStats) -> Extremes | None:
         """The times of the range's extremes, looked up in the one bucket where each first
