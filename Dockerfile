@@ -26,7 +26,8 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app
 COPY --from=build /venv /venv
 WORKDIR /app
-COPY --chown=app:app . .
+# The code belongs to root: the app user may read it, not change it.
+COPY . .
 # Static files are collected at build time; WhiteNoise serves them.
 RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input --verbosity 0
 USER 10001:10001
