@@ -286,6 +286,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50, help="Calls of each kind per round (latency).")
     parser.add_argument("--import-rows", type=int, default=1_000_000)
     parser.add_argument("--memory-rows", type=int, default=10_000_000, help="0: no memory run.")
+    parser.add_argument("--parts", nargs="+", default=["latency", "import", "memory"], choices=["latency", "import", "memory"])
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -300,11 +301,13 @@ def main() -> None:
         built.append(f"{kind}: {made['readings']:,} readings in {made['seconds']:.0f} s "
                      f"({made['readings'] / made['seconds']:,.0f} readings/s) with `manage.py import_readings`")
         print(built[-1], flush=True)
-        latency_lines += month_latency(filled, "m-001", args.rounds, args.calls)
-        print("\n".join(latency_lines[-2:]), flush=True)
-        import_lines += imports(kind, args, filled, new_meter, new_rows)
-        print(import_lines[-1], flush=True)
-        if args.memory_rows:
+        if "latency" in args.parts:
+            latency_lines += month_latency(filled, "m-001", args.rounds, args.calls)
+            print("\n".join(latency_lines[-2:]), flush=True)
+        if "import" in args.parts:
+            import_lines += imports(kind, args, filled, new_meter, new_rows)
+            print(import_lines[-1], flush=True)
+        if args.memory_rows and "memory" in args.parts:
             large = generated(args, f"memory-{args.memory_rows}", meters=1, days=-(-args.memory_rows // 96),
                               start="1700-01-01", seed=3)[0]
             large_rows = sum(1 for _ in large.open()) - 1
