@@ -60,20 +60,18 @@ def meter_message(entry) -> pb.Meter:
     return message
 
 
-def bucket(start: int, end: int, count: int, expected: int, total: float, low: float, high: float) -> pb.Bucket:
-    message = pb.Bucket(
-        start_time=timestamp(start),
-        end_time=timestamp(end),
-        count=count,
-        expected_count=expected,
-        coverage=count / expected if expected else 0.0,
-        sum=total,
-    )
+def fill_bucket(message: pb.Bucket, start: int, end: int, count: int, expected: int, total: float, low: float, high: float) -> None:
+    """Set the fields of a Bucket in place (cheaper than building one and copying it)."""
+    message.start_time.seconds = start
+    message.end_time.seconds = end
+    message.count = count
+    message.expected_count = expected
+    message.coverage = count / expected if expected else 0.0
+    message.sum = total
     if count:
         message.mean = total / count
         message.min = low
         message.max = high
-    return message
 
 
 def aggregates_response(result) -> pb.AggregateReadingsResponse:
@@ -85,16 +83,15 @@ def aggregates_response(result) -> pb.AggregateReadingsResponse:
     )
     count = int(stats.counts.sum())
     filled = stats.counts > 0
-    response = pb.AggregateReadingsResponse(
-        buckets=[bucket(*row) for row in rows],
-        total=bucket(
-            int(edges[0]), int(edges[-1]), count, int(result.expected.sum()), float(stats.sums.sum()),
-            float(np.min(stats.mins[filled])) if count else 0.0,
-            float(np.max(stats.maxs[filled])) if count else 0.0,
-        ),
-        time_zone=result.time_zone,
+    response = pb.AggregateReadingsResponse(time_zone=result.time_zone)
+    for row in rows:
+        fill_bucket(response.buckets.add(), *row)
+    fill_bucket(
+        response.total, int(edges[0]), int(edges[-1]), count, int(result.expected.sum()), float(stats.sums.sum()),
+        float(np.min(stats.mins[filled])) if count else 0.0,
+        float(np.max(stats.maxs[filled])) if count else 0.0,
     )
     if result.extremes:
-        response.min_time.CopyFrom(timestamp(result.extremes.min_time))
-        response.max_time.CopyFrom(timestamp(result.extremes.max_time))
+        response.min_time.seconds = result.extremes.min_time
+        response.max_time.seconds = result.extremes.max_time
     return response

@@ -94,7 +94,8 @@ class SqlSource:
             f"UNION ALL SELECT -1, 0, 0, low, 0, {first_in_bucket.format('lowest', 'low')} FROM lowest "
             f"UNION ALL SELECT -2, 0, 0, 0, high, {first_in_bucket.format('highest', 'high')} FROM highest",
             {
-                "edges": edges.astype(float).tolist(), "meter": meter.pk,
+                # As array text: the driver quotes one string faster than it dumps a list of floats.
+                "edges": "{" + ",".join(map(str, edges.tolist())) + "}", "meter": meter.pk,
                 "start": time_parameter(int(edges[0])), "end": time_parameter(int(edges[-1])),
             },
         )
