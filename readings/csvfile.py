@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -428,6 +427,7 @@ def _to_utc_epochs(
     held = np.zeros(len(naive), dtype=bool)
     if zone.key == "UTC" or not wall.any():
         return naive, exists, held
+    import pandas as pd  # only for zones with clock changes: it takes a third of a second to load
     # Rows refused already (no time, out of range) and instants must not trip the conversion.
     stamps = pd.DatetimeIndex(np.where(wall, naive, 0).astype("datetime64[s]"))
     choice = {Ambiguous.EARLIER: True, Ambiguous.LATER: False}.get(ambiguous, "NaT")
@@ -453,6 +453,8 @@ def _resolve_repeated_hours(rows: _RepeatedHourRows, zone: zoneinfo.ZoneInfo, re
     value are invalid, naming the fix."""
     if not rows.lines:
         return ReadingBatch(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+    import pandas as pd
+
     lines, naive, values = (np.concatenate(column) for column in (rows.lines, rows.naive, rows.values))
     texts = [text for chunk in rows.texts for text in chunk]
     first_pass = np.zeros(len(lines), dtype=bool)
