@@ -95,3 +95,14 @@ def aggregates_response(result) -> pb.AggregateReadingsResponse:
         response.min_time.seconds = result.extremes.min_time
         response.max_time.seconds = result.extremes.max_time
     return response
+
+
+def reading_time_text(reading) -> str:
+    """A ReadingInput's time as the text a file would hold, so that it is cleaned by the file's
+    rules: an instant as RFC 3339 (fractions kept, and refused as in files), or the text sent."""
+    if reading.WhichOneof("when") == "time":
+        try:
+            return reading.time.ToJsonString()
+        except ValueError:  # outside years 1 to 9999: named as sent
+            return f"{reading.time.seconds}s{reading.time.nanos:+d}ns since 1970-01-01T00:00:00Z"
+    return reading.local_time

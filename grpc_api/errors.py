@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 
 from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE
 from grpc_api.metrics import STORE_ERRORS
+from grpc_api.permissions import NotAllowed
 from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ def abort_for(context: grpc.ServicerContext, error: Exception):
         _abort_invalid(context, error)
     if isinstance(error, MeterNotFound):
         context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+    if isinstance(error, NotAllowed):
+        context.abort(error.code, str(error))
     # Where a store lives (its URL, host, files) goes to the log, not to clients.
     if isinstance(error, SourceUnavailable):
         logger.warning("unavailable: %s", error)

@@ -2,13 +2,18 @@
 
 The method handlers are built from the contract, like the generated add_..._to_server, with one
 difference: a servicer method may return the response already serialized (bytes), which is how
-ListReadings sends readings written column-wise (grpc_api/encode.py).
+ListReadings sends readings written column-wise (grpc_api/encode.py); and WatchReadings is an
+async generator served on the server's event loop (grpc_api/watch.py).
 """
 import grpc
 
 from grpc_api.contract import SERVICE, SERVICE_NAME
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2
 from grpc_api.servicers import MeterUsageService
+from grpc_api.watch import watch_readings
+
+# Methods served on the event loop rather than by the servicer on a worker thread.
+ASYNC_METHODS = {"WatchReadings": watch_readings}
 
 _KINDS = {
     (False, False): grpc.unary_unary_rpc_method_handler,
@@ -28,7 +33,7 @@ def method_handlers(servicer) -> dict:
         request_class = getattr(meter_usage_pb2, method.input_type.name)
         kind = _KINDS[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = kind(
-            getattr(servicer, method.name),
+            ASYNC_METHODS.get(method.name) or getattr(servicer, method.name),
             request_deserializer=request_class.FromString,
             response_serializer=_serialized,
         )

@@ -3,8 +3,9 @@ from django_grpc_framework.services import Service
 
 from grpc_api import convert, encode
 from grpc_api.errors import grpc_errors
+from grpc_api.permissions import require_write_token
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings import selectors
+from readings import selectors, writes
 from readings.domain import FieldViolation, InvalidArgument
 
 
@@ -92,4 +93,24 @@ class MeterUsageService(Service):
                 for a, b, n in result.gaps
             ],
             gap_count=result.gap_count,
+        )
+
+    @grpc_errors
+    def WriteReadings(self, request, context):
+        require_write_token(context)
+        rows = writes.rows_by_meter(
+            [reading.meter for reading in request.readings],
+            [convert.reading_time_text(reading) for reading in request.readings],
+            [reading.value for reading in request.readings],
+        )
+        counts = writes.readings_write(rows, unit="reading")
+        return pb.WriteReadingsResponse(
+            inserted_count=counts.inserted,
+            updated_count=counts.updated,
+            unchanged_count=counts.unchanged,
+            skipped_count=counts.skipped,
+            skipped=[
+                pb.RejectedReading(index=problem.line, meter=meter, value=problem.value, reason=problem.reason)
+                for meter, problem in counts.rejected
+            ],
         )

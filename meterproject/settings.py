@@ -179,6 +179,8 @@ INFLUXDB = {
 GRPC_ADDRESS = os.environ.get("GRPC_ADDRESS", "127.0.0.1:50051")
 GRPC_TARGET = os.environ.get("GRPC_TARGET", "127.0.0.1:50051")
 GRPC_AUTH_TOKENS = env_list("GRPC_AUTH_TOKENS", "")
+# Tokens that may also write readings (WriteReadings). None set: the server takes no writes.
+GRPC_WRITE_TOKENS = env_list("GRPC_WRITE_TOKENS", "")
 GRPC_FRAMEWORK = {"ROOT_HANDLERS_HOOK": "grpc_api.handlers.grpc_handlers"}
 # How often the gRPC server checks that its database answers (its health follows), and where it
 # serves Prometheus metrics (empty: nowhere).
@@ -189,6 +191,22 @@ GRPC_METRICS_ADDRESS = os.environ.get("GRPC_METRICS_ADDRESS", "")
 GRPC_TOKEN = os.environ.get("GRPC_TOKEN", "")
 GRPC_TLS_ROOT_CERT = os.environ.get("GRPC_TLS_ROOT_CERT", "")
 GRPC_DEADLINE_SECONDS = float(os.environ.get("GRPC_DEADLINE_SECONDS", "10"))
+# The token the gateway sends for writes (staff users and users allowed to add readings write
+# through it); by default the first of GRPC_WRITE_TOKENS, when this process knows them.
+GRPC_WRITE_TOKEN = os.environ.get("GRPC_WRITE_TOKEN", "") or next(iter(GRPC_WRITE_TOKENS), "")
+
+# Live readings. MQTT_URL names the broker `ingest_mqtt` subscribes to (mqtt://user:pass@host:port);
+# INGEST_CREATE_METERS lets live writes create meters they do not know; the change log that
+# WatchReadings serves keeps CHANGE_LOG_DAYS of changes (manage.py prune_changes).
+MQTT_URL = os.environ.get("MQTT_URL", "")
+MQTT_TOPIC = os.environ.get("MQTT_TOPIC", "meterusage/v1/meters/+/readings")
+MQTT_CLIENT_ID = os.environ.get("MQTT_CLIENT_ID", "meterusage-ingest")
+INGEST_CREATE_METERS = env_bool("INGEST_CREATE_METERS", False)
+CHANGE_LOG_DAYS = float(os.environ.get("CHANGE_LOG_DAYS", "7"))
+# How often a watching server looks for changes when the database cannot notify it (SQLite),
+# and how often an idle watch gets a heartbeat.
+WATCH_POLL_SECONDS = float(os.environ.get("WATCH_POLL_SECONDS", "0.25"))
+WATCH_HEARTBEAT_SECONDS = float(os.environ.get("WATCH_HEARTBEAT_SECONDS", "15"))
 
 # Django's cache: local memory, or Redis shared by every process when REDIS_URL is set. The
 # gateway keeps answers about closed past ranges there for API_CACHE_SECONDS (0: not at all).

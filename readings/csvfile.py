@@ -274,10 +274,11 @@ def _clean(
     ambiguous: Ambiguous,
     report: CsvReport,
     repeated: _RepeatedHourRows,
+    positions: np.ndarray | None = None,
 ) -> ReadingBatch:
     times = chunk.column(TIME_COLUMN)
     values = chunk.column(VALUE_COLUMN)
-    lines = np.arange(first_line, first_line + chunk.num_rows, dtype=np.int64)
+    lines = np.arange(first_line, first_line + chunk.num_rows, dtype=np.int64) if positions is None else positions
 
     # A blank line is no row at all.
     blank = pc.and_(pc.equal(times, ""), pc.equal(values, "")).to_numpy(zero_copy_only=False)
@@ -502,3 +503,71 @@ def _note_order(epochs: np.ndarray, report: CsvReport) -> None:
     report.min_epoch = low if report.min_epoch is None else min(report.min_epoch, low)
     report.max_epoch = high if report.max_epoch is None else max(report.max_epoch, high)
     report.last_epoch = last
+
+
+def clean_rows(
+    times: list[str],
+    values: list[str],
+    *,
+    time_zone: str = "UTC",
+    ambiguous: Ambiguous = Ambiguous.INFER,
+    first_line: int = 1,
+    positions: list[int] | None = None,
+    unit: str = "reading",
+) -> tuple[ReadingBatch, CsvReport]:
+    """Rows given as text, as a file would hold them (a write through the API, an MQTT message),
+    cleaned by the rules files are cleaned by, with the same reasons. Rows are numbered from
+    `first_line` (or by `positions`) and named by `unit` ("line", "reading") in the reasons of
+    duplicates.
+
+    Unlike a file, the rows are few and all in hand: duplicate times are settled here (a repeat
+    of the same value is skipped, different values for one time are both invalid) rather than in
+    the store.
+    """
+    report = CsvReport()
+    if len(times) != len(values):
+        raise ValueError("times and values differ in length")
+    chunk = pa.record_batch(
+        [pa.array(times, pa.string()), pa.array(values, pa.string())], names=[TIME_COLUMN, VALUE_COLUMN]
+    )
+    repeated = _RepeatedHourRows()
+    zone = zoneinfo.ZoneInfo(time_zone)
+    numbers = None if positions is None else np.asarray(positions, dtype=np.int64)
+    batch = _clean(chunk, first_line, zone, ambiguous, report, repeated, numbers)
+    late = _resolve_repeated_hours(repeated, zone, report)
+    if len(late):
+        batch = ReadingBatch(*(np.concatenate(pair) for pair in zip(
+            (batch.lines, batch.epochs, batch.values), (late.lines, late.epochs, late.values)
+        )))
+    batch = _settle_duplicates(batch, report, zone, unit)
+    report.problems.sort(key=lambda problem: problem.line)
+    return batch, report
+
+
+def _settle_duplicates(batch: ReadingBatch, report: CsvReport, zone: zoneinfo.ZoneInfo, unit: str) -> ReadingBatch:
+    if len(batch) < 2:
+        return batch
+    order = np.lexsort((batch.lines, batch.epochs))
+    epochs = batch.epochs[order]
+    repeats = np.flatnonzero(np.diff(epochs) == 0) + 1
+    if not len(repeats):
+        return batch
+    lines, values = batch.lines[order], batch.values[order]
+    drop = np.zeros(len(order), dtype=bool)
+    first = np.arange(len(order))
+    for i in repeats:
+        first[i] = first[i - 1]
+        head = first[i]
+        drop[i] = True
+        if values[i] == values[head]:
+            report.add_problem(RowProblem(int(lines[i]), repr(float(values[i])), f"duplicate of {unit} {lines[head]}", "skipped"))
+        else:
+            local = datetime.fromtimestamp(int(epochs[i]), UTC).astimezone(zone)
+            report.add_problem(RowProblem(
+                int(lines[i]), repr(float(values[i])),
+                f"{unit}s {lines[head]} and {lines[i]} both give time {local:%Y-%m-%d %H:%M:%S} "
+                f"with different values ({float(values[head])!r} and {float(values[i])!r})",
+                "invalid",
+            ))
+    keep = np.sort(order[~drop])
+    return ReadingBatch(batch.lines[keep], batch.epochs[keep], batch.values[keep])

@@ -38,6 +38,9 @@ class Meter(models.Model):
     # Goes up with every write that changes the meter's readings, in any store: what a cache of
     # answers about the meter is keyed by.
     data_version = models.PositiveBigIntegerField(default=0, editable=False)
+    # Changes up to this ReadingChange id were pruned: a watch resuming from before it has missed
+    # changes it can no longer be sent.
+    changes_pruned_through = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -73,6 +76,51 @@ class Reading(models.Model):
 
     def __str__(self) -> str:
         return f"{self.meter_id} {self.time.isoformat()} {self.value}"
+
+
+class ReadingChange(models.Model):
+    """A reading as a write committed it (new, or a new value for its time): the feed that
+    WatchReadings serves. Written in the write's transaction while the meter is locked, so within a
+    meter the ids follow commit order."""
+
+    id = models.BigAutoField(primary_key=True)
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="changes", db_index=False)
+    time = models.DateTimeField()
+    value = models.FloatField()
+    # True when the reading replaced another value for its time (a correction).
+    replaced = models.BooleanField(default=False)
+    committed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["meter", "id"], name="readingchange_meter_id_idx"),
+            models.Index(fields=["committed_at"], name="readingchange_committed_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.meter_id} {self.time.isoformat()} {self.value}"
+
+
+class RejectedMessage(models.Model):
+    """A live message that could not be used (not JSON, unknown meter, a bad time or value): kept
+    with its reason, then acknowledged, so that it never blocks the messages behind it."""
+
+    received_at = models.DateTimeField(auto_now_add=True)
+    channel = models.CharField(max_length=16, default="mqtt")
+    topic = models.CharField(max_length=500)
+    meter_name = models.CharField(max_length=200, blank=True)
+    payload_excerpt = models.TextField(blank=True)
+    payload_size = models.PositiveIntegerField(default=0)
+    reason = models.TextField()
+
+    EXCERPT_CHARS = 500
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["-received_at"], name="rejectedmessage_received_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.reason}"
 
 
 class ImportRun(models.Model):

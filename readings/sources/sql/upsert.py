@@ -1,6 +1,13 @@
-"""Writing readings into the relational store: upserts by (meter, time) through a staging table."""
+"""Writing readings into the relational store: upserts by (meter, time) through a staging table.
+
+Every write also appends what it changed (new readings, new values for a time) to the change log
+that WatchReadings serves, in the same transaction and with the meter locked, so that within a
+meter the log's ids follow commit order; on PostgreSQL it then notifies the watching servers.
+"""
 import zoneinfo
 from collections.abc import Iterable
+
+import numpy as np
 from datetime import UTC, datetime
 
 from django.db import connection
@@ -15,12 +22,17 @@ from readings.csvfile import (
     ReadingBatch,
     RowProblem,
 )
-from readings.models import Meter, Reading
+from readings.models import Meter, Reading, ReadingChange
 from readings.runs import note_readings_changed
-from readings.sources.sql.dialect import analyze, load_rows, time_of
+from readings.sources.sql.dialect import analyze, is_postgresql, load_rows, time_of
 
 STAGING_TABLE = "readings_import_staging"
+LIVE_STAGING_TABLE = "readings_live_staging"
 TABLE = Reading._meta.db_table
+CHANGES_TABLE = ReadingChange._meta.db_table
+METERS_TABLE = Meter._meta.db_table
+# The PostgreSQL channel a write notifies with the ids of the meters it changed.
+CHANGES_CHANNEL = "meterusage_readings"
 
 
 def upsert_readings(
@@ -35,6 +47,7 @@ def upsert_readings(
     CsvError naming both lines when they differ.
     """
     with connection.cursor() as cursor:
+        lock_meters(cursor, [meter.pk])
         _create_staging_table(cursor)
         for batch in batches:
             # Rows are still read to the end to count every invalid one, but no longer staged.
@@ -48,6 +61,8 @@ def upsert_readings(
             _merge_duplicate_rows(cursor, meter, report, source)
         inserted, updated = _merge_staging_table(cursor, meter, report) if merge else (0, 0)
         _drop_staging_table(cursor)
+        if inserted or updated:
+            notify_changes(cursor, [meter.pk])
     _note_new_readings(meter, inserted, report)
     if inserted or updated:
         note_readings_changed(meter)
@@ -103,6 +118,22 @@ def _merge_staging_table(cursor, meter: Meter, report: CsvReport) -> tuple[int, 
     updated = 0
     # A first import into an empty range needs no update pass.
     overlaps = _range_has_readings(meter, report.min_epoch, report.max_epoch)
+    committed_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    # The change log first: once merged, a new value can no longer be told from an old one.
+    if overlaps:
+        cursor.execute(
+            f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
+            f"SELECT %s, {time_sql}, s.value, r.id IS NOT NULL, %s FROM {STAGING_TABLE} AS s "
+            f"LEFT JOIN {TABLE} AS r ON r.meter_id = %s AND r.time = {time_sql} "
+            "WHERE r.id IS NULL OR r.value <> s.value ORDER BY s.epoch",
+            [meter.pk, committed_at, meter.pk],
+        )
+    else:
+        cursor.execute(
+            f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
+            f"SELECT %s, {time_sql}, s.value, false, %s FROM {STAGING_TABLE} AS s ORDER BY s.epoch",
+            [meter.pk, committed_at],
+        )
     if overlaps:
         cursor.execute(
             f"UPDATE {TABLE} SET value = s.value FROM {STAGING_TABLE} AS s "
@@ -144,3 +175,87 @@ def _note_new_readings(meter: Meter, inserted: int, report: CsvReport) -> None:
         updated_at=timezone.now(),
     )
     meter.refresh_from_db(fields=["reading_count", "first_reading_at", "last_reading_at", "updated_at"])
+
+
+def lock_meters(cursor, meter_ids: Iterable[int]) -> None:
+    """Hold the meters' rows until the transaction ends, so that writes into one meter commit one
+    after another, in the order of their change-log ids. (SQLite has one writer at a time.)"""
+    if is_postgresql():
+        cursor.execute(f"SELECT id FROM {METERS_TABLE} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [sorted(meter_ids)])
+
+
+def notify_changes(cursor, meter_ids: Iterable[int]) -> None:
+    """Tell the watching servers (on commit: NOTIFY waits for it) which meters changed."""
+    if is_postgresql():
+        cursor.execute("SELECT pg_notify(%s, %s)", [CHANGES_CHANNEL, ",".join(map(str, sorted(set(meter_ids))))])
+
+
+def upsert_live_readings(
+    writes: list[tuple[Meter, np.ndarray, np.ndarray]],
+) -> dict[int, tuple[int, int]]:
+    """Upsert the readings of several meters at once, each given as (meter, epochs, values) with
+    distinct times per entry; a later entry's value for a (meter, time) wins over an earlier one
+    (a correction). Returns {meter id: (inserted, updated)}. Must run inside a transaction.
+
+    Sized for many small writes (API calls, MQTT messages gathered into one transaction): one
+    staging table and a handful of statements for all of them.
+    """
+    writes = [w for w in writes if len(w[1])]
+    if not writes:
+        return {}
+    meter_ids = np.concatenate([np.full(len(epochs), meter.pk, dtype=np.int64) for meter, epochs, _ in writes])
+    epochs = np.concatenate([w[1] for w in writes]).astype(np.int64)
+    values = np.concatenate([w[2] for w in writes]).astype(np.float64)
+    # The last entry for each (meter, time) wins: a stable sort keeps the entries' order.
+    order = np.lexsort((np.arange(len(epochs)), epochs, meter_ids))
+    meter_ids, epochs, values = meter_ids[order], epochs[order], values[order]
+    last = np.ones(len(epochs), dtype=bool)
+    last[:-1] = (meter_ids[1:] != meter_ids[:-1]) | (epochs[1:] != epochs[:-1])
+    meter_ids, epochs, values = meter_ids[last], epochs[last], values[last]
+
+    time_sql = time_of("s.epoch")
+    joined = (
+        f"FROM {LIVE_STAGING_TABLE} AS s LEFT JOIN {TABLE} AS r "
+        f"ON r.meter_id = s.meter_id AND r.time = {time_sql}"
+    )
+    committed_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        lock_meters(cursor, set(meter_ids.tolist()))
+        cursor.execute(f"DROP TABLE IF EXISTS {LIVE_STAGING_TABLE}")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {LIVE_STAGING_TABLE} "
+            "(meter_id bigint NOT NULL, epoch bigint NOT NULL, value double precision NOT NULL)"
+        )
+        load_rows(cursor, LIVE_STAGING_TABLE, {"meter_id": meter_ids, "epoch": epochs, "value": values})
+        cursor.execute(
+            "SELECT s.meter_id, SUM(CASE WHEN r.id IS NULL THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN r.id IS NOT NULL AND r.value <> s.value THEN 1 ELSE 0 END), "
+            f"MIN(s.epoch), MAX(s.epoch) {joined} GROUP BY s.meter_id"
+        )
+        found = {row[0]: tuple(int(x) for x in row[1:]) for row in cursor.fetchall()}
+        cursor.execute(
+            f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
+            f"SELECT s.meter_id, {time_sql}, s.value, r.id IS NOT NULL, %s {joined} "
+            "WHERE r.id IS NULL OR r.value <> s.value ORDER BY s.meter_id, s.epoch",
+            [committed_at],
+        )
+        cursor.execute(
+            f"UPDATE {TABLE} SET value = s.value FROM {LIVE_STAGING_TABLE} AS s "
+            f"WHERE {TABLE}.meter_id = s.meter_id AND {TABLE}.time = {time_sql} AND {TABLE}.value <> s.value"
+        )
+        cursor.execute(
+            f"INSERT INTO {TABLE} (meter_id, time, value) SELECT s.meter_id, {time_sql}, s.value "
+            f"FROM {LIVE_STAGING_TABLE} AS s WHERE true ON CONFLICT (meter_id, time) DO NOTHING"
+        )
+        cursor.execute(f"DROP TABLE {LIVE_STAGING_TABLE}")
+        changed = [meter_id for meter_id, (inserted, updated, *_) in found.items() if inserted or updated]
+        if changed:
+            notify_changes(cursor, changed)
+    meters = {meter.pk: meter for meter, _, _ in writes}
+    for meter_id, (inserted, updated, first, last) in found.items():
+        meter = meters[meter_id]
+        if inserted:
+            _note_new_readings(meter, inserted, CsvReport(min_epoch=first, max_epoch=last))
+        if inserted or updated:
+            note_readings_changed(meter)
+    return {meter_id: (inserted, updated) for meter_id, (inserted, updated, *_) in found.items()}

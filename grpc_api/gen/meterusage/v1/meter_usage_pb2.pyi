@@ -245,3 +245,83 @@ class GetCompletenessResponse(_message.Message):
     gaps: _containers.RepeatedCompositeFieldContainer[Gap]
     gap_count: int
     def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., expected_count: _Optional[int] = ..., present_count: _Optional[int] = ..., missing_count: _Optional[int] = ..., coverage: _Optional[float] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., gap_count: _Optional[int] = ...) -> None: ...
+
+class ReadingInput(_message.Message):
+    __slots__ = ("meter", "time", "local_time", "value")
+    METER_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_TIME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    meter: str
+    time: _timestamp_pb2.Timestamp
+    local_time: str
+    value: float
+    def __init__(self, meter: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., local_time: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+
+class WriteReadingsRequest(_message.Message):
+    __slots__ = ("readings",)
+    READINGS_FIELD_NUMBER: _ClassVar[int]
+    readings: _containers.RepeatedCompositeFieldContainer[ReadingInput]
+    def __init__(self, readings: _Optional[_Iterable[_Union[ReadingInput, _Mapping]]] = ...) -> None: ...
+
+class RejectedReading(_message.Message):
+    __slots__ = ("index", "meter", "value", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    meter: str
+    value: str
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., meter: _Optional[str] = ..., value: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WriteReadingsResponse(_message.Message):
+    __slots__ = ("inserted_count", "updated_count", "unchanged_count", "skipped_count", "skipped")
+    INSERTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    inserted_count: int
+    updated_count: int
+    unchanged_count: int
+    skipped_count: int
+    skipped: _containers.RepeatedCompositeFieldContainer[RejectedReading]
+    def __init__(self, inserted_count: _Optional[int] = ..., updated_count: _Optional[int] = ..., unchanged_count: _Optional[int] = ..., skipped_count: _Optional[int] = ..., skipped: _Optional[_Iterable[_Union[RejectedReading, _Mapping]]] = ...) -> None: ...
+
+class WatchReadingsRequest(_message.Message):
+    __slots__ = ("meters", "resume_token", "start_time", "catch_up_only")
+    METERS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_ONLY_FIELD_NUMBER: _ClassVar[int]
+    meters: _containers.RepeatedScalarFieldContainer[str]
+    resume_token: str
+    start_time: _timestamp_pb2.Timestamp
+    catch_up_only: bool
+    def __init__(self, meters: _Optional[_Iterable[str]] = ..., resume_token: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., catch_up_only: _Optional[bool] = ...) -> None: ...
+
+class ReadingChange(_message.Message):
+    __slots__ = ("meter", "time", "value", "replaced", "commit_time")
+    METER_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TIME_FIELD_NUMBER: _ClassVar[int]
+    meter: str
+    time: _timestamp_pb2.Timestamp
+    value: float
+    replaced: bool
+    commit_time: _timestamp_pb2.Timestamp
+    def __init__(self, meter: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., replaced: _Optional[bool] = ..., commit_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WatchReadingsResponse(_message.Message):
+    __slots__ = ("changes", "resume_token", "caught_up")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[ReadingChange]
+    resume_token: str
+    caught_up: bool
+    def __init__(self, changes: _Optional[_Iterable[_Union[ReadingChange, _Mapping]]] = ..., resume_token: _Optional[str] = ..., caught_up: _Optional[bool] = ...) -> None: ...

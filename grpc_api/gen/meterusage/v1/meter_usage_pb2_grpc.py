@@ -65,6 +65,16 @@ class MeterUsageServiceStub:
                 request_serializer=meterusage_dot_v1_dot_meter__usage__pb2.GetCompletenessRequest.SerializeToString,
                 response_deserializer=meterusage_dot_v1_dot_meter__usage__pb2.GetCompletenessResponse.FromString,
                 _registered_method=True)
+        self.WriteReadings = channel.unary_unary(
+                '/meterusage.v1.MeterUsageService/WriteReadings',
+                request_serializer=meterusage_dot_v1_dot_meter__usage__pb2.WriteReadingsRequest.SerializeToString,
+                response_deserializer=meterusage_dot_v1_dot_meter__usage__pb2.WriteReadingsResponse.FromString,
+                _registered_method=True)
+        self.WatchReadings = channel.unary_stream(
+                '/meterusage.v1.MeterUsageService/WatchReadings',
+                request_serializer=meterusage_dot_v1_dot_meter__usage__pb2.WatchReadingsRequest.SerializeToString,
+                response_deserializer=meterusage_dot_v1_dot_meter__usage__pb2.WatchReadingsResponse.FromString,
+                _registered_method=True)
 
 
 class MeterUsageServiceServicer:
@@ -118,6 +128,34 @@ class MeterUsageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WriteReadings(self, request, context):
+        """Writes readings of one or more meters, as meters send them. Each request is one transaction
+        (unary batches: send as many requests as there are batches). Readings are cleaned by the
+        rules a file import follows, with the same reasons, then upserted by (meter, time): a
+        repeated identical reading changes nothing, a new value for a time replaces the old one (a
+        correction) and is counted as updated. A reading without a value (NaN, infinite) is skipped
+        and listed; any invalid reading (a time that does not exist in the meter's zone, two values
+        for one time, ...) refuses the whole request with INVALID_ARGUMENT naming each one by index.
+        Needs a write token (UNAUTHENTICATED without one, PERMISSION_DENIED with a read-only one);
+        NOT_FOUND for a meter the service does not know.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchReadings(self, request, context):
+        """Changes to readings of one or more meters as writers commit them (file imports,
+        WriteReadings, MQTT), corrections included, in commit order per meter. A watch starts after
+        a resume_token (every change since, exactly once), at a start_time (changes committed since)
+        or now; it first sends what was missed, then each change as it comes. Idle streams get a
+        heartbeat (a message without changes). A client too slow to take what it is sent is
+        disconnected (RESOURCE_EXHAUSTED) and resumes with its last token. OUT_OF_RANGE when the
+        token is older than the change log keeps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeterUsageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +188,16 @@ def add_MeterUsageServiceServicer_to_server(servicer, server):
                     servicer.GetCompleteness,
                     request_deserializer=meterusage_dot_v1_dot_meter__usage__pb2.GetCompletenessRequest.FromString,
                     response_serializer=meterusage_dot_v1_dot_meter__usage__pb2.GetCompletenessResponse.SerializeToString,
+            ),
+            'WriteReadings': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteReadings,
+                    request_deserializer=meterusage_dot_v1_dot_meter__usage__pb2.WriteReadingsRequest.FromString,
+                    response_serializer=meterusage_dot_v1_dot_meter__usage__pb2.WriteReadingsResponse.SerializeToString,
+            ),
+            'WatchReadings': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchReadings,
+                    request_deserializer=meterusage_dot_v1_dot_meter__usage__pb2.WatchReadingsRequest.FromString,
+                    response_serializer=meterusage_dot_v1_dot_meter__usage__pb2.WatchReadingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +362,60 @@ class MeterUsageService:
             '/meterusage.v1.MeterUsageService/GetCompleteness',
             meterusage_dot_v1_dot_meter__usage__pb2.GetCompletenessRequest.SerializeToString,
             meterusage_dot_v1_dot_meter__usage__pb2.GetCompletenessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteReadings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meterusage.v1.MeterUsageService/WriteReadings',
+            meterusage_dot_v1_dot_meter__usage__pb2.WriteReadingsRequest.SerializeToString,
+            meterusage_dot_v1_dot_meter__usage__pb2.WriteReadingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchReadings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meterusage.v1.MeterUsageService/WatchReadings',
+            meterusage_dot_v1_dot_meter__usage__pb2.WatchReadingsRequest.SerializeToString,
+            meterusage_dot_v1_dot_meter__usage__pb2.WatchReadingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,289 @@
+"""WatchReadings: reading changes pushed to watchers as writers commit them.
+
+Watches are served on the gRPC server's event loop, not on its worker threads: a thousand open
+watches cost a thousand small queues, not a thousand threads. One hub per server process looks for
+new changes of the watched meters, when PostgreSQL notifies it (LISTEN, on a thread of its own) or
+every WATCH_POLL_SECONDS on SQLite, and hands each change to the queues of that meter's watches.
+A watch first catches up from the change log itself, then takes what the hub hands it; per meter
+it sends only changes past its own position, so that a change reaches it exactly once.
+Database work runs on a small executor of its own.
+"""
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from grpc_api import convert
+from grpc_api.errors import abort_for
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from readings import changes
+from readings.sources.sql.dialect import is_postgresql
+from readings.sources.sql.upsert import CHANGES_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+# Changes a watch may have waiting for a client that does not read; past it the client is
+# disconnected, to resume with its last token.
+WATCH_QUEUE_CHANGES = 50_000
+# With PostgreSQL notifying, a look every so often still catches what a lost connection missed.
+NOTIFIED_POLL_SECONDS = 5.0
+
+
+class Watch:
+    def __init__(self, meter_ids: list[int]):
+        self.meter_ids = meter_ids
+        self.queue: asyncio.Queue[list[changes.Change]] = asyncio.Queue()
+        self.waiting = 0
+        self.overflowed = False
+
+    def offer(self, batch: list[changes.Change]) -> None:
+        if self.overflowed:
+            return
+        self.waiting += len(batch)
+        if self.waiting > WATCH_QUEUE_CHANGES:
+            self.overflowed = True
+        self.queue.put_nowait(batch)
+
+    async def next_batch(self, timeout: float) -> list[changes.Change] | None:
+        batch = await asyncio.wait_for(self.queue.get(), timeout)
+        self.waiting -= len(batch)
+        return batch
+
+
+class ChangeHub:
+    """Hands the changes of watched meters to their watches (one per server process)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="grpc-watch")
+        self.watches: dict[int, set[Watch]] = {}
+        self.positions: dict[int, int] = {}
+        self.wake = asyncio.Event()
+        self.stopping = threading.Event()
+        self.task: asyncio.Task | None = None
+        self.listener: threading.Thread | None = None
+
+    async def db(self, function, *args, **kwargs):
+        def call():
+            close_old_connections()
+            return function(*args, **kwargs)
+
+        return await self.loop.run_in_executor(self.executor, call)
+
+    def start(self) -> None:
+        self.task = self.loop.create_task(self.run())
+        if is_postgresql():
+            self.listener = threading.Thread(target=self.listen, name="grpc-watch-listen", daemon=True)
+            self.listener.start()
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self.task:
+            self.task.cancel()
+        await self.loop.run_in_executor(self.executor, connection.close)
+        self.executor.shutdown(wait=False)
+
+    async def add(self, watch: Watch) -> None:
+        new = [meter_id for meter_id in watch.meter_ids if meter_id not in self.watches]
+        if new:
+            last = await self.db(changes.last_positions, new)
+            for meter_id in new:
+                # Another watch may have added it while this one asked.
+                self.positions.setdefault(meter_id, last[meter_id])
+        for meter_id in watch.meter_ids:
+            self.watches.setdefault(meter_id, set()).add(watch)
+
+    def remove(self, watch: Watch) -> None:
+        for meter_id in watch.meter_ids:
+            watchers = self.watches.get(meter_id)
+            if watchers is not None:
+                watchers.discard(watch)
+                if not watchers:
+                    del self.watches[meter_id]
+                    self.positions.pop(meter_id, None)
+
+    async def run(self) -> None:
+        every = NOTIFIED_POLL_SECONDS if self.listener else settings.WATCH_POLL_SECONDS
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.wake.wait(), every)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            if not self.watches:
+                continue
+            try:
+                await self.deliver()
+            except Exception:  # noqa: BLE001  (a database hiccup must not end every watch)
+                logger.exception("watch: looking for changes failed; trying again")
+                await asyncio.sleep(1)
+
+    async def deliver(self) -> None:
+        while True:
+            positions = {m: p for m, p in self.positions.items() if m in self.watches}
+            if not positions:
+                return
+            found = await self.db(changes.changes_after, positions)
+            by_meter: dict[int, list[changes.Change]] = {}
+            for change in found:
+                if change.meter_id in self.positions and change.id > self.positions[change.meter_id]:
+                    by_meter.setdefault(change.meter_id, []).append(change)
+            for meter_id, batch in by_meter.items():
+                self.positions[meter_id] = batch[-1].id
+                for watch in list(self.watches.get(meter_id, ())):
+                    watch.offer(batch)
+            if len(found) < changes.CHANGES_PAGE:
+                return
+
+    def listen(self) -> None:
+        """PostgreSQL's notifications of committed writes, as wake-ups of the hub."""
+        import psycopg
+
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        while not self.stopping.is_set():
+            try:
+                with psycopg.connect(**params, autocommit=True) as listening:
+                    listening.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    self.loop.call_soon_threadsafe(self.wake.set)  # what came while not listening
+                    while not self.stopping.is_set():
+                        for _ in listening.notifies(timeout=1.0, stop_after=1):
+                            self.loop.call_soon_threadsafe(self.wake.set)
+            except Exception as exc:  # noqa: BLE001  (listen again; the poll covers the gap)
+                if self.stopping.is_set():
+                    return
+                logger.warning("watch: LISTEN connection lost (%s); listening again", exc)
+                self.stopping.wait(1.0)
+
+
+_hub: ChangeHub | None = None
+
+
+def hub() -> ChangeHub:
+    global _hub
+    loop = asyncio.get_running_loop()
+    if _hub is None or _hub.loop is not loop:
+        _hub = ChangeHub(loop)
+        _hub.start()
+    return _hub
+
+
+async def stop_hub() -> None:
+    global _hub
+    if _hub is not None:
+        await _hub.stop()
+        _hub = None
+
+
+def _message(start: changes.WatchStart, batch: list[changes.Change], positions: dict, caught_up: bool) -> pb.WatchReadingsResponse:
+    return pb.WatchReadingsResponse(
+        changes=[
+            pb.ReadingChange(
+                meter=start.meters[c.meter_id],
+                time=convert.timestamp(c.epoch),
+                value=c.value,
+                replaced=c.replaced,
+                commit_time=_timestamp(c.committed_epoch),
+            )
+            for c in batch
+        ],
+        resume_token=changes.resume_token(start, positions),
+        caught_up=caught_up,
+    )
+
+
+def _timestamp(epoch: float):
+    stamp = convert.timestamp(int(epoch))
+    stamp.nanos = int(round((epoch - int(epoch)) * 1e9)) % 1_000_000_000
+    return stamp
+
+
+def _new(batch: list[changes.Change], positions: dict[int, int]) -> list[changes.Change]:
+    """The changes of `batch` past each meter's position, which then moves past them."""
+    fresh = []
+    for change in batch:
+        if change.id > positions[change.meter_id]:
+            positions[change.meter_id] = change.id
+            fresh.append(change)
+    return fresh
+
+
+async def watch_readings(request, context):
+    """The WatchReadings handler (an async generator, run on the server's event loop)."""
+    changes_hub = hub()
+    try:
+        start_time = convert.instant_of(request, "start_time")
+        start = await changes_hub.db(
+            changes.watch_start, list(request.meters), resume_token=request.resume_token,
+            start=None if start_time is None else changes.utc(start_time.seconds),
+        )
+    except changes.ChangesPruned as exc:
+        await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+    except Exception as exc:  # noqa: BLE001  (every error gets a canonical status)
+        await _abort(context, exc)
+    positions = dict(start.positions)
+    watch = Watch(list(start.meters))
+    # Registered before catching up: whatever commits meanwhile is queued, and sent once.
+    await changes_hub.add(watch)
+    try:
+        while True:
+            batch = _new(await changes_hub.db(changes.changes_after, positions), positions)
+            if not batch:
+                break
+            yield _message(start, batch, positions, caught_up=False)
+        yield _message(start, [], positions, caught_up=True)
+        if request.catch_up_only:
+            return
+        while True:
+            try:
+                batch = await watch.next_batch(settings.WATCH_HEARTBEAT_SECONDS)
+            except TimeoutError:
+                yield _message(start, [], positions, caught_up=True)  # heartbeat
+                continue
+            if watch.overflowed:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "the watch fell too far behind; resume with the last resume_token received",
+                )
+            fresh = _new(batch, positions)
+            if fresh:
+                yield _message(start, fresh, positions, caught_up=True)
+    finally:
+        changes_hub.remove(watch)
+
+
+async def _abort(context, exc: Exception):
+    """Abort with the status `abort_for` gives `exc`, on the event loop."""
+    recorder = _StatusRecorder()
+    try:
+        abort_for(recorder, exc)
+    except _Aborted:
+        pass
+    if recorder.status is not None:
+        await context.abort(recorder.status.code, recorder.status.details, recorder.status.trailing_metadata)
+    await context.abort(recorder.code, recorder.details)
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _StatusRecorder:
+    """Stands in for a sync context to learn the status `abort_for` would send."""
+
+    status = None
+    code = grpc.StatusCode.INTERNAL
+    details = ""
+
+    def abort_with_status(self, status):
+        self.status = status
+        raise _Aborted
+
+    def abort(self, code, details):
+        self.code, self.details = code, details
+        raise _Aborted

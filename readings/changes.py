@@ -1,0 +1,144 @@
+"""The change log that WatchReadings serves: reading changes as writes committed them.
+
+A watch's position is, per meter, the id of the last change it was sent. Within a meter ids follow
+commit order (writes lock the meter, see sql/upsert.py); across meters they need not, which is
+why positions are kept per meter and never as one number.
+"""
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from readings import tokens
+from readings.domain import FieldViolation, InvalidArgument, MeterNotFound
+from readings.models import Meter, ReadingChange
+from readings.sources.sql.dialect import epoch_of
+
+MAX_WATCHED_METERS = 100
+CHANGES_PAGE = 5_000
+TOKEN_KIND = "watch"
+
+
+class ChangesPruned(Exception):
+    """A watch asked for changes older than the change log keeps."""
+
+
+@dataclass(frozen=True)
+class Change:
+    id: int
+    meter_id: int
+    epoch: int
+    value: float
+    replaced: bool
+    committed_epoch: float
+
+
+@dataclass
+class WatchStart:
+    meters: dict[int, str]  # id → name
+    positions: dict[int, int]  # meter id → last change id sent
+    request_fields: tuple
+
+
+def watched_meters(names: list[str]) -> dict[int, str]:
+    checked = list(dict.fromkeys(names))
+    if not checked:
+        raise InvalidArgument(FieldViolation("meters", "name at least one meter"))
+    if len(checked) > MAX_WATCHED_METERS:
+        raise InvalidArgument(FieldViolation("meters", f"{len(checked)} meters; at most {MAX_WATCHED_METERS}"))
+    found = dict(Meter.objects.filter(name__in=checked).values_list("name", "pk"))
+    for name in checked:
+        if name not in found:
+            raise MeterNotFound(name)
+    return {found[name]: name for name in checked}
+
+
+def watch_start(names: list[str], *, resume_token: str = "", start: datetime | None = None) -> WatchStart:
+    """Where a watch of `names` begins: after a resume token, at a time, or now."""
+    meters = watched_meters(names)
+    request_fields = tuple(sorted(meters.values()))
+    if resume_token:
+        saved = tokens.redeem(TOKEN_KIND, resume_token, field="resume_token", request_fields=request_fields)
+        positions = {meter_id: int(saved[name]) for meter_id, name in meters.items()}
+    else:
+        positions = _positions_at(list(meters), start)
+    _check_kept(meters, positions)
+    return WatchStart(meters, positions, request_fields)
+
+
+def resume_token(start: WatchStart, positions: dict[int, int]) -> str:
+    by_name = {start.meters[meter_id]: position for meter_id, position in positions.items()}
+    return tokens.issue(TOKEN_KIND, position=by_name, request_fields=start.request_fields)
+
+
+def _positions_at(meter_ids: list[int], start: datetime | None) -> dict[int, int]:
+    changes = ReadingChange.objects.filter(meter_id__in=meter_ids)
+    if start is not None:
+        changes = changes.filter(committed_at__lt=start)
+    last = dict(changes.values("meter_id").annotate(last=Max("id")).values_list("meter_id", "last"))
+    return {meter_id: last.get(meter_id) or 0 for meter_id in meter_ids}
+
+
+def last_positions(meter_ids: list[int]) -> dict[int, int]:
+    return _positions_at(meter_ids, None)
+
+
+def _check_kept(meters: dict[int, str], positions: dict[int, int]) -> None:
+    pruned = dict(Meter.objects.filter(pk__in=list(meters)).values_list("pk", "changes_pruned_through"))
+    for meter_id, position in positions.items():
+        if position < pruned.get(meter_id, 0):
+            raise ChangesPruned(
+                f"changes of meter {meters[meter_id]!r} before this watch's position are no longer kept "
+                f"(CHANGE_LOG_DAYS={settings.CHANGE_LOG_DAYS:g}): read the readings with ListReadings "
+                "and watch from now"
+            )
+
+
+def changes_after(positions: dict[int, int], *, limit: int = CHANGES_PAGE) -> list[Change]:
+    """Changes of the meters in `positions` after each one's position, in id order."""
+    if not positions:
+        return []
+    floor = min(positions.values())
+    ids = list(positions)
+    placeholders = ", ".join(["%s"] * len(ids))
+    table = ReadingChange._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, meter_id, {epoch_of('time')}, value, replaced, {epoch_of('committed_at')} "
+            f"FROM {table} WHERE meter_id IN ({placeholders}) AND id > %s ORDER BY id LIMIT %s",
+            [*ids, floor, limit],
+        )
+        rows = cursor.fetchall()
+    return [
+        Change(int(i), int(m), int(e), float(v), bool(r), float(c))
+        for i, m, e, v, r, c in rows
+        if i > positions[m]
+    ]
+
+
+def changes_pruned(*, older_than: timedelta | None = None) -> int:
+    """Delete changes committed before `older_than` ago (CHANGE_LOG_DAYS by default), noting on
+    each meter how far its log was pruned; returns how many were deleted."""
+    older_than = older_than if older_than is not None else timedelta(days=settings.CHANGE_LOG_DAYS)
+    cutoff = timezone.now() - older_than
+    with transaction.atomic():
+        old = ReadingChange.objects.filter(committed_at__lt=cutoff)
+        for meter_id, last in old.values("meter_id").annotate(last=Max("id")).values_list("meter_id", "last"):
+            Meter.objects.filter(pk=meter_id, changes_pruned_through__lt=last).update(changes_pruned_through=last)
+        deleted, _ = old.delete()
+    return deleted
+
+
+def as_columns(changes: list[Change]) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.fromiter((c.epoch for c in changes), dtype=np.int64, count=len(changes)),
+        np.fromiter((c.value for c in changes), dtype=np.float64, count=len(changes)),
+    )
+
+
+def utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

@@ -1,0 +1,189 @@
+"""Live writes: readings as meters send them (WriteReadings, the HTTP write, MQTT messages).
+
+Rows arrive as text, cleaned by the rules and with the reasons of a file import
+(`csvfile.clean_rows`); a write is atomic: any invalid row refuses all of it, rows without a value
+are skipped and reported. Upserts go through `upsert_live_readings`, which also feeds the change
+log that WatchReadings serves. A meter served by a series store (InfluxDB) gets the readings
+there too, before the relational transaction commits, as `seed_influx` does.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from readings.csvfile import Ambiguous, RowProblem, clean_rows
+from readings.domain import FieldViolation, InvalidArgument, MeterNotFound, check_meter_name
+from readings.models import Meter
+from readings.sources import Series, SeriesStore, readings_sources
+from readings.sources.csv import CsvSource
+from readings.sources.sql.upsert import upsert_live_readings
+
+# A write is one transaction; its rows are checked and staged in memory.
+MAX_WRITE_ROWS = 100_000
+
+
+@dataclass
+class RowsIn:
+    """Rows of one meter as sent: times as text (naive wall times in the meter's zone, or with a
+    UTC offset), values as text (or numbers). Rows are numbered from `first_line`, or by
+    `positions` (their places in a request that mixes meters)."""
+
+    meter_name: str
+    times: list[str]
+    values: list
+    first_line: int = 1
+    positions: list[int] | None = None
+
+
+@dataclass
+class CleanWrite:
+    meter: Meter
+    epochs: np.ndarray
+    values: np.ndarray
+    rows_read: int
+    problems: list[RowProblem]  # the skipped rows
+
+    @property
+    def rows_skipped(self) -> int:
+        return len(self.problems)
+
+
+@dataclass
+class WriteCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    rejected: list[tuple[str, RowProblem]] = field(default_factory=list)  # (meter name, problem)
+
+
+class RowsInvalid(InvalidArgument):
+    """Rows that fail a write, each named by its position (line or reading) and reason."""
+
+    def __init__(self, problems: list[tuple[str, RowProblem]], unit: str):
+        self.problems = problems
+        violations = [
+            FieldViolation(f"{unit}s[{problem.line}]" if unit != "line" else f"line {problem.line}",
+                           f"{problem.reason} (meter {meter!r}, value {problem.value!r})")
+            for meter, problem in problems
+        ]
+        super().__init__(*violations)
+
+
+def meters_for_write(names: list[str], *, create: bool = False) -> dict[str, Meter]:
+    """The meters `names` name; unknown ones are created with `create`, else MeterNotFound.
+    A meter whose source is read-only (a CSV file) cannot be written to."""
+    found = {meter.name: meter for meter in Meter.objects.filter(name__in=set(names))}
+    for name in dict.fromkeys(names):
+        if name in found:
+            continue
+        try:
+            check_meter_name(name)
+        except ValueError as exc:
+            raise InvalidArgument(FieldViolation("meter", f"meter name {exc}")) from None
+        if not create:
+            raise MeterNotFound(name)
+        found[name], _ = Meter.objects.get_or_create(name=name)
+    for meter in found.values():
+        if isinstance(readings_sources[meter.source], CsvSource):
+            raise InvalidArgument(FieldViolation(
+                "meter", f"meter {meter.name!r} is served by the read-only source {meter.source!r}"
+            ))
+    return found
+
+
+def clean_write(meter: Meter, rows: RowsIn, *, unit: str = "reading", ambiguous: Ambiguous = Ambiguous.INFER) -> CleanWrite:
+    """The rows cleaned in the meter's zone; RowsInvalid when any row is invalid."""
+    times = [str(t) for t in rows.times]
+    values = [_value_text(v) for v in rows.values]
+    batch, report = clean_rows(
+        times, values, time_zone=meter.time_zone, ambiguous=ambiguous, first_line=rows.first_line,
+        positions=rows.positions, unit=unit,
+    )
+    invalid = [(meter.name, p) for p in report.problems if p.kind == "invalid"]
+    if invalid:
+        raise RowsInvalid(invalid, unit)
+    return CleanWrite(meter, batch.epochs, batch.values, report.rows_read, list(report.problems))
+
+
+def _value_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):  # JSON true is no reading
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def store_writes(writes: list[CleanWrite]) -> WriteCounts:
+    """Commit the cleaned writes in one transaction and count what they did together. Where
+    several writes give one (meter, time), the later one's value is stored; a reading counts as
+    inserted, updated or unchanged against the store as it was before the transaction."""
+    with transaction.atomic():
+        changed = upsert_live_readings([(w.meter, w.epochs, w.values) for w in writes])
+        _write_series_stores(writes)
+    counts = WriteCounts()
+    for inserted, updated in changed.values():
+        counts.inserted += inserted
+        counts.updated += updated
+    distinct = sum(len(np.unique(w.epochs)) for w in _by_meter(writes))
+    counts.unchanged = distinct - counts.inserted - counts.updated
+    for w in writes:
+        counts.skipped += w.rows_skipped
+        counts.rejected.extend((w.meter.name, p) for p in w.problems)
+    return counts
+
+
+def _by_meter(writes: list[CleanWrite]) -> list[CleanWrite]:
+    merged: dict[int, CleanWrite] = {}
+    for w in writes:
+        seen = merged.get(w.meter.pk)
+        merged[w.meter.pk] = w if seen is None else CleanWrite(
+            w.meter, np.concatenate([seen.epochs, w.epochs]), np.concatenate([seen.values, w.values]),
+            seen.rows_read + w.rows_read, seen.problems + w.problems,
+        )
+    return list(merged.values())
+
+
+def _write_series_stores(writes: list[CleanWrite]) -> None:
+    for w in writes:
+        store = readings_sources[w.meter.source]
+        if isinstance(store, SeriesStore) and len(w.epochs):
+            order = np.argsort(w.epochs, kind="stable")
+            store.write(w.meter.name, Series(w.epochs[order], w.values[order]))
+
+
+def readings_write(
+    rows: list[RowsIn], *, unit: str = "reading", create_meters: bool | None = None,
+    ambiguous: Ambiguous = Ambiguous.INFER,
+) -> WriteCounts:
+    """Write rows of one or more meters atomically, each meter's rows cleaned together (as one
+    file would be); RowsInvalid names every invalid row and nothing is written then."""
+    total_rows = sum(len(r.times) for r in rows)
+    if total_rows > MAX_WRITE_ROWS:
+        raise InvalidArgument(FieldViolation(f"{unit}s", f"{total_rows} rows in one write; at most {MAX_WRITE_ROWS}"))
+    if create_meters is None:
+        create_meters = settings.INGEST_CREATE_METERS
+    meters = meters_for_write([r.meter_name for r in rows], create=create_meters)
+    cleaned, invalid = [], []
+    for r in rows:
+        try:
+            cleaned.append(clean_write(meters[r.meter_name], r, unit=unit, ambiguous=ambiguous))
+        except RowsInvalid as exc:
+            invalid.extend(exc.problems)
+    if invalid:
+        raise RowsInvalid(sorted(invalid, key=lambda item: item[1].line), unit)
+    return store_writes(cleaned)
+
+
+def rows_by_meter(meter_names: list[str], times: list[str], values: list) -> list[RowsIn]:
+    """Rows of a request that mixes meters, grouped per meter, each keeping its place (from 0)."""
+    groups: dict[str, RowsIn] = {}
+    for position, (name, time, value) in enumerate(zip(meter_names, times, values)):
+        group = groups.setdefault(name, RowsIn(name, [], [], positions=[]))
+        group.times.append(time)
+        group.values.append(value)
+        group.positions.append(position)
+    return list(groups.values())
