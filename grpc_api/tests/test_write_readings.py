@@ -110,7 +110,8 @@ def test_a_new_value_for_a_time_is_a_correction(stub, new_meter, django_db_block
     with django_db_blocker.unblock():
         log = list(ReadingChange.objects.filter(meter__name=name).order_by("id").values_list("value", "replaced"))
         meter = Meter.objects.get(name=name)
-    assert log == [(1.0, False), (2.0, False), (2.5, True), (3.0, False)]
+    assert sorted(log[:2]) == [(1.0, False), (2.0, False)]
+    assert sorted(log[2:]) == [(2.5, True), (3.0, False)]
     assert (meter.reading_count, meter.first_reading_at.minute, meter.last_reading_at.minute) == (3, 15, 45)
 
 
