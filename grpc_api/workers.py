@@ -56,26 +56,35 @@ class SyncContext:
         self._on_loop(self._context.send_initial_metadata(tuple(metadata)))
 
     def is_active(self) -> bool:
-        remaining = self._context.time_remaining()
-        return not (self.cancelled or self._context.done() or (remaining is not None and remaining <= 0))
+        # Not the deadline by the clock: a stream that ended on it would end OK just before the
+        # deadline cancels the call (which sets `cancelled`).
+        return not (self.cancelled or self._context.done())
 
     def add_callback(self, callback) -> bool:
         self._context.add_done_callback(lambda _context: callback())
         return True
 
 
-class WorkerPoolInterceptor(grpc.aio.ServerInterceptor):
-    """Runs sync behaviours in `workers`, one step at a time. A call that would find `limit`
-    steps already running or waiting is refused at once with RESOURCE_EXHAUSTED.
+def _open(behavior, request, context):
+    """A stream's first step: its messages, and the first of them (_END if none)."""
+    messages = iter(behavior(request, context))
+    return messages, next(messages, _END)
 
-    Only work for the pool counts: a stream waiting for its client, or anything on the loop
-    (health, async streams), takes no place a unary call would need.
+
+class WorkerPoolInterceptor(grpc.aio.ServerInterceptor):
+    """Runs sync behaviours in `workers`, one step at a time, and admits at most `limit` calls
+    into the pool at once: more are refused at once with RESOURCE_EXHAUSTED.
+
+    A unary call counts until it ends; a stream only until its first message, after which its
+    steps queue like any other but refuse no one: an admitted stream is never cut off, and a
+    stream waiting for its client holds nothing. Calls served on the loop (health, async
+    streams) do not count at all.
     """
 
     def __init__(self, workers: futures.ThreadPoolExecutor, limit: int):
         self.workers = workers
         self.limit = limit
-        self._steps = 0
+        self._admitted = 0
         self._lock = threading.Lock()
 
     async def intercept_service(self, continuation, handler_call_details):
@@ -89,30 +98,25 @@ class WorkerPoolInterceptor(grpc.aio.ServerInterceptor):
         # Client streams (none served yet) are left to grpc.aio's migration_thread_pool.
         return handler
 
-    def _submit(self, function, *args, admit: bool = False) -> futures.Future | None:
+    async def _admitted_step(self, context, function, *args) -> futures.Future:
         with self._lock:
-            if admit and self._steps >= self.limit:
-                return None
-            self._steps += 1
-        # Counted until the step has run (or, still queued, was cancelled), not until awaited.
-        step = self.workers.submit(function, *args)
-        step.add_done_callback(self._finished)
-        return step
-
-    def _finished(self, _step) -> None:
-        with self._lock:
-            self._steps -= 1
-
-    async def _admit(self, context, behavior, request, sync_context) -> futures.Future:
-        step = self._submit(behavior, request, sync_context, admit=True)
-        if step is None:
+            admitted = self._admitted < self.limit
+            self._admitted += admitted
+        if not admitted:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the server is busy; try again later")
+        step = self.workers.submit(function, *args)
+        # Counted until the step has run (or, still queued, was cancelled), not until awaited.
+        step.add_done_callback(self._release)
         return step
+
+    def _release(self, _step) -> None:
+        with self._lock:
+            self._admitted -= 1
 
     def _unary(self, behavior):
         async def unary(request, context):
             sync_context = SyncContext(context, asyncio.get_running_loop())
-            step = await self._admit(context, behavior, request, sync_context)
+            step = await self._admitted_step(context, behavior, request, sync_context)
             try:
                 return await asyncio.wrap_future(step)
             except asyncio.CancelledError:
@@ -124,26 +128,30 @@ class WorkerPoolInterceptor(grpc.aio.ServerInterceptor):
     def _stream(self, behavior):
         async def stream(request, context):
             sync_context = SyncContext(context, asyncio.get_running_loop())
-            step = await self._admit(context, behavior, request, sync_context)
+            step = await self._admitted_step(context, _open, behavior, request, sync_context)
             messages, ended = None, False
             try:
-                messages = iter(await asyncio.wrap_future(step))
-                while True:
-                    step = self._submit(next, messages, _END)
-                    message = await asyncio.wrap_future(step)
-                    if message is _END:
-                        ended = True
-                        return
+                messages, message = await asyncio.wrap_future(step)
+                while message is not _END:
                     yield message
+                    step = self.workers.submit(next, messages, _END)
+                    message = await asyncio.wrap_future(step)
+                ended = True
             except (asyncio.CancelledError, GeneratorExit):
                 sync_context.cancelled = True
                 raise
             finally:
-                if not ended and hasattr(messages, "close"):
-                    # A step cancelled while running still runs to its end; then the stream is
-                    # closed in a worker, where its own cleanup (call log, connections) belongs.
-                    if not step.done():
-                        await asyncio.wait([asyncio.wrap_future(step)])
-                    await asyncio.wrap_future(self._submit(messages.close))
+                if not ended:
+                    await self._close(step, messages)
 
         return stream
+
+    async def _close(self, step: futures.Future, messages) -> None:
+        """Close a stream left unfinished, in a worker, where its own cleanup (call log, database
+        connections) belongs; after its last step, which runs to its end even when cancelled."""
+        if not step.done():
+            await asyncio.wait([asyncio.wrap_future(step)])
+        if messages is None and not step.cancelled() and step.exception() is None:
+            messages, _ = step.result()
+        if hasattr(messages, "close"):
+            await asyncio.wrap_future(self.workers.submit(messages.close))
