@@ -168,8 +168,8 @@ def create_server(
 
 async def _started(address, workers, max_workers, calls, tokens, tls, extra_handlers):
     """The server, built and started on the loop (an asyncio server belongs to the loop it is made on)."""
-    # The pool admits work, not calls: grpc.aio's maximum_concurrent_rpcs would count every open
-    # stream, so a thousand watch streams would refuse unary calls that no thread is busy with.
+    # Admission is the pool's, not grpc.aio's maximum_concurrent_rpcs: that counts every open call,
+    # so a thousand watch streams on the loop would refuse unary calls that no thread is busy with.
     interceptors = [
         WorkerPoolInterceptor(workers, limit=max_workers * (1 + QUEUE_PER_WORKER)),
         calls,
