@@ -28,6 +28,10 @@ def is_async(behavior) -> bool:
     return inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
 
 
+class Aborted(Exception):
+    """Raised by SyncContext.abort: the call ends with (code, details, trailing metadata)."""
+
+
 class SyncContext:
     """A grpc.ServicerContext for sync code in a worker thread, over the call's asyncio context."""
 
@@ -46,8 +50,11 @@ class SyncContext:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def abort(self, code, details: str = "", trailing_metadata=()):
-        # Sends the status, then raises here what the asyncio context raises, as a sync abort does.
-        self._on_loop(self._context.abort(code, details, tuple(trailing_metadata)))
+        # As a sync server does, the status goes out once the behaviour has ended (its wrappers'
+        # logs and metrics done), not now: WorkerPoolInterceptor sends it.
+        self._context.set_code(code)
+        self._context.set_details(details)
+        raise Aborted(code, details, tuple(trailing_metadata))
 
     def abort_with_status(self, status):
         self.abort(status.code, status.details, status.trailing_metadata)
@@ -63,6 +70,14 @@ class SyncContext:
     def add_callback(self, callback) -> bool:
         self._context.add_done_callback(lambda _context: callback())
         return True
+
+
+async def _result(step: futures.Future, context):
+    """What a step returned; a step that aborted the call ends it with the status it gave."""
+    try:
+        return await asyncio.wrap_future(step)
+    except Aborted as aborted:
+        await context.abort(*aborted.args)
 
 
 def _open(behavior, request, context):
@@ -118,7 +133,7 @@ class WorkerPoolInterceptor(grpc.aio.ServerInterceptor):
             sync_context = SyncContext(context, asyncio.get_running_loop())
             step = await self._admitted_step(context, behavior, request, sync_context)
             try:
-                return await asyncio.wrap_future(step)
+                return await _result(step, context)
             except asyncio.CancelledError:
                 sync_context.cancelled = True
                 raise
@@ -131,11 +146,11 @@ class WorkerPoolInterceptor(grpc.aio.ServerInterceptor):
             step = await self._admitted_step(context, _open, behavior, request, sync_context)
             messages, ended = None, False
             try:
-                messages, message = await asyncio.wrap_future(step)
+                messages, message = await _result(step, context)
                 while message is not _END:
                     yield message
                     step = self.workers.submit(next, messages, _END)
-                    message = await asyncio.wrap_future(step)
+                    message = await _result(step, context)
                 ended = True
             except (asyncio.CancelledError, GeneratorExit):
                 sync_context.cancelled = True
