@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from grpc_api.contract import MAX_MESSAGE_BYTES, SERVICE_NAME
 from grpc_api.interceptors import CallLogInterceptor, DatabaseConnectionInterceptor, TokenAuthInterceptor
+from grpc_api.watch import stop_hub
 from grpc_api.workers import WorkerPoolInterceptor
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class RunningServer:
         if self.store_health is not None:
             self.store_health.stopping.set()
         self.health.enter_graceful_shutdown()
+        # Open watches are not work in flight: they end now, their clients resume elsewhere.
+        asyncio.run_coroutine_threadsafe(stop_hub(), self.loop).result(timeout=30)
         began = time.monotonic()
         if grace:
             # Health checkers get a moment to see NOT_SERVING even when nothing is in flight.

@@ -48,9 +48,15 @@ class Watch:
             self.overflowed = True
         self.queue.put_nowait(batch)
 
+    def close(self) -> None:
+        """End the watch: the server is stopping."""
+        self.queue.put_nowait(None)
+
     async def next_batch(self, timeout: float) -> list[changes.Change] | None:
+        """The next changes handed over; None once the watch is closed."""
         batch = await asyncio.wait_for(self.queue.get(), timeout)
-        self.waiting -= len(batch)
+        if batch is not None:
+            self.waiting -= len(batch)
         return batch
 
 
@@ -81,11 +87,17 @@ class ChangeHub:
             self.listener.start()
 
     async def stop(self) -> None:
+        """End every watch (their clients resume elsewhere with their tokens) and let go of the
+        database connections."""
         self.stopping.set()
+        for watch in {w for watchers in self.watches.values() for w in watchers}:
+            watch.close()
         if self.task:
             self.task.cancel()
-        await self.loop.run_in_executor(self.executor, connection.close)
-        self.executor.shutdown(wait=False)
+        # The executor's threads end, and with them their connections (collected by the server).
+        await self.loop.run_in_executor(None, self.executor.shutdown)
+        if self.listener is not None:
+            await self.loop.run_in_executor(None, self.listener.join, 5)
 
     async def add(self, watch: Watch) -> None:
         new = [meter_id for meter_id in watch.meter_ids if meter_id not in self.watches]
@@ -161,23 +173,24 @@ class ChangeHub:
                 self.stopping.wait(1.0)
 
 
-_hub: ChangeHub | None = None
+# One hub per event loop, that is per gRPC server (tests run several in one process).
+_hubs: dict[asyncio.AbstractEventLoop, ChangeHub] = {}
 
 
 def hub() -> ChangeHub:
-    global _hub
     loop = asyncio.get_running_loop()
-    if _hub is None or _hub.loop is not loop:
-        _hub = ChangeHub(loop)
-        _hub.start()
-    return _hub
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = ChangeHub(loop)
+        found.start()
+    return found
 
 
 async def stop_hub() -> None:
-    global _hub
-    if _hub is not None:
-        await _hub.stop()
-        _hub = None
+    """Stop the hub of the running loop, if it has one."""
+    found = _hubs.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.stop()
 
 
 def _message(start: changes.WatchStart, batch: list[changes.Change], positions: dict, caught_up: bool) -> pb.WatchReadingsResponse:
@@ -220,7 +233,7 @@ async def watch_readings(request, context):
         start_time = convert.instant_of(request, "start_time")
         start = await changes_hub.db(
             changes.watch_start, list(request.meters), resume_token=request.resume_token,
-            start=None if start_time is None else changes.utc(start_time.seconds),
+            start=None if start_time is None else changes.utc(start_time.seconds + start_time.nanos / 1e9),
         )
     except changes.ChangesPruned as exc:
         await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
@@ -245,6 +258,11 @@ async def watch_readings(request, context):
             except TimeoutError:
                 yield _message(start, [], positions, caught_up=True)  # heartbeat
                 continue
+            if batch is None:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "the server is stopping; watch again with the last resume_token received",
+                )
             if watch.overflowed:
                 await context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
