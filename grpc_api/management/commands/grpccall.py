@@ -24,8 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("method", choices=sorted(METHODS), help="RPC to call.")
         parser.add_argument("request", nargs="?", default="{}", help="Request as JSON (field names as in the proto).")
         parser.add_argument("--target", default=settings.GRPC_TARGET, help=f"Server (default {settings.GRPC_TARGET}).")
-        parser.add_argument("--token", help="Bearer token, if the server wants one.")
-        parser.add_argument("--timeout", type=float, default=30.0, help="Deadline in seconds (default 30).")
+        parser.add_argument(
+            "--token", help="Bearer token (default GRPC_WRITE_TOKEN for WriteReadings, else GRPC_TOKEN)."
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=30.0, help="Deadline in seconds (default 30; a WatchReadings: none)."
+        )
 
     def handle(self, *args, method, request, target, token, timeout, **options):
         descriptor = METHODS[method]
@@ -34,7 +38,11 @@ class Command(BaseCommand):
             message = json_format.Parse(request, request_class())
         except json_format.ParseError as exc:
             raise CommandError(f"bad request for {method}: {exc}") from None
+        # Writes go with the write token, other calls with the gateway's, unless one is given.
+        token = token or (settings.GRPC_WRITE_TOKEN if method == "WriteReadings" else settings.GRPC_TOKEN)
         metadata = [("authorization", f"Bearer {token}")] if token else None
+        if method == "WatchReadings" and not message.catch_up_only:
+            timeout = None  # a watch runs until stopped
         with grpc.insecure_channel(target) as channel:
             stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
             try:
