@@ -221,11 +221,12 @@ def upsert_live_readings(
     committed_at = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
         lock_meters(cursor, set(meter_ids.tolist()))
-        cursor.execute(f"DROP TABLE IF EXISTS {LIVE_STAGING_TABLE}")
+        # Made once per connection and emptied after each write: small writes come often.
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {LIVE_STAGING_TABLE} "
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {LIVE_STAGING_TABLE} "
             "(meter_id bigint NOT NULL, epoch bigint NOT NULL, value double precision NOT NULL)"
         )
+        cursor.execute(f"DELETE FROM {LIVE_STAGING_TABLE}")
         load_rows(cursor, LIVE_STAGING_TABLE, {"meter_id": meter_ids, "epoch": epochs, "value": values})
         cursor.execute(
             "SELECT s.meter_id, SUM(CASE WHEN r.id IS NULL THEN 1 ELSE 0 END), "
@@ -247,15 +248,27 @@ def upsert_live_readings(
             f"INSERT INTO {TABLE} (meter_id, time, value) SELECT s.meter_id, {time_sql}, s.value "
             f"FROM {LIVE_STAGING_TABLE} AS s WHERE true ON CONFLICT (meter_id, time) DO NOTHING"
         )
-        cursor.execute(f"DROP TABLE {LIVE_STAGING_TABLE}")
-        changed = [meter_id for meter_id, (inserted, updated, *_) in found.items() if inserted or updated]
+        cursor.execute(f"DELETE FROM {LIVE_STAGING_TABLE}")
+        changed = {meter_id: figures for meter_id, figures in found.items() if figures[0] or figures[1]}
         if changed:
+            _note_live_changes(cursor, changed)
             notify_changes(cursor, changed)
-    meters = {meter.pk: meter for meter, _, _ in writes}
-    for meter_id, (inserted, updated, first, last) in found.items():
-        meter = meters[meter_id]
-        if inserted:
-            _note_new_readings(meter, inserted, CsvReport(min_epoch=first, max_epoch=last))
-        if inserted or updated:
-            note_readings_changed(meter)
     return {meter_id: (inserted, updated) for meter_id, (inserted, updated, *_) in found.items()}
+
+
+def _note_live_changes(cursor, changed: dict[int, tuple[int, int, int, int]]) -> None:
+    """Each changed meter's count, first/last reading and data version, in one statement."""
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(changed))
+    params = [x for meter_id, (inserted, _, first, last) in changed.items() for x in (meter_id, inserted, first, last)]
+    first, last = time_of("v.first"), time_of("v.last")
+    cursor.execute(
+        f"WITH v (id, inserted, first, last) AS (VALUES {rows}) "
+        f"UPDATE {METERS_TABLE} SET reading_count = {METERS_TABLE}.reading_count + v.inserted, "
+        f"first_reading_at = CASE WHEN v.inserted > 0 AND ({METERS_TABLE}.first_reading_at IS NULL "
+        f"OR {METERS_TABLE}.first_reading_at > {first}) THEN {first} ELSE {METERS_TABLE}.first_reading_at END, "
+        f"last_reading_at = CASE WHEN v.inserted > 0 AND ({METERS_TABLE}.last_reading_at IS NULL "
+        f"OR {METERS_TABLE}.last_reading_at < {last}) THEN {last} ELSE {METERS_TABLE}.last_reading_at END, "
+        f"data_version = {METERS_TABLE}.data_version + 1, updated_at = %s "
+        f"FROM v WHERE {METERS_TABLE}.id = v.id",
+        [*params, connection.ops.adapt_datetimefield_value(timezone.now())],
+    )
