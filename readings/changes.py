@@ -7,7 +7,6 @@ why positions are kept per meter and never as one number.
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
@@ -131,13 +130,6 @@ def changes_pruned(*, older_than: timedelta | None = None) -> int:
             Meter.objects.filter(pk=meter_id, changes_pruned_through__lt=last).update(changes_pruned_through=last)
         deleted, _ = old.delete()
     return deleted
-
-
-def as_columns(changes: list[Change]) -> tuple[np.ndarray, np.ndarray]:
-    return (
-        np.fromiter((c.epoch for c in changes), dtype=np.int64, count=len(changes)),
-        np.fromiter((c.value for c in changes), dtype=np.float64, count=len(changes)),
-    )
 
 
 def utc(epoch: float) -> datetime:

@@ -110,7 +110,8 @@ def test_a_new_value_for_a_time_is_a_correction(stub, new_meter, django_db_block
     with django_db_blocker.unblock():
         log = list(ReadingChange.objects.filter(meter__name=name).order_by("id").values_list("value", "replaced"))
         meter = Meter.objects.get(name=name)
-    assert log == [(1.0, False), (2.0, False), (2.5, True), (3.0, False)]
+    assert sorted(log[:2]) == [(1.0, False), (2.0, False)]
+    assert sorted(log[2:]) == [(2.5, True), (3.0, False)]
     assert (meter.reading_count, meter.first_reading_at.minute, meter.last_reading_at.minute) == (3, 15, 45)
 
 
@@ -190,4 +191,6 @@ def test_a_file_import_feeds_the_change_log(new_meter, write_csv, django_db_bloc
         import_file(write_csv("time,meterusage\n2019-01-01 00:15:00,1\n2019-01-01 00:30:00,2\n"), meter=name)
         import_file(write_csv("time,meterusage\n2019-01-01 00:30:00,2\n2019-01-01 00:45:00,3\n2019-01-01 00:15:00,9\n"), meter=name)
         log = list(ReadingChange.objects.filter(meter__name=name).order_by("id").values_list("time__minute", "value", "replaced"))
-    assert log == [(15, 1.0, False), (30, 2.0, False), (15, 9.0, True), (45, 3.0, False)]
+    # One write's changes come in no particular order among themselves.
+    assert sorted(log[:2]) == [(15, 1.0, False), (30, 2.0, False)]
+    assert sorted(log[2:]) == [(15, 9.0, True), (45, 3.0, False)]

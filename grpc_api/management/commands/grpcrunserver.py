@@ -53,8 +53,10 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"cannot read TLS files: {exc}") from None
         try:
+            # A write token may read too; with no read tokens, reads stay open.
+            tokens = settings.GRPC_AUTH_TOKENS and [*settings.GRPC_AUTH_TOKENS, *settings.GRPC_WRITE_TOKENS]
             running = create_server(
-                address, max_workers=max_workers, tokens=settings.GRPC_AUTH_TOKENS, tls=tls,
+                address, max_workers=max_workers, tokens=tokens, tls=tls,
                 health_check_seconds=settings.GRPC_HEALTH_CHECK_SECONDS,
             )
             metrics = f", metrics on port {serve_metrics(metrics_address)}" if metrics_address else ""

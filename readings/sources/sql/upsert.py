@@ -125,13 +125,13 @@ def _merge_staging_table(cursor, meter: Meter, report: CsvReport) -> tuple[int, 
             f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
             f"SELECT %s, {time_sql}, s.value, r.id IS NOT NULL, %s FROM {STAGING_TABLE} AS s "
             f"LEFT JOIN {TABLE} AS r ON r.meter_id = %s AND r.time = {time_sql} "
-            "WHERE r.id IS NULL OR r.value <> s.value ORDER BY s.epoch",
+            "WHERE r.id IS NULL OR r.value <> s.value",
             [meter.pk, committed_at, meter.pk],
         )
     else:
         cursor.execute(
             f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
-            f"SELECT %s, {time_sql}, s.value, false, %s FROM {STAGING_TABLE} AS s ORDER BY s.epoch",
+            f"SELECT %s, {time_sql}, s.value, false, %s FROM {STAGING_TABLE} AS s",
             [meter.pk, committed_at],
         )
     if overlaps:
@@ -236,7 +236,7 @@ def upsert_live_readings(
         cursor.execute(
             f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
             f"SELECT s.meter_id, {time_sql}, s.value, r.id IS NOT NULL, %s {joined} "
-            "WHERE r.id IS NULL OR r.value <> s.value ORDER BY s.meter_id, s.epoch",
+            "WHERE r.id IS NULL OR r.value <> s.value",
             [committed_at],
         )
         cursor.execute(

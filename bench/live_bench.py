@@ -1,0 +1,386 @@
+"""Live readings benchmark: writes as meters send them, and watchers, on the servers a user runs.
+
+Four tables, each measured beside its baseline in the same run, interleaved:
+
+1. MQTT ingest: readings/s that `manage.py ingest_mqtt` commits from a backlog of messages on the
+   broker, against the limit of a bare subscriber that only receives the same messages (QoS 1).
+   Goal: >= 0.5 of the limit.
+2. WriteReadings: readings/s of the same rows sent in unary batches to `grpcrunserver`, against
+   `manage.py import_readings` of those rows as a file (the command a user runs). No goal; the
+   ratio says what the per-call path costs.
+3. Commit -> watcher latency: a writer sends 1,000 readings/s (WriteReadings batches over 20
+   meters); a watcher of those meters takes each change; latency is its arrival minus the commit
+   time the server stamps (taken before the commit, so the figure errs high). Goal: p99 < 250 ms.
+4. Unary calls beside open watches: ListReadings (one day of the reference meter) p50/p99 with no
+   watch open, then with 1,000 WatchReadings streams open on the same server (held by a separate
+   client process), in alternating rounds. Goal: within 1.5x of the figure with none open.
+
+PostgreSQL is what these are for (LISTEN/NOTIFY wakes the watchers); the bench makes its own
+database on --postgres-url and drops it after. Mosquitto on --mqtt-url (127.0.0.1:1883).
+
+    .venv/bin/python bench/live_bench.py                      # about 4 minutes
+    .venv/bin/python bench/live_bench.py --parts write watch  # some tables only
+"""
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import numpy as np
+from common import REPO, start_server, ts  # puts the repository on sys.path
+
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb  # noqa: E402
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc  # noqa: E402
+
+TOKEN = "live-bench-write"
+WRITER = (("authorization", f"Bearer {TOKEN}"),)
+DAY = ("2019-01-15T00:00:00Z", "2019-01-16T00:00:00Z")
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def manage(env: dict, *args: str, capture: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, capture_output=capture, text=True)
+
+
+def times_of(start: int, count: int) -> list[str]:
+    return [time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start + 900 * i)) for i in range(count)]
+
+
+# ---- 2. WriteReadings against import_readings --------------------------------------------
+
+
+def write_rate(stub, meter: str, times: list[str], values: np.ndarray, batch: int) -> float:
+    began = time.perf_counter()
+    for i in range(0, len(times), batch):
+        stub.WriteReadings(pb.WriteReadingsRequest(readings=[
+            pb.ReadingInput(meter=meter, local_time=t, value=float(v))
+            for t, v in zip(times[i:i + batch], values[i:i + batch])
+        ]), metadata=WRITER, timeout=120)
+    return len(times) / (time.perf_counter() - began)
+
+
+def import_rate(env: dict, meter: str, path: Path, count: int) -> float:
+    began = time.perf_counter()
+    manage(env, "import_readings", str(path), "--meter", meter)
+    return count / (time.perf_counter() - began)
+
+
+def part_write(env: dict, stub, rounds: int, rows: int) -> list[str]:
+    times = times_of(1546300800, rows)
+    values = np.round(np.random.default_rng(1).uniform(0, 5, rows), 3)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rows.csv"
+        path.write_text("time,meterusage\n" + "".join(f"{t},{v!r}\n" for t, v in zip(times, values.tolist())))
+        results = {"write 1,000": [], "write 10,000": [], "import": []}
+        for r in range(rounds):
+            for batch in (1000, 10_000):
+                meter = f"bench-write-{batch}-{r}"
+                manage(env, "shell", "-c", f"from readings.models import Meter; Meter.objects.create(name={meter!r})")
+                results[f"write {batch:,}"].append(write_rate(stub, meter, times, values, batch))
+            results["import"].append(import_rate(env, f"bench-import-{r}", path, rows))
+    limit = statistics.median(results["import"])
+    lines = [
+        f"| path ({rows:,} readings into an empty meter) | readings/s (median of {rounds}) | of import_readings |",
+        "| --- | --- | --- |",
+    ]
+    for name, rates in results.items():
+        label = "`import_readings` of the same rows as a file" if name == "import" else f"WriteReadings, batches of {name.split()[1]}"
+        lines.append(f"| {label} | {statistics.median(rates):,.0f} | {statistics.median(rates) / limit:.2f} |")
+    return lines
+
+
+# ---- 3. Commit -> watcher latency ---------------------------------------------------------
+
+
+def part_latency(env: dict, stub, port: int, seconds: float, rate: int) -> list[str]:
+    meters = [f"bench-watch-{i}" for i in range(20)]
+    manage(env, "shell", "-c", "from readings.models import Meter; "
+           f"[Meter.objects.get_or_create(name=n) for n in {meters!r}]")
+    latencies: list[float] = []
+    received = [0]
+    stop = threading.Event()
+    watch = stub.WatchReadings(pb.WatchReadingsRequest(meters=meters))
+
+    def read():
+        try:
+            for message in watch:
+                now = time.time()
+                for change in message.changes:
+                    latencies.append((now - change.commit_time.ToNanoseconds() / 1e9) * 1000)
+                received[0] += len(message.changes)
+        except grpc.RpcError:
+            pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(1)
+    sent, batch_every = 0, 0.05
+    per_batch = max(1, int(rate * batch_every))
+    start = 1546300800
+    began = time.monotonic()
+    tick = began
+    while time.monotonic() - began < seconds:
+        readings = []
+        for _ in range(per_batch):
+            meter = meters[sent % len(meters)]
+            readings.append(pb.ReadingInput(meter=meter, time=ts(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + 900 * (sent // len(meters))))), value=1.0))
+            sent += 1
+        stub.WriteReadings(pb.WriteReadingsRequest(readings=readings), metadata=WRITER)
+        tick += batch_every
+        time.sleep(max(0.0, tick - time.monotonic()))
+    deadline = time.monotonic() + 10
+    while received[0] < sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    watch.cancel()
+    stop.set()
+    achieved = sent / seconds
+    p50, p99 = statistics.median(latencies), pct(latencies, 0.99)
+    verdict = "pass" if p99 < 250 else "MISS"
+    return [
+        "| writes | readings sent | received by the watcher | p50 ms | p99 ms | goal p99 < 250 ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| {achieved:,.0f} readings/s in batches of {per_batch} every {batch_every * 1000:.0f} ms, 20 meters | {sent:,} | "
+        f"{received[0]:,} | {p50:.1f} | {p99:.1f} | {verdict} |",
+    ]
+
+
+# ---- 4. ListReadings beside 1,000 open watches --------------------------------------------
+
+HOLDER = r'''
+import asyncio, sys
+import grpc
+sys.path.insert(0, sys.argv[1])
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb, meter_usage_pb2_grpc
+
+async def main(port, count, meters):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
+        calls = [stub.WatchReadings(pb.WatchReadingsRequest(meters=[meters[i % len(meters)]])) for i in range(count)]
+        await asyncio.gather(*(call.read() for call in calls))  # every watch has caught up
+        print("open", flush=True)
+        async def drain(call):
+            try:
+                async for _ in call:
+                    pass
+            except grpc.RpcError:
+                pass
+        drains = [asyncio.create_task(drain(call)) for call in calls]
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*drains)
+
+asyncio.run(main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(",")))
+'''
+
+
+def part_watchers(env: dict, stub, port: int, rounds: int, calls: int, watchers: int) -> list[str]:
+    meters = [f"bench-watch-{i}" for i in range(20)]
+    manage(env, "shell", "-c", "from readings.models import Meter; "
+           f"[Meter.objects.get_or_create(name=n) for n in {meters!r}]")
+    request = pb.ListReadingsRequest(meter="meterusage", start_time=ts(DAY[0]), end_time=ts(DAY[1]), page_size=1000)
+
+    def measure() -> list[float]:
+        for _ in range(10):
+            stub.ListReadings(request)
+        samples = []
+        for _ in range(calls):
+            began = time.perf_counter()
+            stub.ListReadings(request)
+            samples.append((time.perf_counter() - began) * 1000)
+        return samples
+
+    none_open, many_open, open_seconds = [], [], []
+    for _ in range(rounds):
+        none_open += measure()
+        began = time.perf_counter()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(REPO), str(port), str(watchers), ",".join(meters)],
+            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        line = holder.stdout.readline()
+        if line.strip() != "open":
+            holder.kill()
+            raise RuntimeError(f"the watch holder failed: {line!r}")
+        open_seconds.append(time.perf_counter() - began)
+        many_open += measure()
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=60)
+    p50_none, p99_none = statistics.median(none_open), pct(none_open, 0.99)
+    p50_many, p99_many = statistics.median(many_open), pct(many_open, 0.99)
+    ok = p50_many <= 1.5 * p50_none and p99_many <= 1.5 * p99_none
+    return [
+        f"| ListReadings, one day (96 readings) | p50 ms | p99 ms | ratio p50 / p99 | goal <= 1.5x |",
+        "| --- | --- | --- | --- | --- |",
+        f"| no watch open ({len(none_open)} calls) | {p50_none:.2f} | {p99_none:.2f} | | |",
+        f"| {watchers:,} watches open ({len(many_open)} calls) | {p50_many:.2f} | {p99_many:.2f} | "
+        f"{p50_many / p50_none:.2f} / {p99_many / p99_none:.2f} | {'pass' if ok else 'MISS'} |",
+        f"| (opening {watchers:,} watches until each had caught up: median {statistics.median(open_seconds):.1f} s) | | | | |",
+    ]
+
+
+# ---- 1. MQTT ingest against a bare subscriber ---------------------------------------------
+
+
+def publish_backlog(mqtt_url: str, topic_root: str, meters: list[str], readings: int, per_message: int) -> int:
+    """Publish `readings` readings (QoS 1) to a persistent session that is not connected; returns
+    the number of messages."""
+    import paho.mqtt.client as mqtt
+
+    from readings.ingest import broker_address
+
+    host, port, *_ = broker_address(mqtt_url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}")
+    client.connect(host, port)
+    client.loop_start()
+    messages = 0
+    start = 1546300800
+    infos = []
+    for first in range(0, readings, per_message * len(meters)):
+        for meter in meters:
+            rows = [{"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + 900 * (first // len(meters) + k))),
+                     "value": round(0.1 * k, 2)} for k in range(per_message)]
+            infos.append(client.publish(f"{topic_root}/meters/{meter}/readings", json.dumps({"readings": rows}), qos=1))
+            messages += 1
+    for info in infos:
+        info.wait_for_publish(60)
+    client.loop_stop()
+    client.disconnect()
+    return messages
+
+
+def part_mqtt(env: dict, mqtt_url: str, rounds: int, readings: int, per_message: int) -> list[str]:
+    import paho.mqtt.client as mqtt
+
+    from readings.ingest import broker_address
+
+    host, port, *_ = broker_address(mqtt_url)
+    meters = [f"bench-mqtt-{i}" for i in range(50)]
+    manage(env, "shell", "-c", "from readings.models import Meter; "
+           f"[Meter.objects.get_or_create(name=n) for n in {meters!r}]")
+    consumer_rates, bare_rates = [], []
+    for r in range(rounds):
+        # The bare subscriber: a persistent QoS 1 session that acknowledges and keeps nothing.
+        root = f"bench/{uuid.uuid4().hex[:8]}"
+        client_id = f"bench-bare-{uuid.uuid4().hex[:8]}"
+        got = [0]
+        done = threading.Event()
+        bare = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        bare.on_message = lambda c, u, m: (got.__setitem__(0, got[0] + 1), done.set() if got[0] >= expected else None)
+        bare.connect(host, port)
+        bare.subscribe(f"{root}/meters/+/readings", qos=1)
+        bare.loop_start()
+        time.sleep(0.5)
+        bare.loop_stop()
+        bare.disconnect()
+        expected = publish_backlog(mqtt_url, root, meters, readings, per_message)
+        began = time.perf_counter()
+        bare.reconnect()
+        bare.loop_start()
+        done.wait(300)
+        bare_rates.append(readings / (time.perf_counter() - began))
+        bare.loop_stop()
+        bare.disconnect()
+
+        # The consumer, on its own topic and session, drains a backlog of the same messages.
+        root = f"bench/{uuid.uuid4().hex[:8]}"
+        consumer_env = {**env, "MQTT_URL": mqtt_url, "MQTT_TOPIC": f"{root}/meters/+/readings",
+                        "MQTT_CLIENT_ID": f"bench-ingest-{uuid.uuid4().hex[:8]}"}
+        manage(env, "shell", "-c", f"from readings.models import Reading; Reading.objects.filter(meter__name__startswith='bench-mqtt-').delete()")
+        first = subprocess.Popen([sys.executable, "manage.py", "ingest_mqtt"], cwd=REPO, env=consumer_env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(3)  # subscribed: the session now exists on the broker
+        first.terminate()
+        first.wait(30)
+        publish_backlog(mqtt_url, root, meters, readings, per_message)
+        began = time.perf_counter()
+        consumer = subprocess.Popen([sys.executable, "manage.py", "ingest_mqtt"], cwd=REPO, env=consumer_env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        count_sql = ("from readings.models import Reading; "
+                     "print(Reading.objects.filter(meter__name__startswith='bench-mqtt-').count())")
+        while int(manage(env, "shell", "-c", count_sql).stdout.strip() or 0) < readings:
+            if time.perf_counter() - began > 600:
+                break
+            time.sleep(0.2)
+        consumer_rates.append(readings / (time.perf_counter() - began))
+        consumer.terminate()
+        consumer.wait(30)
+    limit = statistics.median(bare_rates)
+    project = statistics.median(consumer_rates)
+    verdict = "pass" if project >= 0.5 * limit else "MISS"
+    return [
+        f"| {readings:,} readings, {per_message} per message, 50 meters, backlog drained | readings/s (median of {rounds}) | of limit | goal >= 0.5 |",
+        "| --- | --- | --- | --- |",
+        f"| `ingest_mqtt` (committed; polled count, so it errs low by up to 0.2 s + a process start) | {project:,.0f} | {project / limit:.2f} | {verdict} |",
+        f"| bare subscriber, QoS 1, receives only (limit) | {limit:,.0f} | 1.00 | |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", default=os.environ.get("METERUSAGE_CSV", str(REPO.parent / "shared/data/meterusage.csv")))
+    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    parser.add_argument("--parts", nargs="+", default=["mqtt", "write", "latency", "watchers"],
+                        choices=["mqtt", "write", "latency", "watchers"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--watchers", type=int, default=1000)
+    args = parser.parse_args()
+
+    import psycopg
+
+    database = f"live_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.postgres_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {database}")
+    base = args.postgres_url.rsplit("/", 1)[0]
+    env = {**os.environ, "DATABASE_URL": f"{base}/{database}", "DJANGO_DEBUG": "false",
+           "DJANGO_SECRET_KEY": "live-bench-only", "DJANGO_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+           "GRPC_WRITE_TOKENS": TOKEN, "API_CACHE_SECONDS": "0"}
+    server = None
+    tables = []
+    try:
+        manage(env, "migrate", "--verbosity", "0")
+        manage(env, "import_readings", args.reference)
+        server, port = start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], env)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
+            for part in args.parts:
+                print(f"== {part} ...", flush=True)
+                if part == "mqtt":
+                    lines = part_mqtt(env, args.mqtt_url, args.rounds, readings=100_000, per_message=10)
+                elif part == "write":
+                    lines = part_write(env, stub, args.rounds, rows=100_000)
+                elif part == "latency":
+                    lines = part_latency(env, stub, port, seconds=20, rate=1000)
+                else:
+                    lines = part_watchers(env, stub, port, args.rounds, calls=300, watchers=args.watchers)
+                print("\n".join(lines), flush=True)
+                tables.append(lines)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        with psycopg.connect(args.postgres_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    print("\nPostgreSQL, grpcrunserver with 10 worker threads, loopback; clients on the same 2 cores.")
+    for lines in tables:
+        print()
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""WatchReadings against a real gRPC server: changes as writers commit them, resumed exactly once,
+corrections included, heartbeats, and watches that hold no worker thread."""
+import itertools
+import queue
+import threading
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+from django.utils import timezone
+
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
+from grpc_api.server import create_server
+from readings.changes import changes_pruned
+from readings.models import Meter, ReadingChange
+from testing.fixtures import import_file, ts
+
+# Transactional: the server's threads write and read with their own connections.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WRITER = (("authorization", "Bearer w-token"),)
+
+
+@pytest.fixture(scope="module")
+def watch_server(django_db_setup, django_db_blocker):
+    running = create_server("127.0.0.1:0", max_workers=4)
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        yield running, meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
+    running.stop(grace=1)
+
+
+@pytest.fixture
+def stub(watch_server, settings):
+    settings.GRPC_WRITE_TOKENS = ["w-token"]
+    settings.WATCH_HEARTBEAT_SECONDS = 0.5
+    return watch_server[1]
+
+
+@pytest.fixture
+def meters():
+    names = itertools.count()
+
+    def make(count: int = 1, time_zone: str = "UTC") -> list[str]:
+        return [Meter.objects.create(name=f"w-{next(names)}", time_zone=time_zone).name for _ in range(count)]
+
+    return make
+
+
+def write(stub, meter: str, *pairs: tuple[str, float]):
+    return stub.WriteReadings(
+        pb.WriteReadingsRequest(readings=[pb.ReadingInput(meter=meter, local_time=t, value=v) for t, v in pairs]),
+        metadata=WRITER,
+    )
+
+
+class Watcher:
+    """A watch read on a thread: messages land in a queue."""
+
+    def __init__(self, stub, **request):
+        self.messages: queue.Queue = queue.Queue()
+        self.call = stub.WatchReadings(pb.WatchReadingsRequest(**request))
+        self.error = None
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        try:
+            for message in self.call:
+                self.messages.put(message)
+        except grpc.RpcError as error:
+            self.error = error
+        self.messages.put(None)
+
+    def changes(self, count: int, timeout: float = 10.0) -> tuple[list[tuple], str]:
+        """The next `count` changes as (meter, time, value, replaced), and the last token."""
+        found, token = [], ""
+        while len(found) < count:
+            message = self.messages.get(timeout=timeout)
+            assert message is not None, f"stream ended: {self.error}"
+            token = message.resume_token
+            found += [(c.meter, c.time.ToJsonString(), c.value, c.replaced) for c in message.changes]
+        return found, token
+
+    def first(self, timeout: float = 10.0):
+        return self.messages.get(timeout=timeout)
+
+    def cancel(self):
+        self.call.cancel()
+        self.thread.join(5)
+
+
+def test_a_watch_receives_writes_as_they_commit(stub, meters):
+    (name,) = meters()
+    watcher = Watcher(stub, meters=[name])
+    assert watcher.first().caught_up
+
+    write(stub, name, ("2019-01-01 00:15:00", 1.0), ("2019-01-01 00:30:00", 2.0))
+    write(stub, name, ("2019-01-01 00:30:00", 2.5))
+
+    found, _ = watcher.changes(3)
+    assert sorted(found[:2]) == [
+        (name, "2019-01-01T00:15:00Z", 1.0, False), (name, "2019-01-01T00:30:00Z", 2.0, False),
+    ]
+    assert found[2] == (name, "2019-01-01T00:30:00Z", 2.5, True)
+    watcher.cancel()
+
+
+def test_a_resumed_watch_gets_what_it_missed_exactly_once(stub, meters, write_csv):
+    a, b = meters(2)
+    watcher = Watcher(stub, meters=[a, b])
+    watcher.first()
+    write(stub, a, ("2019-01-01 00:15:00", 1.0))
+    _, token = watcher.changes(1)
+    watcher.cancel()
+
+    write(stub, a, ("2019-01-01 00:15:00", 1.5), ("2019-01-01 00:30:00", 2.0))
+    write(stub, b, ("2019-01-01 00:15:00", 7.0))
+    import_file(write_csv("time,meterusage\n2019-01-01 00:30:00,8\n2019-01-01 00:15:00,7\n"), meter=b)
+    resumed = Watcher(stub, meters=[a, b], resume_token=token)
+
+    found, _ = resumed.changes(4)
+    assert sorted(found) == sorted([
+        (a, "2019-01-01T00:15:00Z", 1.5, True), (a, "2019-01-01T00:30:00Z", 2.0, False),
+        (b, "2019-01-01T00:15:00Z", 7.0, False), (b, "2019-01-01T00:30:00Z", 8.0, False),
+    ])
+    write(stub, b, ("2019-01-01 00:45:00", 9.0))
+    assert resumed.changes(1)[0] == [(b, "2019-01-01T00:45:00Z", 9.0, False)]
+    resumed.cancel()
+
+
+def test_catch_up_only_ends_and_start_time(stub, meters):
+    (name,) = meters()
+    write(stub, name, ("2019-01-01 00:15:00", 1.0))
+    middle = timezone.now()
+    write(stub, name, ("2019-01-01 00:30:00", 2.0))
+
+    since = pb.WatchReadingsRequest(meters=[name], catch_up_only=True)
+    since.start_time.FromDatetime(middle)
+    messages = list(stub.WatchReadings(since))
+    everything = list(stub.WatchReadings(pb.WatchReadingsRequest(meters=[name], catch_up_only=True, start_time=ts("2000-01-01T00:00:00Z"))))
+    from_now = list(stub.WatchReadings(pb.WatchReadingsRequest(meters=[name], catch_up_only=True)))
+
+    assert [c.value for m in messages for c in m.changes] == [2.0]
+    assert [c.value for m in everything for c in m.changes] == [1.0, 2.0]
+    assert [c.value for m in from_now for c in m.changes] == []
+    assert messages[-1].caught_up and from_now[-1].caught_up
+    again = list(stub.WatchReadings(pb.WatchReadingsRequest(meters=[name], catch_up_only=True, resume_token=messages[-1].resume_token)))
+    assert [c.value for m in again for c in m.changes] == []
+
+
+def test_idle_watches_get_heartbeats(stub, meters):
+    (name,) = meters()
+    watcher = Watcher(stub, meters=[name])
+    first, second = watcher.first(), watcher.first(timeout=5)
+
+    assert second is not None and not second.changes and second.resume_token == first.resume_token
+    watcher.cancel()
+
+
+def test_bad_watches(stub, meters):
+    (name,) = meters()
+    cases = {
+        grpc.StatusCode.NOT_FOUND: pb.WatchReadingsRequest(meters=["nobody"]),
+        grpc.StatusCode.INVALID_ARGUMENT: pb.WatchReadingsRequest(meters=[]),
+    }
+    for code, request in cases.items():
+        with pytest.raises(grpc.RpcError) as error:
+            list(stub.WatchReadings(request))
+        assert error.value.code() == code
+    with pytest.raises(grpc.RpcError) as forged:
+        list(stub.WatchReadings(pb.WatchReadingsRequest(meters=[name], resume_token="forged")))
+    assert forged.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_token_older_than_the_log_is_out_of_range(stub, meters):
+    (name,) = meters()
+    (token,) = [m.resume_token for m in stub.WatchReadings(pb.WatchReadingsRequest(meters=[name], catch_up_only=True))]
+    write(stub, name, ("2019-01-01 00:15:00", 1.0))
+    ReadingChange.objects.update(committed_at=datetime(2020, 1, 1, tzinfo=UTC))
+
+    assert changes_pruned() >= 1
+    with pytest.raises(grpc.RpcError) as error:
+        list(stub.WatchReadings(pb.WatchReadingsRequest(meters=[name], resume_token=token)))
+    assert error.value.code() == grpc.StatusCode.OUT_OF_RANGE
+
+
+def test_open_watches_leave_the_workers_to_other_calls(watch_server, stub, meters):
+    """The server has 4 worker threads; 60 open watches must not take them."""
+    (name,) = meters()
+    watchers = [Watcher(stub, meters=[name]) for _ in range(60)]
+    for watcher in watchers:
+        assert watcher.first().caught_up
+
+    for _ in range(5):
+        answer = stub.GetMeter(pb.GetMeterRequest(name=name), timeout=5)
+        assert answer.name == name
+    write(stub, name, ("2019-01-01 00:15:00", 4.0))
+    assert all(w.changes(1)[0] == [(name, "2019-01-01T00:15:00Z", 4.0, False)] for w in watchers)
+    for watcher in watchers:
+        watcher.cancel()
