@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
 # The gRPC request fields that stand for HTTP query parameters of another name.
-PARAMETER_OF_FIELD = {"start_time": "start", "end_time": "end", "time_zone": "tz"}
+PARAMETER_OF_FIELD = {"start_time": "start", "end_time": "end", "time_zone": "tz", "resume_token": "after"}
 
 # After google.rpc.Code's HTTP mapping, but for RESOURCE_EXHAUSTED: the service sheds load past
 # its capacity, which is a 503 to retry later, not a client over its quota (429). Failures of the

@@ -245,6 +245,31 @@ class WriteResultDocument(serializers.Serializer):
     rejected = RejectedReadingDocument(many=True, help_text="The rows skipped.")
 
 
+# ---- The changes feed --------------------------------------------------------------------------
+
+
+class ChangesQuery(serializers.Serializer):
+    after = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=4000,
+        help_text="`next` of the previous answer: the changes committed after it. Without it the feed starts "
+        "now: no changes, and a `next` to poll with.",
+    )
+
+
+class ChangeDocument(serializers.Serializer):
+    time = serializers.DateTimeField(help_text="Time of the reading, RFC 3339 UTC.")
+    value = serializers.FloatField()
+    replaced = serializers.BooleanField(help_text="True when it replaced another value for its time (a correction).")
+    commit_time = serializers.DateTimeField(help_text="When the write committed (the service's clock).")
+
+
+class ChangesDocument(serializers.Serializer):
+    meter = serializers.CharField()
+    changes = ChangeDocument(many=True, help_text="Oldest first; a time may appear again with a corrected value.")
+    next = serializers.CharField(help_text="Token to send as `after` next time.")
+    more = serializers.BooleanField(help_text="True when more changes are already waiting: ask again at once.")
+
+
 class StrictBooleanField(serializers.BooleanField):
     def to_internal_value(self, data):
         try:

@@ -26,6 +26,8 @@ from readings.api.schema import PageDocumentSchema
 from readings.api.serializers import (
     AggregatesDocument,
     AggregatesQuery,
+    ChangesDocument,
+    ChangesQuery,
     CompletenessDocument,
     ImportRunDetailSerializer,
     ImportRunSerializer,
@@ -285,3 +287,27 @@ class CompletenessView(RpcDocumentView):
         yield ["start", "end", "missing_count"]
         for gap in document["gaps"]:
             yield [gap["start"], gap["end"], gap["missing_count"]]
+
+
+@extend_schema(
+    summary="Changes of a meter's readings, for clients that poll",
+    parameters=[ChangesQuery, openapi.METER_PARAMETER],
+    responses=openapi.with_problems(ChangesDocument, 400, 401, 403, 404, 406, 502, 503, 504),
+)
+class ChangesView(APIView):
+    """Readings of a meter as writes commit them (imports, writes, corrections), oldest first,
+    from the gRPC service (WatchReadings, caught up and ended). Poll with `after` set to the
+    `next` of the previous answer; the first call, without it, starts the feed now. An answer
+    holds at most 10,000 changes; `more` says others wait. 400 for a token of another meter or
+    older than the change log keeps (CHANGE_LOG_DAYS): read the readings again and start anew.
+    Never cached.
+    """
+
+    renderer_classes = [FastJSONRenderer, BrowsableAPIRenderer]
+
+    def get(self, request, meter):
+        query = ChangesQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        response = Response(documents.changes(meter=meter, after=query.validated_data["after"]))
+        response["Cache-Control"] = "no-store"
+        return response

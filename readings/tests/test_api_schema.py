@@ -32,7 +32,7 @@ def test_schema_lists_the_design_paths(openapi):
     assert openapi["openapi"].startswith("3.")
     assert sorted(openapi["paths"]) == sorted([
         "/api/v1/import-runs/", "/api/v1/import-runs/{id}/", "/api/v1/meters/",
-        "/api/v1/meters/{meter}/", *GATEWAY_PATHS,
+        "/api/v1/meters/{meter}/", *GATEWAY_PATHS, "/api/v1/meters/{meter}/changes/",
     ])
 
 
