@@ -439,11 +439,13 @@
     const label = raw ? `${meter.unit} per ${meter.interval_seconds / 60} minutes` : `${meter.unit} per ${WINDOW_LABELS[windowName]} (sum)`;
     $("chart-note").textContent = `${label}; gaps shaded red; times in ${tz}.`;
     const size = { width: Math.max(container.clientWidth, 300), height: 340 };
+    const xRange = [instantOf(state.start, state.tz), instantOf(state.end, state.tz)];
     chart?.destroy();
     chart = new uPlot({
       ...size,
       tzDate: (epoch) => uPlot.tzDate(new Date(epoch * 1000), tz),
-      scales: { x: { time: true } },
+      // The range asked for, whatever the data covers: one live reading is not a whole axis.
+      scales: { x: { time: true, range: () => xRange } },
       series: [
         { label: "Time", value: (u, epoch) => (epoch === null ? "–" : displayTime(epoch, tz)) },
         {
