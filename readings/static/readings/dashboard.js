@@ -454,7 +454,7 @@
           width: 1.5,
           fill: raw ? undefined : "rgba(29,111,184,0.08)",
           paths: raw ? undefined : uPlot.paths.stepped({ align: 1 }),
-          points: { show: !raw && points <= 100 },
+          points: { show: points <= 100 },  // a lone reading is a point, not a line
           value: (u, value) => fmt(value),
         },
       ],
