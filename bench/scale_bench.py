@@ -217,7 +217,8 @@ def copy_limit(store: Store, path: Path, meter: str) -> float:
     """Seconds to load the file's rows straight into the table as a user would: psql \\copy, or
     sqlite3's .import (the times already in the form the table holds)."""
     store.query("INSERT INTO readings_meter (name, description, unit, time_zone, interval, source, reading_count, "
-                "data_version, created_at, updated_at) VALUES (%s, '', 'kWh', 'UTC', %s, 'default', 0, 0, %s, %s)",
+                "data_version, changes_pruned_through, created_at, updated_at) "
+                "VALUES (%s, '', 'kWh', 'UTC', %s, 'default', 0, 0, 0, %s, %s)",
                 [meter, 900_000_000 if store.kind == "sqlite" else "15 minutes", "2019-01-01", "2019-01-01"])
     meter_id = store.query("SELECT id FROM readings_meter WHERE name = %s", [meter])[0][0]
     rows = path.with_suffix(".rows.csv")

@@ -1,6 +1,14 @@
 """Server interceptors: one log line and the metrics of every call, the calls in flight,
-bearer-token authentication, and database connections closed around every call (streams included)."""
+bearer-token authentication, and database connections closed around every call (streams included).
+
+They wrap a call's behaviour as it is: sync behaviours with sync code, which runs in the worker
+thread that runs the behaviour (grpc_api/workers.py); coroutines and async generators with async
+code, on the event loop.
+"""
+import asyncio
+import contextlib
 import hmac
+import inspect
 import logging
 import threading
 import time
@@ -16,53 +24,70 @@ logger = logging.getLogger("grpc_api.calls")
 HEALTH_METHOD_PREFIX = f"/{health.SERVICE_NAME}/"
 
 
-def _wrap_behavior(handler, wrap_unary, wrap_stream):
-    """`handler` with its behaviour wrapped: unary responses by `wrap_unary`, server streams by
-    `wrap_stream` (each takes the behaviour and the method name)."""
+def _wrap_behavior(handler, wrapper, method: str):
+    """`handler` with its behaviour wrapped by `wrapper`: its `unary`/`stream` for sync behaviours,
+    `async_unary`/`async_stream` for coroutines and async generators (each takes the behaviour
+    and the method name)."""
     if handler is None:
         return None
     if handler.unary_unary:
-        return handler._replace(unary_unary=wrap_unary(handler.unary_unary))
+        behavior = handler.unary_unary
+        wrap = wrapper.async_unary if inspect.iscoroutinefunction(behavior) else wrapper.unary
+        return handler._replace(unary_unary=wrap(behavior, method))
     if handler.unary_stream:
-        return handler._replace(unary_stream=wrap_stream(handler.unary_stream))
+        behavior = handler.unary_stream
+        if inspect.isasyncgenfunction(behavior):
+            wrap = wrapper.async_stream
+        elif inspect.iscoroutinefunction(behavior):
+            # A stream that writes with context.write() and returns None: awaited like a unary call.
+            wrap = wrapper.async_unary
+        else:
+            wrap = wrapper.stream
+        return handler._replace(unary_stream=wrap(behavior, method))
     return handler
 
 
-class DatabaseConnectionInterceptor(grpc.ServerInterceptor):
+class DatabaseConnectionInterceptor(grpc.aio.ServerInterceptor):
     """Closes this thread's database connections when they are broken or past
     DATABASE_CONN_MAX_AGE, before and after every call, as Django does around a request.
 
     After a stream, too: django-grpc-framework's end-of-call signal fires before a stream's body
-    has run, so it cannot do this for streams.
+    has run, so it cannot do this for streams. Behaviours on the event loop use no connection.
     """
 
-    def intercept_service(self, continuation, handler_call_details):
-        return _wrap_behavior(continuation(handler_call_details), _closing_unary, _closing_stream)
+    async def intercept_service(self, continuation, handler_call_details):
+        return _wrap_behavior(await continuation(handler_call_details), self, handler_call_details.method)
 
-
-def _closing_unary(behavior):
-    def call(request, context):
-        close_old_connections()
-        try:
-            return behavior(request, context)
-        finally:
+    @staticmethod
+    def unary(behavior, method):
+        def call(request, context):
             close_old_connections()
+            try:
+                return behavior(request, context)
+            finally:
+                close_old_connections()
 
-    return call
+        return call
 
-
-def _closing_stream(behavior):
-    def call(request, context):
-        close_old_connections()
-        try:
-            yield from behavior(request, context)
-        finally:
+    @staticmethod
+    def stream(behavior, method):
+        def call(request, context):
             close_old_connections()
+            try:
+                yield from behavior(request, context)
+            finally:
+                close_old_connections()
 
-    return call
+        return call
+
+    @staticmethod
+    def async_unary(behavior, method):
+        return behavior
+
+    async_stream = async_unary
 
 
-class CallLogInterceptor(grpc.ServerInterceptor):
+class CallLogInterceptor(grpc.aio.ServerInterceptor):
     """Logs one line per call (method, status code, duration), records its metrics, and counts
     the calls in flight, which a graceful stop waits for."""
 
@@ -95,15 +120,10 @@ class CallLogInterceptor(grpc.ServerInterceptor):
         HANDLING.labels(method).observe(elapsed)
         logger.info("%s %s %.1fms%s", method, status, elapsed * 1000, extra)
 
-    def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method
-        return _wrap_behavior(
-            continuation(handler_call_details),
-            lambda behavior: self._unary(behavior, method),
-            lambda behavior: self._stream(behavior, method),
-        )
+    async def intercept_service(self, continuation, handler_call_details):
+        return _wrap_behavior(await continuation(handler_call_details), self, handler_call_details.method)
 
-    def _unary(self, behavior, method):
+    def unary(self, behavior, method):
         def logged(request, context):
             began, failed = time.perf_counter(), True
             self._enter()
@@ -116,7 +136,7 @@ class CallLogInterceptor(grpc.ServerInterceptor):
 
         return logged
 
-    def _stream(self, behavior, method):
+    def stream(self, behavior, method):
         def logged(request, context):
             began, failed, sent = time.perf_counter(), True, 0
             self._enter()
@@ -130,18 +150,56 @@ class CallLogInterceptor(grpc.ServerInterceptor):
 
         return logged
 
+    def async_unary(self, behavior, method):
+        async def logged(request, context):
+            began, failed, active = time.perf_counter(), True, True
+            self._enter()
+            try:
+                response = await behavior(request, context)
+                failed = False
+                return response
+            except asyncio.CancelledError:
+                active = False
+                raise
+            finally:
+                self._leave(method, _status_name(context, failed, active), began)
 
-def _status_name(context, failed: bool) -> str:
+        return logged
+
+    def async_stream(self, behavior, method):
+        async def logged(request, context):
+            began, failed, active, sent = time.perf_counter(), True, True, 0
+            self._enter()
+            try:
+                async with contextlib.aclosing(behavior(request, context)) as messages:
+                    async for message in messages:
+                        sent += 1
+                        yield message
+                failed = False
+            except (asyncio.CancelledError, GeneratorExit):
+                active = False
+                raise
+            finally:
+                self._leave(method, _status_name(context, failed, active), began, f" messages={sent}")
+
+        return logged
+
+
+def _status_name(context, failed: bool, active: bool | None = None) -> str:
+    """The status a call ended with. An asyncio context cannot say whether the call is still
+    active: its wrapper passes `active` (False once the call was cancelled)."""
     code = context.code()
     if code is not None:
         return code.name
-    if not context.is_active():
+    if active is None:
+        active = context.is_active()
+    if not active:
         remaining = context.time_remaining()
         return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
     return "UNKNOWN" if failed else "OK"
 
 
-class TokenAuthInterceptor(grpc.ServerInterceptor):
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     """Requires `authorization: Bearer <token>` with one of `tokens`; health checks stay open."""
 
     def __init__(self, tokens: list[str]):
@@ -154,25 +212,19 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
             return False
         return any(hmac.compare_digest(presented.encode(), token) for token in self.tokens)
 
-    def intercept_service(self, continuation, handler_call_details):
-        if handler_call_details.method.startswith(HEALTH_METHOD_PREFIX) or self._authorized(
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(HEALTH_METHOD_PREFIX) or self._authorized(
             handler_call_details.invocation_metadata
         ):
-            return continuation(handler_call_details)
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
+            return handler
 
-        def deny(request, context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid 'authorization: Bearer <token>' is required")
+        # On the loop: refusing a call takes no worker thread.
+        async def deny(request, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid 'authorization: Bearer <token>' is required")
 
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                deny,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return grpc.unary_unary_rpc_method_handler(
+        kind = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.unary_unary_rpc_method_handler
+        return kind(
             deny,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,

@@ -1,8 +1,15 @@
-"""Building the gRPC server: the meterusage service, health, reflection and the interceptors."""
+"""Building the gRPC server: the meterusage service, health, reflection and the interceptors.
+
+One asyncio server, its event loop in a thread of its own: async behaviours (long-lived watch
+streams) wait on the loop and take no thread; sync ones run in the worker pool a step at a time
+(grpc_api/workers.py).
+"""
+import asyncio
 import gc
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -14,6 +21,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from grpc_api.contract import MAX_MESSAGE_BYTES, SERVICE_NAME
 from grpc_api.interceptors import CallLogInterceptor, DatabaseConnectionInterceptor, TokenAuthInterceptor
+from grpc_api.workers import WorkerPoolInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +35,32 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 QUEUE_PER_WORKER = 2
 
 
+class LoopHealth:
+    """The asyncio health servicer, set from any thread: its methods are coroutines of the loop."""
+
+    def __init__(self, servicer: health.aio.HealthServicer, loop: asyncio.AbstractEventLoop):
+        self.servicer = servicer
+        self.loop = loop
+
+    def _on_loop(self, coroutine) -> None:
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        else:
+            coroutine.close()
+
+    def set(self, service: str, status) -> None:
+        self._on_loop(self.servicer.set(service, status))
+
+    def enter_graceful_shutdown(self) -> None:
+        """NOT_SERVING for every service from now on."""
+        self._on_loop(self.servicer.enter_graceful_shutdown())
+
+
 class StoreHealth(threading.Thread):
     """Checks every `every` seconds that the relational store answers (every call needs it: it
     says who a meter is) and reports SERVING or NOT_SERVING accordingly, until stopped."""
 
-    def __init__(self, health_servicer: health.HealthServicer, every: float):
+    def __init__(self, health_servicer: LoopHealth, every: float):
         super().__init__(name="grpc-store-health", daemon=True)
         self.health_servicer = health_servicer
         self.every = every
@@ -63,11 +92,13 @@ class StoreHealth(threading.Thread):
 
 @dataclass
 class RunningServer:
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: LoopHealth
     calls: CallLogInterceptor
     workers: futures.ThreadPoolExecutor
+    loop: asyncio.AbstractEventLoop
+    loop_thread: threading.Thread
     store_health: StoreHealth | None = field(default=None)
 
     def stop(self, grace: float | None = None) -> None:
@@ -81,7 +112,13 @@ class RunningServer:
             # Health checkers get a moment to see NOT_SERVING even when nothing is in flight.
             time.sleep(min(grace, 1.0))
             self.calls.wait_idle(max(grace - (time.monotonic() - began), 0))
-        self.server.stop(max((grace or 0) - (time.monotonic() - began), 0)).wait()
+        remaining = max((grace or 0) - (time.monotonic() - began), 0)
+        asyncio.run_coroutine_threadsafe(self.server.stop(remaining), self.loop).result()
+        if self.store_health is not None:
+            self.store_health.join(timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.loop_thread.join()
+        self.loop.close()
         # The worker threads end, and with them the database connections they kept (collected
         # now rather than whenever: a database is not dropped while connections stay).
         self.workers.shutdown(wait=True)
@@ -95,31 +132,64 @@ def create_server(
     tokens: list[str] | None = None,
     tls: tuple[bytes, bytes] | None = None,
     health_check_seconds: float | None = None,
+    extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
 ) -> RunningServer:
     """A started server on `address` ("127.0.0.1:0" picks a free port), with health and reflection.
 
     `tokens` turns on bearer-token authentication; `tls` is (private key PEM, certificate chain PEM).
-    At most `max_workers` calls run at once and QUEUE_PER_WORKER times as many wait; more are
+    At most `max_workers` sync calls run at once and QUEUE_PER_WORKER times as many wait; more are
     refused with RESOURCE_EXHAUSTED. Health follows the relational store, checked every
-    `health_check_seconds` (None: always SERVING until stopped).
+    `health_check_seconds` (None: always SERVING until stopped). `extra_handlers` are served too.
     """
+    loop = asyncio.new_event_loop()
+    loop_thread = threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True)
+    loop_thread.start()
+    workers = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc")
     calls = CallLogInterceptor()
-    interceptors = [calls, DatabaseConnectionInterceptor()]
+    try:
+        server, port, health_servicer = asyncio.run_coroutine_threadsafe(
+            _started(address, workers, max_workers, calls, tokens, tls, extra_handlers), loop
+        ).result()
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        loop_thread.join()
+        loop.close()
+        workers.shutdown(wait=False)
+        raise
+    health_servicer = LoopHealth(health_servicer, loop)
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, SERVING)
+    store_health = None
+    if health_check_seconds:
+        store_health = StoreHealth(health_servicer, health_check_seconds)
+        store_health.start()
+    return RunningServer(server, port, health_servicer, calls, workers, loop, loop_thread, store_health)
+
+
+async def _started(address, workers, max_workers, calls, tokens, tls, extra_handlers):
+    """The server, built and started on the loop (an asyncio server belongs to the loop it is made on)."""
+    # Admission is the pool's, not grpc.aio's maximum_concurrent_rpcs: that counts every open call,
+    # so a thousand watch streams on the loop would refuse unary calls that no thread is busy with.
+    interceptors = [
+        WorkerPoolInterceptor(workers, limit=max_workers * (1 + QUEUE_PER_WORKER)),
+        calls,
+        DatabaseConnectionInterceptor(),
+    ]
     if tokens:
         interceptors.append(TokenAuthInterceptor(tokens))
-    workers = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc")
-    server = grpc.server(
-        workers,
+    server = grpc.aio.server(
+        # Only for client-streaming sync handlers, which WorkerPoolInterceptor leaves to grpc.
+        migration_thread_pool=workers,
+        handlers=list(extra_handlers),
         interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ],
-        maximum_concurrent_rpcs=max_workers * (1 + QUEUE_PER_WORKER),
     )
     grpc_settings.ROOT_HANDLERS_HOOK(server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1]
     reflection.enable_server_reflection(services, server)
@@ -133,18 +203,12 @@ def create_server(
         port = 0
     if not port:
         raise OSError(f"cannot listen on {address}")
-    server.start()
-    for service in ("", SERVICE_NAME):
-        health_servicer.set(service, SERVING)
-    store_health = None
-    if health_check_seconds:
-        store_health = StoreHealth(health_servicer, health_check_seconds)
-        store_health.start()
-    return RunningServer(server, port, health_servicer, calls, workers, store_health)
+    await server.start()
+    return server, port, health_servicer
 
 
-def _add_reflection_v1(server: grpc.Server, services: list[str]) -> None:
-    servicer = reflection.ReflectionServicer(services)
+def _add_reflection_v1(server: grpc.aio.Server, services: list[str]) -> None:
+    servicer = reflection.aio.ReflectionServicer(services)
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
