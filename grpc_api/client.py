@@ -183,15 +183,35 @@ def connection() -> _Connection:
     return current
 
 
-def call(method: str, request):
-    """Call `method` of MeterUsageService with the deadline and token; a failure raises RpcFailed."""
+def _metadata(current: _Connection, token: str | None) -> tuple:
+    return current.metadata if token is None else (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def call(method: str, request, *, token: str | None = None):
+    """Call `method` of MeterUsageService with the deadline and token (GRPC_TOKEN unless `token`
+    is given: writes send GRPC_WRITE_TOKEN); a failure raises RpcFailed."""
     current = connection()
     try:
         return getattr(current.stub, method)(
-            request, timeout=settings.GRPC_DEADLINE_SECONDS, metadata=current.metadata
+            request, timeout=settings.GRPC_DEADLINE_SECONDS, metadata=_metadata(current, token)
         )
     except grpc.RpcError as error:
         raise rpc_failed(error) from None
+
+
+def stream(method: str, request, *, token: str | None = None):
+    """The messages of a server-streaming `method`, under one deadline for the whole stream;
+    a failure raises RpcFailed. Leaving the loop early cancels the call."""
+    current = connection()
+    call_ = getattr(current.stub, method)(
+        request, timeout=settings.GRPC_DEADLINE_SECONDS, metadata=_metadata(current, token)
+    )
+    try:
+        yield from call_
+    except grpc.RpcError as error:
+        raise rpc_failed(error) from None
+    finally:
+        call_.cancel()
 
 
 def service_status() -> str:

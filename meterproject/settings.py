@@ -219,6 +219,9 @@ CACHES = {
     )
 }
 API_CACHE_SECONDS = int(os.environ.get("API_CACHE_SECONDS", "300"))
+# The largest body POST /api/v1/meters/{meter}/readings/ takes (413 past it): 8 MiB holds the
+# 100,000 readings one write may carry, as CSV or JSON.
+API_WRITE_MAX_BYTES = int(os.environ.get("API_WRITE_MAX_BYTES", str(8 * 1024 * 1024)))
 
 # /metrics (Prometheus): open to anyone with METRICS_PUBLIC (the default in debug); otherwise to
 # staff users and to requests with `Authorization: Bearer <METRICS_TOKEN>`.

@@ -125,18 +125,23 @@ def read_header(path: Path) -> list[str]:
     """The file's column names, stripped and lower-cased; checks that both columns are there."""
     with path.open(encoding="utf-8-sig", newline="") as f:
         first_line = f.readline()
+    return header_columns(first_line, path)
+
+
+def header_columns(first_line: str, source: Path | str) -> list[str]:
+    """The column names of a header line (of a file, or of CSV text sent to the API)."""
     names = next(csv.reader([first_line]), [])
     columns = [name.strip().lower() for name in names]
     if TIME_COLUMN not in columns or VALUE_COLUMN not in columns:
         found = first_line.strip()
         raise CsvError(
-            path,
+            source,
             f"expected the header '{TIME_COLUMN},{VALUE_COLUMN}', found {found!r}",
             line=1,
         )
     for name in (TIME_COLUMN, VALUE_COLUMN):
         if columns.count(name) > 1:
-            raise CsvError(path, f"the header names the column {name!r} twice", line=1)
+            raise CsvError(source, f"the header names the column {name!r} twice", line=1)
     return columns
 
 
@@ -299,7 +304,7 @@ def _clean(
     has_value = np.isfinite(numbers)
     for i in np.flatnonzero(ok & ~has_value):
         raw = values[i].as_py()
-        problems.append(RowProblem(int(lines[i]), raw, _missing_reason(raw, numbers[i]), "skipped"))
+        problems.append(RowProblem(int(lines[i]), raw, missing_value_reason(raw, numbers[i]), "skipped"))
     # Rows of a repeated hour wait for the end of the file, those without a value too: the
     # order of a first pass without values still tells a second pass apart.
     hold = held & time_ok & value_ok
@@ -387,23 +392,31 @@ def _parse_values(values: pa.Array, lines: np.ndarray, problems: list[RowProblem
     numbers = np.full(len(values), np.nan)
     ok = np.ones(len(values), dtype=bool)
     for i, raw in enumerate(values.to_pylist()):
-        text = raw.strip()
-        if not text or text.lower() in MISSING_MARKERS:
-            continue
         try:
-            if "_" in text:  # float() reads 1_000, a CSV writer never means that
-                raise ValueError
-            numbers[i] = float(text)
-        except ValueError:
+            numbers[i] = number_of_text(raw)
+        except ValueError as exc:
             ok[i] = False
-            hint = " (use a decimal point)" if _DECIMAL_COMMA.match(text) else ""
-            problems.append(
-                RowProblem(int(lines[i]), raw, f"{VALUE_COLUMN} {raw!r} is not a number{hint}", "invalid")
-            )
+            problems.append(RowProblem(int(lines[i]), raw, str(exc), "invalid"))
     return numbers, ok
 
 
-def _missing_reason(raw: str, number: float) -> str:
+def number_of_text(raw: str) -> float:
+    """A value as a file holds it: NaN when missing (empty, a marker such as NA), else the number;
+    ValueError, with the reason an import gives, when it is no number."""
+    text = raw.strip()
+    if not text or text.lower() in MISSING_MARKERS:
+        return math.nan
+    try:
+        if "_" in text:  # float() reads 1_000, a CSV writer never means that
+            raise ValueError
+        return float(text)
+    except ValueError:
+        hint = " (use a decimal point)" if _DECIMAL_COMMA.match(text) else ""
+        raise ValueError(f"{VALUE_COLUMN} {raw!r} is not a number{hint}") from None
+
+
+def missing_value_reason(raw: str, number: float) -> str:
+    """Why a row without a value is skipped, in an import's words ("empty value", "NaN", ...)."""
     text = raw.strip()
     if not text:
         return "empty value"

@@ -25,7 +25,7 @@ def dashboard(request):
         "meters": reverse("api:meter-list"),
         **{
             name: reverse(f"api:meter-{name}", kwargs={"meter": METER_PLACEHOLDER})
-            for name in ("readings", "aggregates", "completeness")
+            for name in ("readings", "aggregates", "completeness", "changes")
         },
     }
     config = {"api": urls, "meterPlaceholder": METER_PLACEHOLDER}

@@ -162,3 +162,39 @@ def completeness(*, meter: str, start: Instant, end: Instant) -> dict:
             for a, b, gap in zip(gap_starts, gap_ends, gaps)
         ],
     }
+
+
+# Changes per answer of the changes feed: a client that fell far behind catches up in several.
+CHANGES_PER_ANSWER = 10_000
+
+
+def changes(*, meter: str, after: str, limit: int | None = None) -> dict:
+    """Changes of `meter`'s readings committed after the token `after` ("": none, from now on),
+    oldest first, at most `limit` (or one message of the service, if that holds more); `next`
+    continues after the last one, `more` says whether others are already waiting.
+
+    The service's catch-up-only watch sends everything waiting, in messages of up to a few
+    thousand changes, each with a token to resume after it: reading stops before the message that
+    would pass `limit`, and its token is not used.
+    """
+    limit = limit or CHANGES_PER_ANSWER
+    request = pb.WatchReadingsRequest(meters=[meter], resume_token=after, catch_up_only=True)
+    found, token, more = [], after, False
+    for message in client.stream("WatchReadings", request):
+        if found and len(found) + len(message.changes) > limit:
+            more = True
+            break
+        found.extend(message.changes)
+        token = message.resume_token
+        if message.caught_up:
+            break
+    times = rfc3339([change.time.seconds for change in found])
+    return {
+        "meter": meter,
+        "changes": [
+            {"time": t, "value": c.value, "replaced": c.replaced, "commit_time": c.commit_time.ToJsonString()}
+            for t, c in zip(times, found)
+        ],
+        "next": token,
+        "more": more,
+    }

@@ -16,13 +16,14 @@ from rest_framework.views import set_rollback
 
 from grpc_api.client import RpcFailed
 from readings.api.renderers import dumps
+from readings.api.uploads import RowsRefused
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
 # The gRPC request fields that stand for HTTP query parameters of another name.
-PARAMETER_OF_FIELD = {"start_time": "start", "end_time": "end", "time_zone": "tz"}
+PARAMETER_OF_FIELD = {"start_time": "start", "end_time": "end", "time_zone": "tz", "resume_token": "after"}
 
 # After google.rpc.Code's HTTP mapping, but for RESOURCE_EXHAUSTED: the service sheds load past
 # its capacity, which is a 503 to retry later, not a client over its quota (429). Failures of the
@@ -41,6 +42,20 @@ HTTP_STATUS_OF_CODE = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 BAD_GATEWAY = 502
+
+
+class Problem(exceptions.APIException):
+    """An error whose problem document carries extension members (`errors`, ...)."""
+
+    def __init__(self, status: int, detail: str, **members):
+        self.status_code = status
+        self.members = members
+        super().__init__(detail)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "the request body is too large"
 
 
 def http_status_of(code: grpc.StatusCode) -> int:
@@ -102,6 +117,12 @@ def problem_exception_handler(exc, context):
     instance = request.path if request is not None else ""
     if isinstance(exc, RpcFailed):
         return _rpc_problem(exc, instance)
+    if isinstance(exc, RowsRefused):
+        noun = "row" if len(exc.errors) == 1 else "rows"
+        detail = f"{len(exc.errors)} invalid {noun}, nothing written: {_summary(exc.errors[:5])}"
+        if len(exc.errors) > 5:
+            detail += f"; and {len(exc.errors) - 5} more"
+        return problem_response(400, detail, instance=instance, errors=exc.errors)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -116,6 +137,8 @@ def problem_exception_handler(exc, context):
         if isinstance(exc, exceptions.ValidationError):
             errors = _field_errors(exc.detail)
             return problem_response(exc.status_code, _summary(errors), instance=instance, headers=headers, errors=errors)
+        if isinstance(exc, Problem):
+            return problem_response(exc.status_code, str(exc.detail), instance=instance, headers=headers, **exc.members)
         return problem_response(exc.status_code, str(exc.detail), instance=instance, headers=headers)
     logger.error("unexpected error answering %s", instance, exc_info=exc)
     return problem_response(500, "the server failed to answer this request; the error is logged", instance=instance)

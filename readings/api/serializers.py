@@ -62,6 +62,21 @@ class TimeZoneField(serializers.CharField):
             raise serializers.ValidationError(str(exc)) from None
 
 
+@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string"}], "nullable": True, "example": 1.5})
+class ReadingValueField(serializers.Field):
+    """A reading's value: a number, or text as a file holds it (or null: no value)."""
+
+    default_error_messages = {"invalid": "expected a number, text or null"}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float, str)):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 class RangeQuery(serializers.Serializer):
     start = TimeField(example="2019-01-01T00:00:00Z", help_text=f"Start of the range (included). {TIME_HELP}")
     end = TimeField(example="2019-01-02T00:00:00Z", help_text=f"End of the range (excluded). {TIME_HELP}")
@@ -151,6 +166,10 @@ class CompletenessDocument(serializers.Serializer):
 class FieldErrorDocument(serializers.Serializer):
     field = serializers.CharField(help_text="Query parameter (or field) at fault; empty for the request as a whole.")
     description = serializers.CharField()
+    line = serializers.IntegerField(required=False, help_text="A refused write of CSV: the row's line in the file.")
+    index = serializers.IntegerField(required=False, help_text="A refused write of JSON: the reading's index in the list.")
+    value = ReadingValueField(required=False, help_text="A refused write: the row's value as sent.")
+    reason = serializers.CharField(required=False, help_text="A refused write: why the row is invalid (as `description`).")
 
 
 class ProblemDocument(serializers.Serializer):
@@ -165,6 +184,90 @@ class ProblemDocument(serializers.Serializer):
         required=False, help_text="Status code of the gRPC service, when the error comes from it (or it was unreachable)."
     )
     errors = FieldErrorDocument(many=True, required=False, help_text="Each invalid parameter, for 400.")
+
+
+# ---- Writes ----------------------------------------------------------------------------------
+
+
+class WriteTimeField(serializers.CharField):
+    """A reading's time as text; the service reads it by the rules of files."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_blank=True, trim_whitespace=False, max_length=64, **kwargs)
+
+
+class ReadingIn(serializers.Serializer):
+    time = WriteTimeField(
+        help_text="RFC 3339 (`2019-01-01T00:15:00Z`), or a wall time without offset in the meter's zone "
+        "(`2019-01-01 00:15:00`), as in files. Whole seconds.",
+    )
+    value = ReadingValueField(
+        allow_null=True,
+        help_text="A number, or text as files hold it (`\"1.5\"`, `\"NaN\"`); null, `\"NaN\"` or `\"NA\"` mean "
+        "no value: the reading is skipped and listed.",
+    )
+
+
+class ReadingsIn(serializers.Serializer):
+    readings = ReadingIn(many=True)
+
+
+def readings_of_json(data) -> list[dict]:
+    """The readings of a JSON body, a list or {"readings": [...]}; 400 naming each field at fault."""
+    items = data.get("readings") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise serializers.ValidationError({"readings": 'expected a list of readings, or {"readings": [...]}'})
+    readings = ReadingIn(data=items, many=True)
+    if not readings.is_valid():
+        found = readings.errors
+        by_index = found.items() if isinstance(found, dict) else enumerate(found)
+        errors = {
+            f"readings[{index}].{name}": messages
+            for index, fields in by_index if isinstance(fields, dict)
+            for name, messages in fields.items()
+        }
+        raise serializers.ValidationError(errors or found)
+    return readings.validated_data
+
+
+class RejectedReadingDocument(serializers.Serializer):
+    line = serializers.IntegerField(required=False, help_text="CSV: the row's line in the file (the header is line 1).")
+    index = serializers.IntegerField(required=False, help_text="JSON: the reading's index in the list, from 0.")
+    value = ReadingValueField(allow_null=True, help_text="The value as sent.")
+    reason = serializers.CharField(help_text="Why, in the words of a file import (`NaN`, `duplicate of line 12`).")
+
+
+class WriteResultDocument(serializers.Serializer):
+    inserted = serializers.IntegerField(help_text="Readings new to the store.")
+    updated = serializers.IntegerField(help_text="Readings that replaced another value for their time (corrections).")
+    unchanged = serializers.IntegerField(help_text="Readings the store already held with the same value.")
+    skipped = serializers.IntegerField(help_text="Rows without a value, or repeating another row; listed in `rejected`.")
+    rejected = RejectedReadingDocument(many=True, help_text="The rows skipped.")
+
+
+# ---- The changes feed --------------------------------------------------------------------------
+
+
+class ChangesQuery(serializers.Serializer):
+    after = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=4000,
+        help_text="`next` of the previous answer: the changes committed after it. Without it the feed starts "
+        "now: no changes, and a `next` to poll with.",
+    )
+
+
+class ChangeDocument(serializers.Serializer):
+    time = serializers.DateTimeField(help_text="Time of the reading, RFC 3339 UTC.")
+    value = serializers.FloatField()
+    replaced = serializers.BooleanField(help_text="True when it replaced another value for its time (a correction).")
+    commit_time = serializers.DateTimeField(help_text="When the write committed (the service's clock).")
+
+
+class ChangesDocument(serializers.Serializer):
+    meter = serializers.CharField()
+    changes = ChangeDocument(many=True, help_text="Oldest first; a time may appear again with a corrected value.")
+    next = serializers.CharField(help_text="Token to send as `after` next time.")
+    more = serializers.BooleanField(help_text="True when more changes are already waiting: ask again at once.")
 
 
 class StrictBooleanField(serializers.BooleanField):

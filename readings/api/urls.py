@@ -20,5 +20,6 @@ urlpatterns = [
     path("meters/<slug:meter>/readings/", views.ReadingsView.as_view(), name="meter-readings"),
     path("meters/<slug:meter>/aggregates/", views.AggregatesView.as_view(), name="meter-aggregates"),
     path("meters/<slug:meter>/completeness/", views.CompletenessView.as_view(), name="meter-completeness"),
+    path("meters/<slug:meter>/changes/", views.ChangesView.as_view(), name="meter-changes"),
     *router.urls,
 ]

@@ -16,15 +16,18 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
-from readings.api import documents
+from readings.api import documents, uploads
 from readings.api import schema as openapi
 from readings.api.answers import answer_key, cached_answer, keep_answer
 from readings.api.filters import ImportRunFilter
+from readings.api.parsers import LimitedJSONParser, ReadingsCSVParser, csv_body
 from readings.api.renderers import CSVRenderer, FastJSONRenderer
 from readings.api.schema import PageDocumentSchema
 from readings.api.serializers import (
     AggregatesDocument,
     AggregatesQuery,
+    ChangesDocument,
+    ChangesQuery,
     CompletenessDocument,
     ImportRunDetailSerializer,
     ImportRunSerializer,
@@ -34,6 +37,8 @@ from readings.api.serializers import (
     RangeQuery,
     ReadingsDocument,
     ReadingsQuery,
+    WriteResultDocument,
+    readings_of_json,
 )
 from readings.api.times import resolve_range
 from readings.domain import METER_NAME_PATTERN, Instant
@@ -172,20 +177,56 @@ class RpcDocumentView(APIView):
         return response
 
 
-@extend_schema(
-    summary="Readings of a meter in a range, paged",
-    parameters=[ReadingsQuery, *openapi.COMMON_PARAMETERS],
-    responses=openapi.rpc_document_responses(ReadingsDocument),
+class CanWriteReadings(permissions.BasePermission):
+    """Writes are for staff users and users allowed to add readings; reads follow the defaults."""
+
+    message = "writing readings needs a staff user or the permission readings.add_reading"
+
+    def has_permission(self, request, view):
+        if request.method != "POST":  # other methods are not allowed at all (405)
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and (user.is_staff or user.has_perm("readings.add_reading")))
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="Readings of a meter in a range, paged",
+        parameters=[ReadingsQuery, *openapi.COMMON_PARAMETERS],
+        responses=openapi.rpc_document_responses(ReadingsDocument),
+    ),
+    post=extend_schema(
+        summary="Write readings of a meter (staff, or permission readings.add_reading)",
+        description=openapi.WRITE_DESCRIPTION,
+        parameters=[openapi.METER_PARAMETER],
+        request=openapi.WRITE_REQUEST,
+        responses=openapi.write_responses(WriteResultDocument),
+        examples=openapi.WRITE_EXAMPLES,
+    ),
 )
 class ReadingsView(RpcDocumentView):
     """Readings of a meter in [start, end), oldest first, from the gRPC service (ListReadings).
 
     A page holds `page_size` readings; `next` (and the `Link: rel="next"` header) is the URL of
     the next page. A range that has ended carries an ETag; If-None-Match gets a 304.
+
+    POST writes readings (a CSV file, or JSON) through WriteReadings: see the schema.
     """
 
     query_class = ReadingsQuery
     csv_name = "readings"
+    parser_classes = [LimitedJSONParser, ReadingsCSVParser]
+
+    def get_permissions(self):
+        return [*super().get_permissions(), CanWriteReadings()]
+
+    def post(self, request, meter):
+        rows = request.data
+        if not isinstance(rows, uploads.RowsSent):
+            # An empty body is parsed by no parser.
+            is_csv = request.content_type.partition(";")[0].strip().lower() == ReadingsCSVParser.media_type
+            rows = csv_body(b"") if is_csv else uploads.json_rows(readings_of_json(rows))
+        return Response(uploads.readings_write(meter=meter, rows=rows))
 
     def fetch(self, *, meter, start, end, page_size, page_token, **params):
         document = documents.reading_page(meter=meter, start=start, end=end, page_size=page_size, page_token=page_token)
@@ -246,3 +287,27 @@ class CompletenessView(RpcDocumentView):
         yield ["start", "end", "missing_count"]
         for gap in document["gaps"]:
             yield [gap["start"], gap["end"], gap["missing_count"]]
+
+
+@extend_schema(
+    summary="Changes of a meter's readings, for clients that poll",
+    parameters=[ChangesQuery, openapi.METER_PARAMETER],
+    responses=openapi.with_problems(ChangesDocument, 400, 401, 403, 404, 406, 502, 503, 504),
+)
+class ChangesView(APIView):
+    """Readings of a meter as writes commit them (imports, writes, corrections), oldest first,
+    from the gRPC service (WatchReadings, caught up and ended). Poll with `after` set to the
+    `next` of the previous answer; the first call, without it, starts the feed now. An answer
+    holds at most 10,000 changes; `more` says others wait. 400 for a token of another meter or
+    older than the change log keeps (CHANGE_LOG_DAYS): read the readings again and start anew.
+    Never cached.
+    """
+
+    renderer_classes = [FastJSONRenderer, BrowsableAPIRenderer]
+
+    def get(self, request, meter):
+        query = ChangesQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        response = Response(documents.changes(meter=meter, after=query.validated_data["after"]))
+        response["Cache-Control"] = "no-store"
+        return response

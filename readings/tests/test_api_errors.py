@@ -185,14 +185,14 @@ def test_unknown_host_is_a_problem(api):
 
 
 def test_method_not_allowed_is_a_problem(api):
-    # Signed in: an anonymous POST is refused before its method is looked at.
+    # Signed in: an anonymous PUT is refused before its method is looked at.
     api.force_authenticate(User(username="reader"))
 
-    response = api.post(READINGS, {})
+    response = api.put(READINGS, {})
 
     body = problem(response, 405)
-    assert body["detail"] == 'Method "POST" not allowed.'
-    assert response["Allow"] == "GET, HEAD, OPTIONS"
+    assert body["detail"] == 'Method "PUT" not allowed.'
+    assert response["Allow"] == "GET, POST, HEAD, OPTIONS"
 
 
 def test_not_acceptable_is_a_problem(api):

@@ -32,7 +32,7 @@ def test_schema_lists_the_design_paths(openapi):
     assert openapi["openapi"].startswith("3.")
     assert sorted(openapi["paths"]) == sorted([
         "/api/v1/import-runs/", "/api/v1/import-runs/{id}/", "/api/v1/meters/",
-        "/api/v1/meters/{meter}/", *GATEWAY_PATHS,
+        "/api/v1/meters/{meter}/", *GATEWAY_PATHS, "/api/v1/meters/{meter}/changes/",
     ])
 
 
@@ -58,6 +58,18 @@ def test_gateway_errors_are_documented_as_problems(openapi, path):
         assert schema == {"$ref": "#/components/schemas/ProblemDocument"}
     names = [p["name"] for p in openapi["paths"][path]["get"]["parameters"]]
     assert {"meter", "start", "end", "tz", "format"} <= set(names)
+
+
+def test_the_write_of_readings_is_documented(openapi):
+    operation = openapi["paths"]["/api/v1/meters/{meter}/readings/"]["post"]
+
+    assert sorted(operation["requestBody"]["content"]) == ["application/json", "text/csv"]
+    assert sorted(operation["responses"]) == ["200", "400", "401", "403", "404", "413", "415", "502", "503", "504"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/WriteResultDocument"
+    }
+    json_shapes = operation["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert [shape["type"] for shape in json_shapes] == ["array", "object"]
 
 
 def test_swagger_ui_is_served_from_our_static_files(client):

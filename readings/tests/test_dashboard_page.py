@@ -25,6 +25,7 @@ def test_dashboard_page_uses_local_assets_only(client):
             "readings": "/api/v1/meters/__meter__/readings/",
             "aggregates": "/api/v1/meters/__meter__/aggregates/",
             "completeness": "/api/v1/meters/__meter__/completeness/",
+            "changes": "/api/v1/meters/__meter__/changes/",
         },
         "meterPlaceholder": "__meter__",
     }

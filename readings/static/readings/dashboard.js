@@ -1,6 +1,7 @@
 // The meterusage dashboard: reads the JSON API (/api/v1/) and shows one meter's readings over a
 // range as a chart, a summary, its gaps and a paged table. The view lives in the URL
-// (?meter=&start=&end=&window=&tz=&page=), so it can be shared and survives a reload.
+// (?meter=&start=&end=&window=&tz=&page=, and &live=1), so it can be shared and survives a reload.
+// Live mode polls the meter's changes feed and reloads the view when a change falls in it.
 "use strict";
 
 (() => {
@@ -18,14 +19,20 @@
   const $ = (id) => document.getElementById(id);
   const main = $("dashboard");
   const controls = {
-    meter: $("meter"), start: $("start"), end: $("end"), window: $("window"), tz: $("tz"),
+    meter: $("meter"), start: $("start"), end: $("end"), window: $("window"), tz: $("tz"), live: $("live"),
   };
+  // Live mode asks for changes this often; a failed ask is retried after LIVE_RETRY_MS.
+  const LIVE_POLL_MS = 2000;
+  const LIVE_RETRY_MS = 5000;
 
   let meters = [];
   let state = null; // {meter, start, end, window, tz, page}; start and end are wall times in tz
   let shown = null; // what the last successful load returned
   let inflight = null;
   let chart = null;
+  // The changes feed of the meter followed: its cursor (`next` of the last answer), the pending
+  // poll and the one in flight.
+  const live = { meter: null, cursor: null, timer: null, controller: null };
 
   // ---- Times -------------------------------------------------------------------------------
 
@@ -162,11 +169,13 @@
     const end = named && WALL.test(query.get("end") || "") ? query.get("end") : whole.end;
     const windowChoice = ["auto", ...WINDOWS].includes(query.get("window")) ? query.get("window") : "auto";
     const page = Math.max(1, parseInt(query.get("page"), 10) || 1);
-    return { meter: meter.name, start, end, window: windowChoice, tz, page };
+    const followed = { meter: meter.name, start, end, window: windowChoice, tz, page, live: query.get("live") === "1" };
+    return followed.live && !coversNow(followed) ? { ...followed, ...liveRange(tz) } : followed;
   }
 
   function urlOf(s) {
-    return `?${new URLSearchParams({ meter: s.meter, start: s.start, end: s.end, window: s.window, tz: s.tz, page: s.page })}`;
+    const params = { meter: s.meter, start: s.start, end: s.end, window: s.window, tz: s.tz, page: s.page };
+    return `?${new URLSearchParams(s.live ? { ...params, live: "1" } : params)}`;
   }
 
   function setState(changes, { push = true, reload = true } = {}) {
@@ -223,6 +232,7 @@
     controls.end.value = state.end;
     controls.tz.value = state.tz;
     controls.window.value = state.window;
+    controls.live.checked = Boolean(state.live);
     const ordered = spanSeconds() > 0;
     for (const option of controls.window.options) {
       if (option.value === "auto") continue;
@@ -232,11 +242,23 @@
     }
   }
 
+  // A range chosen that has ended is a look back: live mode ends.
+  function chooseRange(range) {
+    const stillLive = Boolean(state.live) && coversNow({ ...state, ...range });
+    if (state.live && !stillLive) stopLive();
+    setState({ ...range, page: 1, live: stillLive });
+  }
+
   function onControlChange(event) {
     const field = event.target;
-    if (field === controls.meter) {
+    if (field === controls.live) {
+      setLive(field.checked);
+    } else if (field === controls.meter) {
       const meter = meterNamed(field.value);
-      setState(defaultState(meter));
+      const next = defaultState(meter);
+      // Live mode follows the meter chosen, from its latest readings.
+      setState(state.live ? { ...next, ...liveRange(next.tz), live: true } : next, { reload: !state.live });
+      if (state.live) startLive();
     } else if (field === controls.tz) {
       if (!validZone(field.value)) {
         field.setCustomValidity("Not a time zone known to this browser");
@@ -250,7 +272,7 @@
       setState({ tz: field.value, start, end, page: 1 });
     } else if (field === controls.start || field === controls.end) {
       if (!WALL.test(controls.start.value) || !WALL.test(controls.end.value)) return;
-      setState({ start: controls.start.value, end: controls.end.value, page: 1 });
+      chooseRange({ start: controls.start.value, end: controls.end.value });
     } else if (field === controls.window) {
       setState({ window: field.value, page: 1 });
     }
@@ -280,18 +302,22 @@
     box.hidden = false;
   }
 
-  async function load() {
+  // `quiet`: a reload of live mode, which leaves the page as it is until the new data is in.
+  async function load({ quiet = false } = {}) {
     inflight?.abort();
     const controller = new AbortController();
     inflight = controller;
-    $("error").hidden = true;
     if (spanSeconds() <= 0) {
+      $("error").hidden = true;
       setPhase("error", "");
       showError({ problem: { title: "Invalid range", detail: "“To” must be after “From”." } });
       return;
     }
     const windowName = effectiveWindow();
-    setPhase("loading", "Loading…");
+    if (!quiet) {
+      $("error").hidden = true;
+      setPhase("loading", "Loading…");
+    }
     const range = { start: state.start, end: state.end, tz: state.tz };
     const raw = windowName === "15m";
     try {
@@ -302,6 +328,7 @@
         getJSON(apiUrl("completeness", range), controller.signal),
       ]);
       if (inflight !== controller) return;
+      $("error").hidden = true;
       shown = { raw, windowName, series, aggregates, completeness, meter: meterNamed(state.meter), tz: state.tz };
       $("csv-link").href = raw
         ? apiUrl("readings", { ...range, page_size: MAX_POINTS, format: "csv" })
@@ -412,11 +439,13 @@
     const label = raw ? `${meter.unit} per ${meter.interval_seconds / 60} minutes` : `${meter.unit} per ${WINDOW_LABELS[windowName]} (sum)`;
     $("chart-note").textContent = `${label}; gaps shaded red; times in ${tz}.`;
     const size = { width: Math.max(container.clientWidth, 300), height: 340 };
+    const xRange = [instantOf(state.start, state.tz), instantOf(state.end, state.tz)];
     chart?.destroy();
     chart = new uPlot({
       ...size,
       tzDate: (epoch) => uPlot.tzDate(new Date(epoch * 1000), tz),
-      scales: { x: { time: true } },
+      // The range asked for, whatever the data covers: one live reading is not a whole axis.
+      scales: { x: { time: true, range: () => xRange } },
       series: [
         { label: "Time", value: (u, epoch) => (epoch === null ? "–" : displayTime(epoch, tz)) },
         {
@@ -425,7 +454,7 @@
           width: 1.5,
           fill: raw ? undefined : "rgba(29,111,184,0.08)",
           paths: raw ? undefined : uPlot.paths.stepped({ align: 1 }),
-          points: { show: !raw && points <= 100 },
+          points: { show: points <= 100 },  // a lone reading is a point, not a line
           value: (u, value) => fmt(value),
         },
       ],
@@ -483,6 +512,127 @@
     renderTable();
   }
 
+  // ---- Live mode ---------------------------------------------------------------------------
+  // The page polls GET .../changes/?after=<cursor> every LIVE_POLL_MS rather than holding a
+  // stream open: each poll is a short request, so an open page never ties up a web worker.
+
+  function nowEpoch() {
+    return Math.floor(Date.now() / 1000);
+  }
+
+  function coversNow(s) {
+    const now = nowEpoch();
+    return instantOf(s.start, s.tz) <= now && now < instantOf(s.end, s.tz);
+  }
+
+  // The last 24 hours, to the end of the current hour.
+  function liveRange(tz) {
+    const end = Math.floor(nowEpoch() / 3600) * 3600 + 3600;
+    return { start: wallTime(end - 86400, tz), end: wallTime(end, tz) };
+  }
+
+  function setLiveNote(mode, text) {
+    main.dataset.live = mode;
+    $("live-note").textContent = text;
+  }
+
+  function setLive(on) {
+    if (!on) {
+      stopLive();
+      setState({ live: false }, { reload: false });
+      return;
+    }
+    // Live mode shows the latest readings: a range that has ended moves to the last 24 hours.
+    setState(coversNow(state) ? { live: true } : { ...liveRange(state.tz), page: 1, live: true }, { reload: false });
+    startLive();
+  }
+
+  // Follow state.meter from now: the first poll takes a cursor, then the view is loaded, so that
+  // nothing committed in between is missed.
+  function startLive() {
+    stopLive();
+    live.meter = state.meter;
+    live.cursor = null;
+    poll();
+  }
+
+  function stopLive() {
+    clearTimeout(live.timer);
+    live.timer = null;
+    live.controller?.abort();
+    live.controller = null;
+    setLiveNote("off", "");
+  }
+
+  function schedulePoll(delay) {
+    clearTimeout(live.timer);
+    live.timer = setTimeout(poll, delay);
+  }
+
+  async function poll() {
+    live.timer = null;
+    if (!state.live || document.hidden) return;
+    live.controller?.abort();
+    const controller = new AbortController();
+    live.controller = controller;
+    const first = live.cursor === null;
+    const meter = live.meter;
+    try {
+      const answer = await getJSON(apiUrl("changes", first ? {} : { after: live.cursor }), controller.signal);
+      if (live.controller !== controller || meter !== state.meter) return;
+      live.cursor = answer.next;
+      setLiveNote("on", "Live");
+      if (first) {
+        load();
+      } else if (!coversNow(state)) {
+        setState({ ...liveRange(state.tz), page: 1 }, { push: false });  // the clock moved on
+      } else if (answer.changes.length) {
+        applyChanges(answer.changes);
+      }
+      if (answer.changes.length) showLatest(answer.changes[answer.changes.length - 1]);
+      schedulePoll(answer.more ? 0 : LIVE_POLL_MS);
+    } catch (error) {
+      if (error.name === "AbortError" || live.controller !== controller) return;
+      // A cursor the feed no longer knows (too old): start again from now, view reloaded.
+      if (error.problem?.status === 400) live.cursor = null;
+      if (first) load();
+      setLiveNote("retrying", `Live: ${error.problem?.detail || error.message}; trying again`);
+      schedulePoll(LIVE_RETRY_MS);
+    }
+  }
+
+  function applyChanges(changes) {
+    const start = instantOf(state.start, state.tz);
+    const end = instantOf(state.end, state.tz);
+    if (changes.some((change) => epochOf(change.time) >= start && epochOf(change.time) < end)) {
+      load({ quiet: true });
+    }
+  }
+
+  function showLatest(change) {
+    const cell = $("summary-latest");
+    const when = document.createElement("small");
+    when.textContent = displayTime(epochOf(change.time), state.tz) + (change.replaced ? " (correction)" : "");
+    cell.replaceChildren(`${fmt(change.value)} ${meterNamed(state.meter)?.unit || ""}`.trim(), when);
+    cell.dataset.time = change.time;
+    cell.dataset.value = String(change.value);
+    cell.dataset.replaced = String(change.replaced);
+  }
+
+  function onVisibilityChange() {
+    if (!state.live) return;
+    if (document.hidden) {
+      // A hidden tab asks nothing; it resumes from its cursor when shown again.
+      clearTimeout(live.timer);
+      live.timer = null;
+      live.controller?.abort();
+      live.controller = null;
+      setLiveNote("paused", "Live (paused while hidden)");
+    } else {
+      poll();
+    }
+  }
+
   // ---- Start -------------------------------------------------------------------------------
 
   async function start() {
@@ -505,20 +655,31 @@
     showControls();
     $("controls").addEventListener("change", onControlChange);
     $("controls").addEventListener("submit", (event) => event.preventDefault());
-    $("whole-range").addEventListener("click", () => setState({ ...wholeRange(meterNamed(state.meter), state.tz), page: 1 }));
+    $("whole-range").addEventListener("click", () => chooseRange(wholeRange(meterNamed(state.meter), state.tz)));
     $("previous-page").addEventListener("click", () => turnPage(-1));
     $("next-page").addEventListener("click", () => turnPage(1));
     window.addEventListener("popstate", () => {
+      const followed = state.live ? state.meter : null;
       state = stateFromUrl();
       showControls();
-      load();
+      if (!state.live) stopLive();
+      if (state.live && followed !== state.meter) {
+        startLive();
+      } else {
+        load();
+      }
     });
+    document.addEventListener("visibilitychange", onVisibilityChange);
     let resizing = null;
     window.addEventListener("resize", () => {
       clearTimeout(resizing);
       resizing = setTimeout(() => chart?.setSize({ width: Math.max($("chart").clientWidth, 300), height: 340 }), 150);
     });
-    load();
+    if (state.live) {
+      startLive();
+    } else {
+      load();
+    }
   }
 
   start();

@@ -1,0 +1,188 @@
+"""Readings sent to the HTTP API (a CSV file or JSON), written through the gRPC service
+(WriteReadings) with the gateway's write token.
+
+The gateway only reads the body's structure (header, fields, JSON shape) and each value's number:
+times go to the service as the text sent, and the service cleans every row by the rules of a file
+import. A CSV row is named by its line in the file, a JSON reading by its index in the list, and
+the service's reasons are put in those terms, so that a file gets the reasons `import_readings`
+gives it.
+"""
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from grpc_api import client
+from grpc_api.client import RpcFailed
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from readings.csvfile import (
+    TIME_COLUMN,
+    VALUE_COLUMN,
+    CsvError,
+    header_columns,
+    missing_value_reason,
+    number_of_text,
+)
+
+CSV_BODY = "the CSV body"
+_READING_INDEX = re.compile(r"^readings\[(\d+)\]$")
+# The service names readings by their index in the request ("duplicate of reading 3", "readings 3
+# and 7 both give time ..."); a file names them by line.
+_ONE_READING = re.compile(r"\breading (\d+)\b")
+_TWO_READINGS = re.compile(r"\breadings (\d+) and (\d+)\b")
+# What the service appends to a reason in a field violation.
+_VIOLATION_SUFFIX = re.compile(r" \(meter .*, value .*\)$")
+
+
+@dataclass
+class RowsSent:
+    """Rows of one meter as sent: `numbers` name them (file lines, or list indexes),
+    `sent` are the values as sent (`texts` as text), `invalid` the reasons of values that are no
+    number, by position."""
+
+    unit: str  # "line" or "index"
+    numbers: list[int] = field(default_factory=list)
+    times: list[str] = field(default_factory=list)
+    sent: list = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    invalid: dict[int, str] = field(default_factory=dict)  # position in the rows → reason
+
+    def add(self, number: int, time: str, value) -> None:
+        text = "" if value is None else value if isinstance(value, str) else _number_text(value)
+        try:
+            if isinstance(value, bool):  # JSON true is no reading
+                raise ValueError(f"{VALUE_COLUMN} {value!r} is not a number")
+            number_value = float(value) if isinstance(value, (int, float)) else number_of_text(text)
+        except ValueError as exc:
+            self.invalid[len(self.numbers)] = str(exc)
+            number_value = math.nan
+        self.numbers.append(number)
+        self.times.append(time)
+        self.sent.append(value)
+        self.texts.append(text)
+        self.values.append(number_value)
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+
+def _number_text(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+class RowsRefused(Exception):
+    """Rows the service refused (or the gateway found no number in): nothing was written."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['reason']}" for e in errors))
+
+
+def csv_rows(text: str) -> RowsSent:
+    """Rows of CSV text with the header `time,meterusage` (other columns are ignored, blank lines
+    are no rows), numbered by their line in the file; CsvError for a file an import refuses whole."""
+    if not text.strip("\ufeff"):
+        raise CsvError(CSV_BODY, "the file is empty; expected the header 'time,meterusage'")
+    if "\x00" in text:
+        raise CsvError(CSV_BODY, f"is not a text CSV file (binary data at character {text.index(chr(0))})")
+    text = text.removeprefix("\ufeff")
+    first_line = text.split("\n", 1)[0]
+    columns = header_columns(first_line, CSV_BODY)
+    time_at, value_at = columns.index(TIME_COLUMN), columns.index(VALUE_COLUMN)
+    rows = RowsSent("line")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    next(reader)
+    # Lines are counted as rows after the header, as an import counts them.
+    for line, fields in enumerate(reader, start=2):
+        if not fields:
+            continue
+        if len(fields) != len(columns):
+            raise CsvError(
+                CSV_BODY, f"expected {len(columns)} fields, found {len(fields)}: {','.join(fields)!r}", line=line
+            )
+        time, value = fields[time_at], fields[value_at]
+        if time == "" and value == "":
+            continue
+        rows.add(line, time, value)
+    return rows
+
+
+def json_rows(readings: list[dict]) -> RowsSent:
+    """Readings of a JSON body (checked by its serializer), numbered by their index."""
+    rows = RowsSent("index")
+    for index, reading in enumerate(readings):
+        rows.add(index, reading["time"], reading["value"])
+    return rows
+
+
+def readings_write(*, meter: str, rows: RowsSent) -> dict:
+    """Write `rows` into `meter` through WriteReadings; the counts and the rows set aside.
+
+    Raises RowsRefused (nothing written) when a row is invalid, RpcFailed for other failures.
+    """
+    if not len(rows):
+        # A request without readings names no meter: the path's meter must still be one.
+        client.call("GetMeter", pb.GetMeterRequest(name=meter))
+    request = pb.WriteReadingsRequest(readings=[
+        # A value that is no number goes without a time: the service refuses the write for it
+        # (nothing is written) and still names every other invalid row.
+        pb.ReadingInput(meter=meter, local_time="" if i in rows.invalid else time, value=value)
+        for i, (time, value) in enumerate(zip(rows.times, rows.values))
+    ])
+    try:
+        response = client.call("WriteReadings", request, token=settings.GRPC_WRITE_TOKEN)
+    except RpcFailed as failed:
+        refused = _refused_rows(failed, rows)
+        if refused:
+            raise RowsRefused(refused) from None
+        raise
+    return {
+        "inserted": response.inserted_count,
+        "updated": response.updated_count,
+        "unchanged": response.unchanged_count,
+        "skipped": response.skipped_count,
+        "rejected": [
+            {rows.unit: rows.numbers[s.index], "value": rows.sent[s.index], "reason": _skip_reason(s, rows)}
+            for s in response.skipped
+        ],
+    }
+
+
+def _skip_reason(skipped: pb.RejectedReading, rows: RowsSent) -> str:
+    value = rows.values[skipped.index]
+    if not math.isfinite(value):  # a missing value: named as the text sent ("empty value", "NA (missing)")
+        return missing_value_reason(rows.texts[skipped.index], value)
+    return _in_rows_terms(skipped.reason, rows)
+
+
+def _in_rows_terms(reason: str, rows: RowsSent) -> str:
+    """A reason of the service with its reading indexes put as the rows' own numbers."""
+    if rows.unit == "index":
+        return reason
+    line = lambda match: str(rows.numbers[int(match)])  # noqa: E731
+    reason = _TWO_READINGS.sub(lambda m: f"lines {line(m[1])} and {line(m[2])}", reason)
+    return _ONE_READING.sub(lambda m: f"line {line(m[1])}", reason)
+
+
+def _refused_rows(failed: RpcFailed, rows: RowsSent) -> list[dict]:
+    """The rows a refused write names, with the gateway's own reasons for values that are no number."""
+    if not failed.violations:
+        return []
+    reasons: dict[int, str] = {}
+    for violation in failed.violations:
+        found = _READING_INDEX.match(violation.field)
+        if found is None or int(found[1]) >= len(rows):
+            return []  # not about rows (too many of them, the meter): the failure as it is
+        reasons[int(found[1])] = _in_rows_terms(_VIOLATION_SUFFIX.sub("", violation.description), rows)
+    reasons.update(rows.invalid)
+    return [row_error(rows, i, reason) for i, reason in sorted(reasons.items())]
+
+
+def row_error(rows: RowsSent, position: int, reason: str) -> dict:
+    number = rows.numbers[position]
+    name = f"line {number}" if rows.unit == "line" else f"readings[{number}]"
+    return {"field": name, "description": reason, rows.unit: number, "value": rows.sent[position], "reason": reason}
