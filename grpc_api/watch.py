@@ -10,6 +10,7 @@ Database work runs on a small executor of its own.
 """
 import asyncio
 import logging
+import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -249,14 +250,17 @@ async def watch_readings(request, context):
             if not batch:
                 break
             yield _message(start, batch, positions, caught_up=False)
-        yield _message(start, [], positions, caught_up=True)
+        heartbeat = _message(start, [], positions, caught_up=True)
+        yield heartbeat
         if request.catch_up_only:
             return
         while True:
             try:
-                batch = await watch.next_batch(settings.WATCH_HEARTBEAT_SECONDS)
+                # Heartbeats at a random point of the period: watches opened together do not all
+                # beat at once.
+                batch = await watch.next_batch(settings.WATCH_HEARTBEAT_SECONDS * random.uniform(0.5, 1.0))
             except TimeoutError:
-                yield _message(start, [], positions, caught_up=True)  # heartbeat
+                yield heartbeat  # the position has not moved since the last message
                 continue
             if batch is None:
                 await context.abort(
@@ -270,7 +274,9 @@ async def watch_readings(request, context):
                 )
             fresh = _new(batch, positions)
             if fresh:
-                yield _message(start, fresh, positions, caught_up=True)
+                message = _message(start, fresh, positions, caught_up=True)
+                heartbeat = pb.WatchReadingsResponse(resume_token=message.resume_token, caught_up=True)
+                yield message
     finally:
         changes_hub.remove(watch)
 
