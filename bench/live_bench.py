@@ -127,7 +127,7 @@ def part_latency(env: dict, stub, port: int, seconds: float, rate: int) -> list[
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     time.sleep(1)
-    sent, batch_every = 0, 0.05
+    sent, batch_every = 0, 0.1
     per_batch = max(1, int(rate * batch_every))
     start = 1546300800
     began = time.monotonic()
