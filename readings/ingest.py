@@ -269,6 +269,7 @@ class Consumer:
             client.tls_set()
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -292,6 +293,9 @@ class Consumer:
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
         client.subscribe(self.options.topic, options=SubscribeOptions(qos=1))
+
+    def _on_connect_fail(self, client, userdata):
+        logger.warning("cannot reach the MQTT broker at %s:%s; trying again", self.address.host, self.address.port)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         if any(code.is_failure for code in reason_codes):

@@ -181,3 +181,33 @@ def test_api_lists_rejected_messages_for_staff(rejected):
                               "reason", "received_at", "topic"]
     assert api.get("/api/v1/rejected-messages/", {"meter": "live"}).json()["results"][0]["reason"].startswith("payload is not JSON")
     assert api.get(f"/api/v1/rejected-messages/{newest['id']}/").json() == newest
+
+
+def test_a_batch_is_acknowledged_in_order_after_its_commit_and_only_on_its_connection(monkeypatch):
+    from django.db import OperationalError
+
+    from readings import ingest
+
+    events = []
+
+    def store(batch, **options):
+        if not any(event[0] == "failed" for event in events):
+            events.append(("failed",))
+            raise OperationalError("the database is down")
+        events.append(("committed", [m.mid for m in batch]))
+        return ingest.BatchCounts(messages=len(batch))
+
+    class Client:
+        def ack(self, mid, qos):
+            events.append(("ack", mid))
+
+    monkeypatch.setattr(ingest, "store_batch", store)
+    monkeypatch.setattr(ingest, "RETRY_SECONDS", (0.01, 0.01))
+    consumer = ingest.Consumer(ingest.ConsumerOptions(url="mqtt://127.0.0.1:1", topic=TOPIC, client_id="unit"))
+    consumer.client = Client()
+    consumer.connection = 2
+    batch = [Message("t", b"{}", mid=mid, connection=connection) for mid, connection in [(5, 2), (3, 2), (9, 1), (4, 2)]]
+
+    assert consumer._commit_and_ack(batch)
+    # Message 9 came on a connection since lost: the broker delivers it again on this one.
+    assert events == [("failed",), ("committed", [5, 3, 9, 4]), ("ack", 5), ("ack", 3), ("ack", 4)]
