@@ -183,6 +183,7 @@ def test_api_lists_rejected_messages_for_staff(rejected):
     assert api.get(f"/api/v1/rejected-messages/{newest['id']}/").json() == newest
 
 
+@pytest.mark.django_db
 def test_a_batch_is_acknowledged_in_order_after_its_commit_and_only_on_its_connection(monkeypatch):
     from django.db import OperationalError
 
