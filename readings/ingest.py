@@ -11,7 +11,6 @@ message delivered twice changes nothing (upsert; a rejection is recorded once pe
 import hashlib
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -405,6 +404,4 @@ class Consumer:
 
     def _touch_heartbeat(self) -> None:
         if self.options.heartbeat_file:
-            path = Path(self.options.heartbeat_file)
-            path.touch()
-            os.utime(path)
+            Path(self.options.heartbeat_file).touch()
