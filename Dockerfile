@@ -32,7 +32,8 @@ COPY . .
 RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input --verbosity 0
 USER 10001:10001
 EXPOSE 8000 50051
-# ROLE (web or grpc) tells the probe what to check: HTTP /healthz, or grpc.health.v1.
+# ROLE (web, grpc or ingest) tells the probe what to check: HTTP /healthz, grpc.health.v1, or
+# the heartbeat file of the MQTT consumer.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "scripts/healthcheck.py"]
 ENTRYPOINT ["scripts/docker-entrypoint"]

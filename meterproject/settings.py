@@ -202,6 +202,11 @@ MQTT_URL = os.environ.get("MQTT_URL", "")
 MQTT_TOPIC = os.environ.get("MQTT_TOPIC", "meterusage/v1/meters/+/readings")
 MQTT_CLIENT_ID = os.environ.get("MQTT_CLIENT_ID", "meterusage-ingest")
 INGEST_CREATE_METERS = env_bool("INGEST_CREATE_METERS", False)
+# The broker keeps the consumer's session (and the messages for it) this long after it goes.
+MQTT_SESSION_EXPIRY_SECONDS = int(os.environ.get("MQTT_SESSION_EXPIRY_SECONDS", str(7 * 24 * 3600)))
+# ingest_mqtt touches this file every few seconds while connected (ROLE=ingest health check).
+INGEST_HEARTBEAT_FILE = os.environ.get("INGEST_HEARTBEAT_FILE", "")
+INGEST_METRICS_ADDRESS = os.environ.get("INGEST_METRICS_ADDRESS", "")
 CHANGE_LOG_DAYS = float(os.environ.get("CHANGE_LOG_DAYS", "7"))
 # How often a watching server looks for changes when the database cannot notify it (SQLite),
 # and how often an idle watch gets a heartbeat.

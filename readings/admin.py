@@ -6,7 +6,7 @@ from django.db import DatabaseError, connections, transaction
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from readings.models import ImportRun, Meter, Reading
+from readings.models import ImportRun, Meter, Reading, RejectedMessage
 
 EXACT_COUNT_TIMEOUT_MS = 200
 
@@ -134,3 +134,23 @@ class ImportRunAdmin(admin.ModelAdmin):
             "</thead><tbody>{}</tbody></table>",
             rows,
         )
+
+
+@admin.register(RejectedMessage)
+class RejectedMessageAdmin(admin.ModelAdmin):
+    """Live messages set aside by ingest_mqtt; a record of what happened, so read-only."""
+
+    list_display = ["received_at", "channel", "topic", "meter_name", "payload_size", "reason"]
+    list_filter = ["channel"]
+    search_fields = ["topic", "meter_name", "reason"]
+    date_hierarchy = "received_at"
+    list_per_page = 100
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in RejectedMessage._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -25,3 +25,20 @@ def check_readings_sources(app_configs, **kwargs):
         except ImproperlyConfigured as exc:
             errors.append(Error(str(exc), obj="READINGS_SOURCES", id="readings.E002"))
     return errors
+
+
+@register()
+def check_mqtt_settings(app_configs, **kwargs):
+    from readings.ingest import broker_address, meter_level
+
+    errors = []
+    if settings.MQTT_URL:
+        try:
+            broker_address(settings.MQTT_URL)
+        except ValueError as exc:
+            errors.append(Error(str(exc), obj="MQTT_URL", id="readings.E003"))
+    try:
+        meter_level(settings.MQTT_TOPIC)
+    except ValueError as exc:
+        errors.append(Error(str(exc), hint="meterusage/v1/meters/+/readings", obj="MQTT_TOPIC", id="readings.E004"))
+    return errors

@@ -115,6 +115,10 @@ class RejectedMessage(models.Model):
     meter_name = models.CharField(max_length=200, blank=True)
     payload_excerpt = models.TextField(blank=True)
     payload_size = models.PositiveIntegerField(default=0)
+    # SHA-256 of the whole payload: a message redelivered after its rejection was committed (the
+    # consumer stopped before acknowledging it) is recorded once. The same bad payload sent again
+    # on the same topic is, too.
+    payload_sha256 = models.CharField(max_length=64, blank=True)
     reason = models.TextField()
 
     EXCERPT_CHARS = 500
@@ -122,6 +126,12 @@ class RejectedMessage(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [models.Index(fields=["-received_at"], name="rejectedmessage_received_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "topic", "payload_sha256"], condition=~models.Q(payload_sha256=""),
+                name="rejectedmessage_once_uniq",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.topic}: {self.reason}"

@@ -1,11 +1,13 @@
 """Container health probe: exit 0 when this container's server answers, 1 otherwise.
 
 ROLE=web: GET /healthz on $PORT must answer 200. ROLE=grpc: grpc.health.v1 Check of the
-meterusage service on the port of $GRPC_ADDRESS must say SERVING. Imports no Django: it runs
-every few seconds.
+meterusage service on the port of $GRPC_ADDRESS must say SERVING. ROLE=ingest: the heartbeat
+file ingest_mqtt touches while connected ($INGEST_HEARTBEAT_FILE) must be under
+$INGEST_HEARTBEAT_MAX_AGE seconds old (default 30). Imports no Django: it runs every few seconds.
 """
 import os
 import sys
+import time
 import urllib.request
 
 
@@ -26,10 +28,19 @@ def grpc_ok() -> bool:
     return response.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def ingest_ok() -> bool:
+    path = os.environ.get("INGEST_HEARTBEAT_FILE", "/tmp/meterusage-ingest.heartbeat")
+    age = time.time() - os.stat(path).st_mtime
+    return age < float(os.environ.get("INGEST_HEARTBEAT_MAX_AGE", "30"))
+
+
+CHECKS = {"web": web_ok, "grpc": grpc_ok, "ingest": ingest_ok}
+
+
 def main() -> int:
     role = os.environ.get("ROLE", "web")
     try:
-        healthy = grpc_ok() if role == "grpc" else web_ok()
+        healthy = CHECKS.get(role, web_ok)()
     except Exception as exc:  # noqa: BLE001  (any failure is "unhealthy", with its reason)
         print(f"{role}: {exc}", file=sys.stderr)
         return 1

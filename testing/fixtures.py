@@ -211,6 +211,53 @@ def influx_database(influxd, settings):
         influxd.query(f'DROP DATABASE "{name}"')
 
 
+# ---- MQTT --------------------------------------------------------------------------------------
+
+
+@dataclass
+class MqttBroker:
+    url: str
+    port: int
+    process: subprocess.Popen
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory):
+    """A Mosquitto of the tests' own on a free loopback port (Debian's `mosquitto` package).
+
+    Its own, not the machine's on 1883: no limit on queued messages (the default, 1000 a client,
+    drops the rest while a consumer is down) and room for whole batches in flight.
+    """
+    binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    if not binary:
+        require("mosquitto is not installed: apt-get install -y mosquitto (scripts/test does it when it can)")
+    folder = tmp_path_factory.mktemp("mosquitto")
+    port = free_port()
+    config = folder / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 0\nmax_inflight_messages 0\n"
+        f"log_dest file {folder / 'mosquitto.log'}\n"
+    )
+    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def answers():
+        if process.poll() is not None:
+            pytest.fail(f"mosquitto exited: {(folder / 'mosquitto.log').read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(answers, 15)
+        yield MqttBroker(f"mqtt://127.0.0.1:{port}", port, process)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 # ---- A gRPC server over committed data, and the web tier pointed at it ----------------------
 
 
@@ -446,7 +493,7 @@ def closed_port() -> int:
 
 
 __all__ = [
-    "ARTIFACTS", "CHROMIUM", "GENERATED", "GENERATED_DAYS", "GENERATED_START", "HEADER", "JANUARY", "REFERENCE_FIRST", "REFERENCE_LAST",
+    "ARTIFACTS", "CHROMIUM", "MqttBroker", "GENERATED", "GENERATED_DAYS", "GENERATED_START", "HEADER", "JANUARY", "REFERENCE_FIRST", "REFERENCE_LAST",
     "REFERENCE_NAN_LINE", "REFERENCE_READINGS", "REFERENCE_ROWS", "REPO", "Reference", "all_reading_pages",
     "expect_ready", "csv_readings", "free_port", "import_file", "start_grpc_server", "start_web_server", "stop_process", "require", "screenshot", "self_signed_certificate", "ts",
     "wait_for",

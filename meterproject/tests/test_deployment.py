@@ -19,7 +19,7 @@ from testing.fixtures import require
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ["init", "grpc", "web"]
+APP_SERVICES = ["init", "grpc", "web", "ingest"]
 TEST_SECRETS = {
     "DJANGO_SECRET_KEY": "k3y-for-deploy-checks-" + "x9Fq2mZ7vR4tL8wB1nC6hJ0pD5sG3kY" * 2,
     "POSTGRES_PASSWORD": "pw", "INFLUXDB_TOKEN": "token", "INFLUXDB_ADMIN_PASSWORD": "admin-pw",
@@ -47,6 +47,7 @@ def test_images_are_pinned():
 
     assert re.fullmatch(r"postgres:\d+(-[a-z]+)?", images["postgres"])
     assert images["influxdb"] == "influxdb:2"
+    assert images["mosquitto"] == "eclipse-mosquitto:2"
     for name in APP_SERVICES:
         assert SERVICES[name]["build"] == "."
     assert not any(image.endswith(":latest") for image in images.values())
@@ -60,16 +61,22 @@ def test_servers_have_healthchecks_and_start_in_order():
     }
     assert SERVICES["grpc"]["depends_on"] == {"init": {"condition": "service_completed_successfully"}}
     assert SERVICES["web"]["depends_on"] == {"grpc": {"condition": "service_healthy"}}
+    assert SERVICES["ingest"]["depends_on"] == {
+        "init": {"condition": "service_completed_successfully"}, "mosquitto": {"condition": "service_healthy"},
+    }
+    assert app_environment("ingest")["ROLE"] == "ingest"
     # The app image's own HEALTHCHECK serves grpc and web, told apart by ROLE.
     dockerfile = (REPO / "Dockerfile").read_text()
     assert 'CMD ["python", "scripts/healthcheck.py"]' in dockerfile
     assert (app_environment("grpc")["ROLE"], app_environment("web")["ROLE"]) == ("grpc", "web")
 
 
-def test_only_web_and_grpc_ports_are_published():
+def test_only_web_grpc_and_local_mqtt_ports_are_published():
     published = {name: service.get("ports", []) for name, service in SERVICES.items() if service.get("ports")}
 
-    assert set(published) == {"web", "grpc"}
+    assert set(published) == {"web", "grpc", "mosquitto"}
+    # Anonymous publishing: the broker answers on the host's loopback only.
+    assert interpolate(published["mosquitto"][0]) == "127.0.0.1:1883:1883"
     assert interpolate(published["web"][0]) == "8000:8000"
     assert interpolate(published["grpc"][0]) == "50051:50051"
 
@@ -105,7 +112,7 @@ def test_commands_the_containers_run_exist():
     used = set(re.findall(r"\"\$python\" manage\.py ([a-z_]+)", entrypoint))
 
     assert used <= set(get_commands())
-    assert {"migrate", "import_readings", "seed_influx", "grpcrunserver", "generate_readings"} <= used
+    assert {"migrate", "import_readings", "seed_influx", "grpcrunserver", "generate_readings", "ingest_mqtt"} <= used
     for name in APP_SERVICES:
         role = SERVICES[name]["command"][0]
         assert re.search(rf"^  {role}\)", entrypoint, re.M), role

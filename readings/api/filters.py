@@ -1,7 +1,7 @@
 import django_filters
 from django import forms
 
-from readings.models import ImportRun
+from readings.models import ImportRun, RejectedMessage
 
 TRUE_OR_FALSE = "must be true or false"
 
@@ -44,3 +44,19 @@ class ImportRunFilter(django_filters.FilterSet):
     class Meta:
         model = ImportRun
         fields = ["meter", "status", "target", "dry_run", "started_after", "started_before"]
+
+
+class RejectedMessageFilter(django_filters.FilterSet):
+    channel = django_filters.CharFilter(help_text="Where the message came from (mqtt).")
+    meter = django_filters.CharFilter(field_name="meter_name", help_text="Name of the meter its topic named.")
+    topic = django_filters.CharFilter(help_text="Exact topic.")
+    received_after = django_filters.IsoDateTimeFilter(
+        field_name="received_at", lookup_expr="gte", help_text="Messages received at or after this RFC 3339 time."
+    )
+    received_before = django_filters.IsoDateTimeFilter(
+        field_name="received_at", lookup_expr="lt", help_text="Messages received before this RFC 3339 time."
+    )
+
+    class Meta:
+        model = RejectedMessage
+        fields = ["channel", "meter", "topic", "received_after", "received_before"]

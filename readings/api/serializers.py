@@ -18,7 +18,7 @@ from readings.domain import (
     Window,
     time_zone_named,
 )
-from readings.models import ImportRun
+from readings.models import ImportRun, RejectedMessage
 
 WINDOWS = [window.value for window in Window]
 TIME_HELP = (
@@ -367,3 +367,13 @@ class ImportRunDetailSerializer(ImportRunSerializer):
     class Meta(ImportRunSerializer.Meta):
         fields = [*ImportRunSerializer.Meta.fields, "rejected_rows"]
 
+
+
+class RejectedMessageSerializer(serializers.ModelSerializer):
+    payload_excerpt = serializers.CharField(read_only=True, help_text=f"The payload's first {RejectedMessage.EXCERPT_CHARS} characters.")
+    payload_size = serializers.IntegerField(read_only=True, help_text="Bytes of the whole payload.")
+
+    class Meta:
+        model = RejectedMessage
+        fields = ["id", "received_at", "channel", "topic", "meter_name", "payload_excerpt", "payload_size",
+                  "payload_sha256", "reason"]

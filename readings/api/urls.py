@@ -15,6 +15,7 @@ class Router(DefaultRouter):
 router = Router()
 router.register("meters", views.MeterViewSet, basename="meter")
 router.register("import-runs", views.ImportRunViewSet, basename="importrun")
+router.register("rejected-messages", views.RejectedMessageViewSet, basename="rejectedmessage")
 
 urlpatterns = [
     path("meters/<slug:meter>/readings/", views.ReadingsView.as_view(), name="meter-readings"),

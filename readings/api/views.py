@@ -1,6 +1,6 @@
 """Views of the HTTP API under /api/v1/. Everything derived from readings (meters' figures,
 readings, aggregates, completeness) comes from the gRPC service (readings.api.documents); import
-runs, the record of every write, from the relational store."""
+runs, the record of every write, and rejected live messages from the relational store."""
 import hashlib
 import time
 from urllib.parse import urlencode
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from readings.api import documents, uploads
 from readings.api import schema as openapi
 from readings.api.answers import answer_key, cached_answer, keep_answer
-from readings.api.filters import ImportRunFilter
+from readings.api.filters import ImportRunFilter, RejectedMessageFilter
 from readings.api.parsers import LimitedJSONParser, ReadingsCSVParser, csv_body
 from readings.api.renderers import CSVRenderer, FastJSONRenderer
 from readings.api.schema import PageDocumentSchema
@@ -37,12 +37,13 @@ from readings.api.serializers import (
     RangeQuery,
     ReadingsDocument,
     ReadingsQuery,
+    RejectedMessageSerializer,
     WriteResultDocument,
     readings_of_json,
 )
 from readings.api.times import resolve_range
 from readings.domain import METER_NAME_PATTERN, Instant
-from readings.models import ImportRun
+from readings.models import ImportRun, RejectedMessage
 
 # Headers a 304 repeats from the 200 it stands for (RFC 9110, 15.4.5).
 NOT_MODIFIED_HEADERS = ("ETag", "Cache-Control", "Vary", "Link")
@@ -109,6 +110,21 @@ class ImportRunViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_serializer_class(self):
         return ImportRunDetailSerializer if self.action == "retrieve" else ImportRunSerializer
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List rejected live messages (staff only)", responses=openapi.with_problems(RejectedMessageSerializer(many=True), 400, 401, 403, 404, 406)),
+    retrieve=extend_schema(summary="One rejected live message (staff only)", responses=openapi.with_problems(RejectedMessageSerializer, 401, 403, 404, 406)),
+)
+class RejectedMessageViewSet(viewsets.ReadOnlyModelViewSet):
+    """Live messages that could not be used (not JSON, unknown meter, a bad time or value),
+    newest first, with their reasons: the import runs of live readings."""
+
+    queryset = RejectedMessage.objects.order_by("-received_at", "-id")
+    serializer_class = RejectedMessageSerializer
+    permission_classes = [permissions.IsAdminUser]
+    filterset_class = RejectedMessageFilter
+    ordering_fields = ["received_at"]
 
 
 class RpcDocumentView(APIView):

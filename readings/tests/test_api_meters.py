@@ -158,4 +158,5 @@ def test_api_root_lists_the_collections(api):
     assert api.get("/api/v1/").json() == {
         "meters": "http://testserver/api/v1/meters/",
         "import-runs": "http://testserver/api/v1/import-runs/",
+        "rejected-messages": "http://testserver/api/v1/rejected-messages/",
     }

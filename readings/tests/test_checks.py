@@ -1,9 +1,9 @@
-"""READINGS_SOURCES mistakes are reported by `manage.py check` with stable ids."""
+"""READINGS_SOURCES and MQTT mistakes are reported by `manage.py check` with stable ids."""
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from readings.checks import check_readings_sources
+from readings.checks import check_mqtt_settings, check_readings_sources
 from readings.sources import SeriesStore, SourcesHandler, get_source
 from readings.sources.csv import CsvSource
 from readings.sources.influx import InfluxSource
@@ -69,3 +69,19 @@ def test_the_registry_follows_the_setting(settings, tmp_path):
 
     assert get_source("default") is not first
     assert isinstance(get_source("default"), CsvSource)
+
+
+@pytest.mark.parametrize(
+    ("url", "topic", "expected"),
+    [
+        ("", "meterusage/v1/meters/+/readings", []),
+        ("mqtt://user:pw@broker:1884", "site/+/readings", []),
+        ("http://broker", "meterusage/v1/meters/+/readings", ["readings.E003"]),
+        ("mqtt://broker", "meterusage/v1/meters/#", ["readings.E004"]),
+        ("mqtt://broker", "a/+/b/+", ["readings.E004"]),
+    ],
+)
+def test_mqtt_settings(settings, url, topic, expected):
+    settings.MQTT_URL, settings.MQTT_TOPIC = url, topic
+
+    assert [error.id for error in check_mqtt_settings(None)] == expected
