@@ -10,6 +10,7 @@ loopback ports and are always removed. scripts/test runs this module in its Post
 `-m "not docker"` leaves it out.
 """
 import csv
+import json
 import math
 import os
 import re
@@ -28,7 +29,7 @@ import requests
 
 from meterproject.tests import docker_engine
 from meterproject.tests.docker_engine import docker, logs, state
-from testing.fixtures import REPO, require
+from testing.fixtures import REPO, require, wait_for
 from testing.influxd import ADMIN, free_port
 
 pytestmark = pytest.mark.docker
@@ -283,13 +284,21 @@ def test_image_size_stays_within_its_budget(image, capsys):
 class Deployment:
     grpc: str
     web: str
+    ingest: str
     web_url: str
+    topic_root: str
+    mqtt_port: int
     stack: Stack
+
+    @property
+    def servers(self) -> tuple[str, str, str]:
+        return self.grpc, self.web, self.ingest
 
 
 @pytest.fixture(scope="module")
-def deployment(image, influxd, reference_csv):
-    """init, then the gRPC and the web server, each healthy by Docker's own health check."""
+def deployment(image, influxd, reference_csv, mqtt_broker):
+    """init, then the gRPC and the web server and the MQTT consumer, each healthy by Docker's own
+    health check."""
     started = docker_engine.Containers(image, prefix=f"meterusage-test-{os.getpid()}-servers")
     grpc_port, web_port = free_port(), free_port()
     try:
@@ -303,9 +312,14 @@ def deployment(image, influxd, reference_csv):
             web_env = {**env, "ROLE": "web", "PORT": str(web_port), "WEB_BIND": f"127.0.0.1:{web_port}"}
             started.run("web", web_env, *HEALTH_TIMING, detach=True)
             web = started.last()
-            for container in (grpc, web):
+            topic_root = f"docker-test-{os.getpid()}"
+            ingest_env = {**env, "ROLE": "ingest", "MQTT_URL": mqtt_broker.url,
+                          "MQTT_TOPIC": f"{topic_root}/meters/+/readings", "MQTT_CLIENT_ID": f"{topic_root}-ingest"}
+            started.run("ingest", ingest_env, *HEALTH_TIMING, detach=True)
+            ingest = started.last()
+            for container in (grpc, web, ingest):
                 docker_engine.wait_until_healthy(container)
-            yield Deployment(grpc, web, f"http://127.0.0.1:{web_port}", servers)
+            yield Deployment(grpc, web, ingest, f"http://127.0.0.1:{web_port}", topic_root, mqtt_broker.port, servers)
     finally:
         started.remove_all()
 
@@ -313,7 +327,7 @@ def deployment(image, influxd, reference_csv):
 def test_servers_turn_healthy_by_the_images_own_healthcheck(deployment, image):
     image_probe = docker("image", "inspect", "--format", "{{json .Config.Healthcheck.Test}}", image).stdout
 
-    for container, role in ((deployment.grpc, "grpc"), (deployment.web, "web")):
+    for container, role in zip(deployment.servers, ("grpc", "web", "ingest")):
         probe = docker("inspect", "--format", "{{json .Config.Healthcheck.Test}}", container).stdout
         health = state(container)["Health"]
         assert probe == image_probe == '["CMD","python","scripts/healthcheck.py"]\n'
@@ -349,8 +363,28 @@ def test_web_container_answers_a_day_aggregate(deployment, reference_csv):
     assert bucket["sum"] == pytest.approx(math.fsum(day), abs=1e-9)
 
 
+def test_a_reading_published_over_mqtt_is_served_by_the_web_container(deployment):
+    """The ingest container commits what the broker hands it; the web container serves it (through
+    the gRPC container)."""
+    import paho.mqtt.publish
+
+    paho.mqtt.publish.single(
+        f"{deployment.topic_root}/meters/meterusage/readings",
+        json.dumps({"readings": [{"time": "2019-02-01T00:00:00Z", "value": 12.5}, {"time": "2019-02-01T00:15:00Z", "value": "NaN"}]}),
+        qos=1, hostname="127.0.0.1", port=deployment.mqtt_port,
+    )
+    url = f"{deployment.web_url}/api/v1/meters/meterusage/readings/"
+    window = {"start": "2019-02-01T00:00:00Z", "end": "2019-02-02T00:00:00Z"}
+
+    def served():
+        response = requests.get(url, params=window, timeout=30)
+        return response.ok and response.json()["readings"]
+
+    assert wait_for(served, 60) == [{"time": "2019-02-01T00:00:00Z", "value": 12.5}]
+
+
 def test_servers_run_as_the_unprivileged_user(deployment):
-    for container in (deployment.grpc, deployment.web):
+    for container in deployment.servers:
         uid = docker("exec", container, "id", "-u").stdout.strip()
         processes = docker("top", container, "-eo", "pid,uid,args").stdout.splitlines()[1:]
         assert uid == APP_UID
@@ -360,12 +394,13 @@ def test_servers_run_as_the_unprivileged_user(deployment):
 def test_docker_stop_ends_each_server_gracefully(deployment):
     """Runs last of the servers' tests: it stops them. Web first, as it calls the gRPC server."""
     exit_codes = {}
-    for container in (deployment.web, deployment.grpc):
+    for container in (deployment.ingest, deployment.web, deployment.grpc):
         docker("stop", "--time", str(STOP_TIMEOUT), container, timeout=STOP_TIMEOUT + 30)
         exit_codes[container] = state(container)["ExitCode"]
-    grpc_log, web_log = logs(deployment.grpc), logs(deployment.web)
+    grpc_log, web_log, ingest_log = logs(deployment.grpc), logs(deployment.web), logs(deployment.ingest)
 
     # 0, not 137 (killed when the stop timeout ran out) nor 143 (SIGTERM unhandled).
-    assert exit_codes == {deployment.web: 0, deployment.grpc: 0}
+    assert exit_codes == {deployment.ingest: 0, deployment.web: 0, deployment.grpc: 0}
+    assert "Stopped: every message received is committed and acknowledged." in ingest_log, ingest_log[-2000:]
     assert re.search(r"Stopping: NOT_SERVING, finishing calls for up to \d+s \.\.\.\n(.*\n)*Stopped\.\n", grpc_log), grpc_log[-2000:]
     assert "Handling signal: term" in web_log and "Shutting down: Master" in web_log, web_log[-2000:]

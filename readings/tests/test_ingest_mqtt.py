@@ -257,7 +257,9 @@ def test_sigterm_commits_what_is_in_hand_and_exits_0(store, mqtt_broker, tmp_pat
     finally:
         stop_process(consumer)
     log = (tmp_path / "first.log").read_text()
-    assert re.search(r"ingest: \d+ messages", log.splitlines()[-1]), log[-2000:]
+    *_, counts, stopped = log.splitlines()
+    assert re.search(r"ingest: \d+ messages", counts), log[-2000:]
+    assert stopped == "Stopped: every message received is committed and acknowledged."
 
     # What the first consumer left is delivered to the next one: nothing is lost.
     consumer = start_consumer(store, mqtt_broker, f"{topic_root}/+/readings", client_id, tmp_path / "second.log")

@@ -56,3 +56,4 @@ class Command(BaseCommand):
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: consumer.stop())
         consumer.run()
+        self.stdout.write("Stopped: every message received is committed and acknowledged.")
