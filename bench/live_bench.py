@@ -16,7 +16,9 @@ Four tables, each measured beside its baseline in the same run, interleaved:
    client process), in alternating rounds. Goal: within 1.5x of the figure with none open.
 
 PostgreSQL is what these are for (LISTEN/NOTIFY wakes the watchers); the bench makes its own
-database on --postgres-url and drops it after. Mosquitto on --mqtt-url (127.0.0.1:1883).
+database on --postgres-url and drops it after. MQTT: a Mosquitto of its own on a free port, with
+the settings of deploy/mosquitto.conf (a broker's default queue of 1,000 messages for an absent
+client would drop most of a backlog), or the broker at --mqtt-url.
 
     .venv/bin/python bench/live_bench.py                      # about 4 minutes
     .venv/bin/python bench/live_bench.py --parts write watch  # some tables only
@@ -243,9 +245,9 @@ def publish_backlog(mqtt_url: str, topic_root: str, meters: list[str], readings:
 
     from readings.ingest import broker_address
 
-    host, port, *_ = broker_address(mqtt_url)
+    address = broker_address(mqtt_url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}")
-    client.connect(host, port)
+    client.connect(address.host, address.port)
     client.loop_start()
     messages = 0
     start = 1546300800
@@ -268,7 +270,8 @@ def part_mqtt(env: dict, mqtt_url: str, rounds: int, readings: int, per_message:
 
     from readings.ingest import broker_address
 
-    host, port, *_ = broker_address(mqtt_url)
+    address = broker_address(mqtt_url)
+    host, port = address.host, address.port
     meters = [f"bench-mqtt-{i}" for i in range(50)]
     manage(env, "shell", "-c", "from readings.models import Meter; "
            f"[Meter.objects.get_or_create(name=n) for n in {meters!r}]")
@@ -330,11 +333,29 @@ def part_mqtt(env: dict, mqtt_url: str, rounds: int, readings: int, per_message:
     ]
 
 
+def start_broker() -> tuple[subprocess.Popen, str]:
+    """Mosquitto on a free loopback port, configured as deploy/mosquitto.conf configures it."""
+    import shutil
+
+    from testing.influxd import free_port
+
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="live-bench-mqtt-"))
+    settings = [line for line in (REPO / "deploy/mosquitto.conf").read_text().splitlines()
+                if line.strip() and not line.startswith(("#", "listener", "persistence", "log_dest"))]
+    config = folder / "mosquitto.conf"
+    config.write_text(f"listener {port} 127.0.0.1\npersistence false\n" + "\n".join(settings) + "\n")
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return process, f"mqtt://127.0.0.1:{port}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference", default=os.environ.get("METERUSAGE_CSV", str(REPO.parent / "shared/data/meterusage.csv")))
     parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    parser.add_argument("--mqtt-url", help="A broker to use (default: one of the bench's own).")
     parser.add_argument("--parts", nargs="+", default=["mqtt", "write", "latency", "watchers"],
                         choices=["mqtt", "write", "latency", "watchers"])
     parser.add_argument("--rounds", type=int, default=3)
@@ -350,9 +371,11 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": f"{base}/{database}", "DJANGO_DEBUG": "false",
            "DJANGO_SECRET_KEY": "live-bench-only", "DJANGO_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
            "GRPC_WRITE_TOKENS": TOKEN, "API_CACHE_SECONDS": "0"}
-    server = None
+    server = broker = None
     tables = []
     try:
+        if "mqtt" in args.parts and not args.mqtt_url:
+            broker, args.mqtt_url = start_broker()
         manage(env, "migrate", "--verbosity", "0")
         manage(env, "import_readings", args.reference)
         server, port = start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], env)
@@ -371,9 +394,10 @@ def main() -> None:
                 print("\n".join(lines), flush=True)
                 tables.append(lines)
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+        for process in (server, broker):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
         with psycopg.connect(args.postgres_url, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     print("\nPostgreSQL, grpcrunserver with 10 worker threads, loopback; clients on the same 2 cores.")
