@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 import numpy as np
@@ -238,16 +239,19 @@ def part_watchers(env: dict, stub, port: int, rounds: int, calls: int, watchers:
 # ---- 1. MQTT ingest against a bare subscriber ---------------------------------------------
 
 
+def broker_of(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port or 1883
+
+
 def publish_backlog(mqtt_url: str, topic_root: str, meters: list[str], readings: int, per_message: int) -> int:
     """Publish `readings` readings (QoS 1) to a persistent session that is not connected; returns
     the number of messages."""
     import paho.mqtt.client as mqtt
 
-    from readings.ingest import broker_address
-
-    address = broker_address(mqtt_url)
+    host, port = broker_of(mqtt_url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}")
-    client.connect(address.host, address.port)
+    client.connect(host, port)
     client.loop_start()
     messages = 0
     start = 1546300800
@@ -268,10 +272,7 @@ def publish_backlog(mqtt_url: str, topic_root: str, meters: list[str], readings:
 def part_mqtt(env: dict, mqtt_url: str, rounds: int, readings: int, per_message: int) -> list[str]:
     import paho.mqtt.client as mqtt
 
-    from readings.ingest import broker_address
-
-    address = broker_address(mqtt_url)
-    host, port = address.host, address.port
+    host, port = broker_of(mqtt_url)
     meters = [f"bench-mqtt-{i}" for i in range(50)]
     manage(env, "shell", "-c", "from readings.models import Meter; "
            f"[Meter.objects.get_or_create(name=n) for n in {meters!r}]")

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -379,6 +380,49 @@ def start_grpc_server(env: dict, log: Path, *extra: str) -> tuple[subprocess.Pop
         stop_process(process)
         raise
     return process, int(line.split("127.0.0.1:")[1].split(" ")[0])
+
+
+def start_grpc_server_on(env: dict, log, port: int):
+    """grpcrunserver on a given port (a restart keeps the address clients know)."""
+    process = start_process([sys.executable, "manage.py", "grpcrunserver", f"127.0.0.1:{port}", "--grace", "2"], env, log)
+    try:
+        wait_for(lambda: any(line.startswith("Serving") for line in log.read_text().splitlines()), 30)
+    except BaseException:
+        stop_process(process)
+        raise
+    return process, port
+
+
+class ReconnectingWatcher(threading.Thread):
+    """Watches `meters` on 127.0.0.1:`port` from the start of the change log, reconnecting with
+    its last token whenever the stream ends; keeps every change it receives, in the order received."""
+
+    def __init__(self, port: int, meters: list[str]):
+        super().__init__(daemon=True)
+        self.port = port
+        self.meters = meters
+        self.received: list[tuple] = []
+        self.token = ""
+        self.reconnects = 0
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+                stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
+                request = pb.WatchReadingsRequest(meters=self.meters, resume_token=self.token)
+                if not self.token:
+                    request.start_time.CopyFrom(ts("2000-01-01T00:00:00Z"))
+                try:
+                    self.call = stub.WatchReadings(request, wait_for_ready=True, timeout=120)
+                    for message in self.call:
+                        self.received += [(c.meter, c.time.seconds, c.value, c.replaced) for c in message.changes]
+                        self.token = message.resume_token
+                        if self.stopping.is_set():
+                            return
+                except grpc.RpcError:
+                    self.reconnects += 1
+                    time.sleep(0.1)
 
 
 def start_web_server(env: dict, log: Path) -> tuple[subprocess.Popen, int]:

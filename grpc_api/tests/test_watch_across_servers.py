@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
@@ -15,7 +14,7 @@ import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
-from testing.fixtures import REPO, start_grpc_server, stop_process, ts, wait_for
+from testing.fixtures import REPO, ReconnectingWatcher, start_grpc_server, start_grpc_server_on, stop_process, ts, wait_for
 from testing.influxd import free_port
 
 pytestmark = pytest.mark.django_db
@@ -58,43 +57,12 @@ def manage(env: dict, *args: str) -> str:
     ).stdout
 
 
-class ReconnectingWatcher(threading.Thread):
-    """Watches METERS on 127.0.0.1:`port`, reconnecting with its last token whenever the stream
-    ends; keeps every change it receives, in the order received."""
-
-    def __init__(self, port: int):
-        super().__init__(daemon=True)
-        self.port = port
-        self.received: list[tuple] = []
-        self.token = ""
-        self.reconnects = 0
-        self.stopping = threading.Event()
-
-    def run(self):
-        while not self.stopping.is_set():
-            with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
-                stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
-                request = pb.WatchReadingsRequest(meters=METERS, resume_token=self.token)
-                if not self.token:
-                    request.start_time.CopyFrom(ts("2000-01-01T00:00:00Z"))
-                try:
-                    self.call = stub.WatchReadings(request, wait_for_ready=True, timeout=120)
-                    for message in self.call:
-                        self.received += [(c.meter, c.time.seconds, c.value, c.replaced) for c in message.changes]
-                        self.token = message.resume_token
-                        if self.stopping.is_set():
-                            return
-                except grpc.RpcError:
-                    self.reconnects += 1
-                    time.sleep(0.1)
-
-
 def test_every_change_exactly_once_through_server_restarts(servers_env):
     env, folder = servers_env
     writes_server, writes_port = start_grpc_server(env, folder / "writes.log")
     watched_port = free_port()
-    watched, _ = start_process_on(env, folder / "watched-1.log", watched_port)
-    watcher = ReconnectingWatcher(watched_port)
+    watched, _ = start_grpc_server_on(env, folder / "watched-1.log", watched_port)
+    watcher = ReconnectingWatcher(watched_port, METERS)
     watcher.start()
     caused = 0
     latest: dict[tuple[str, int], float] = {}
@@ -119,14 +87,14 @@ def test_every_change_exactly_once_through_server_restarts(servers_env):
                     watched.send_signal(signal.SIGTERM)  # graceful: watches end, clients resume
                     watched.wait(30)
                 if batch == 25:
-                    watched, _ = start_process_on(env, folder / "watched-2.log", watched_port)
+                    watched, _ = start_grpc_server_on(env, folder / "watched-2.log", watched_port)
                 if batch == 35:
                     caused += _import_in_another_process(env, folder, latest)
                 if batch == 40:
                     watched.kill()  # no goodbye at all
                     watched.wait(30)
                 if batch == 45:
-                    watched, _ = start_process_on(env, folder / "watched-3.log", watched_port)
+                    watched, _ = start_grpc_server_on(env, folder / "watched-3.log", watched_port)
                 time.sleep(0.05)
         wait_for(lambda: len(watcher.received) >= caused, 60)
         time.sleep(1.5)  # anything beyond would be a duplicate: give it time to show
@@ -174,13 +142,3 @@ def _import_in_another_process(env: dict, folder, latest: dict) -> int:
     for seconds, value in rows.items():
         latest[(meter, seconds)] = value
     return inserted + updated
-
-
-def start_process_on(env: dict, log, port: int):
-    """grpcrunserver on a given port (a restart keeps the address clients know)."""
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "grpcrunserver", f"127.0.0.1:{port}", "--grace", "2"],
-        cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    wait_for(lambda: any(line.startswith("Serving") for line in log.read_text().splitlines()), 30)
-    return process, port

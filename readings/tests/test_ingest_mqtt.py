@@ -22,7 +22,8 @@ from django.db import connections
 
 from readings.csvfile import clean_rows
 from readings.models import Meter, RejectedMessage
-from testing.fixtures import REPO, start_process, stop_process, wait_for
+from testing.fixtures import REPO, ReconnectingWatcher, start_grpc_server_on, start_process, stop_process, wait_for
+from testing.influxd import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -190,6 +191,20 @@ def test_100000_readings_survive_two_kills_and_bad_messages_are_recorded_once(st
 
     logs = iter(tmp_path / f"ingest-{n}.log" for n in range(10))
     consumer = start_consumer(store, mqtt_broker, topic_filter, client_id, next(logs))
+    # A watcher of every meter, through a gRPC server of the same store that is restarted at each
+    # kill of the consumer (gracefully, then killed too); it resumes with its last token.
+    grpc_port = free_port()
+    grpc_logs = iter(tmp_path / f"grpc-{n}.log" for n in range(10))
+    grpc_server, _ = start_grpc_server_on(store.env, next(grpc_logs), grpc_port)
+    watcher = ReconnectingWatcher(grpc_port, ACCEPTANCE_METERS)
+    watcher.start()
+
+    def restart_grpc_server(how: signal.Signals):
+        nonlocal grpc_server
+        grpc_server.send_signal(how)
+        grpc_server.wait(30)
+        grpc_server, _ = start_grpc_server_on(store.env, next(grpc_logs), grpc_port)
+
     kills = 0
     publisher = Publisher(mqtt_broker)
     try:
@@ -209,6 +224,7 @@ def test_100000_readings_survive_two_kills_and_bad_messages_are_recorded_once(st
                     kill_at.pop(0)
                     print(f"killed while publishing, after {n} of {len(stream)} messages")
                     consumer = start_consumer(store, mqtt_broker, topic_filter, client_id, next(logs))
+                    restart_grpc_server(signal.SIGTERM if kills == 1 else signal.SIGKILL)
         publisher.wait()
         for threshold in kill_at:  # when the consumer was faster than the publisher
             wait_for(lambda: store.reading_count("acc-") >= threshold, 90)
@@ -216,12 +232,17 @@ def test_100000_readings_survive_two_kills_and_bad_messages_are_recorded_once(st
             consumer.wait()
             kills += 1
             consumer = start_consumer(store, mqtt_broker, topic_filter, client_id, next(logs))
+            restart_grpc_server(signal.SIGTERM if kills == 1 else signal.SIGKILL)
 
         wait_for(lambda: store.reading_count("acc-") == total and len(store.rejections(RUN + "-acc")) >= len(bad), 120)
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(timeout=30) == 0
+        wait_for(lambda: len(watcher.received) >= total, 120)
+        time.sleep(1)  # a change sent twice would show by now
     finally:
+        watcher.stopping.set()
         stop_process(consumer)
+        stop_process(grpc_server)
 
     assert kills == 2
     # The restarted consumers took over the session, and with it what the killed ones had not acknowledged.
@@ -229,6 +250,19 @@ def test_100000_readings_survive_two_kills_and_bad_messages_are_recorded_once(st
     stored = store.readings_by_meter("acc-")
     assert {name: count for name, (count, _) in stored.items()} == {name: count for name, (count, _) in expected.items()}
     assert {name: round(value * 100) for name, (_, value) in stored.items()} == {name: cents for name, (_, cents) in expected.items()}
+
+    # The watcher got every committed reading exactly once, across the restarts.
+    received = watcher.received
+    assert len(received) == total and len(set(received)) == total
+    assert watcher.reconnects >= 2
+    watched = {name: [0, 0.0] for name in ACCEPTANCE_METERS}
+    for meter, _, value, replaced in received:
+        assert not replaced
+        watched[meter][0] += 1
+        watched[meter][1] += value
+    assert {name: (count, round(value * 100)) for name, (count, value) in watched.items()} == {
+        name: (count, cents) for name, (count, cents) in expected.items()
+    }
 
     recorded = store.rejections(RUN + "-acc")
     assert len(recorded) == len(bad)  # each once, though some were delivered again after a kill
@@ -254,8 +288,12 @@ def test_sigterm_commits_what_is_in_hand_and_exits_0(store, mqtt_broker, tmp_pat
         wait_for(lambda: store.reading_count("drain-") > 0, 60)
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(timeout=30) == 0
+        wait_for(lambda: len(watcher.received) >= total, 120)
+        time.sleep(1)  # a change sent twice would show by now
     finally:
+        watcher.stopping.set()
         stop_process(consumer)
+        stop_process(grpc_server)
     log = (tmp_path / "first.log").read_text()
     *_, counts, stopped = log.splitlines()
     assert re.search(r"ingest: \d+ messages", counts), log[-2000:]
@@ -299,8 +337,12 @@ def test_counts_are_logged_and_the_heartbeat_file_is_kept(store, mqtt_broker, tm
         wait_for(lambda: sum(1 for line in log.read_text().splitlines() if "ingest:" in line) >= 2, 30)
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(timeout=30) == 0
+        wait_for(lambda: len(watcher.received) >= total, 120)
+        time.sleep(1)  # a change sent twice would show by now
     finally:
+        watcher.stopping.set()
         stop_process(consumer)
+        stop_process(grpc_server)
 
     lines = [line for line in log.read_text().splitlines() if "ingest:" in line]
     assert all(LOG_LINE.search(line) for line in lines), lines
