@@ -271,6 +271,7 @@ def publish_backlog(mqtt_url: str, topic_root: str, meters: list[str], readings:
 
 def part_mqtt(env: dict, mqtt_url: str, rounds: int, readings: int, per_message: int) -> list[str]:
     import paho.mqtt.client as mqtt
+    import psycopg
 
     host, port = broker_of(mqtt_url)
     meters = [f"bench-mqtt-{i}" for i in range(50)]
@@ -304,7 +305,7 @@ def part_mqtt(env: dict, mqtt_url: str, rounds: int, readings: int, per_message:
         root = f"bench/{uuid.uuid4().hex[:8]}"
         consumer_env = {**env, "MQTT_URL": mqtt_url, "MQTT_TOPIC": f"{root}/meters/+/readings",
                         "MQTT_CLIENT_ID": f"bench-ingest-{uuid.uuid4().hex[:8]}"}
-        manage(env, "shell", "-c", f"from readings.models import Reading; Reading.objects.filter(meter__name__startswith='bench-mqtt-').delete()")
+        manage(env, "shell", "-c", "from readings.models import Reading; Reading.objects.filter(meter__name__startswith='bench-mqtt-').delete()")
         first = subprocess.Popen([sys.executable, "manage.py", "ingest_mqtt"], cwd=REPO, env=consumer_env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(3)  # subscribed: the session now exists on the broker
@@ -314,12 +315,15 @@ def part_mqtt(env: dict, mqtt_url: str, rounds: int, readings: int, per_message:
         began = time.perf_counter()
         consumer = subprocess.Popen([sys.executable, "manage.py", "ingest_mqtt"], cwd=REPO, env=consumer_env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        count_sql = ("from readings.models import Reading; "
-                     "print(Reading.objects.filter(meter__name__startswith='bench-mqtt-').count())")
-        while int(manage(env, "shell", "-c", count_sql).stdout.strip() or 0) < readings:
-            if time.perf_counter() - began > 600:
-                break
-            time.sleep(0.2)
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as db:
+            def stored() -> int:
+                return db.execute(
+                    "SELECT count(*) FROM readings_reading r JOIN readings_meter m ON m.id = r.meter_id "
+                    "WHERE m.name LIKE 'bench-mqtt-%%'"
+                ).fetchone()[0]
+
+            while stored() < readings and time.perf_counter() - began < 600:
+                time.sleep(0.05)
         consumer_rates.append(readings / (time.perf_counter() - began))
         consumer.terminate()
         consumer.wait(30)
@@ -329,7 +333,7 @@ def part_mqtt(env: dict, mqtt_url: str, rounds: int, readings: int, per_message:
     return [
         f"| {readings:,} readings, {per_message} per message, 50 meters, backlog drained | readings/s (median of {rounds}) | of limit | goal >= 0.5 |",
         "| --- | --- | --- | --- |",
-        f"| `ingest_mqtt` (committed; polled count, so it errs low by up to 0.2 s + a process start) | {project:,.0f} | {project / limit:.2f} | {verdict} |",
+        f"| `ingest_mqtt`, from its start until every reading is committed (a process start included) | {project:,.0f} | {project / limit:.2f} | {verdict} |",
         f"| bare subscriber, QoS 1, receives only (limit) | {limit:,.0f} | 1.00 | |",
     ]
 
