@@ -527,11 +527,13 @@ def clean_rows(
     first_line: int = 1,
     positions: list[int] | None = None,
     unit: str = "reading",
+    groups: np.ndarray | None = None,
 ) -> tuple[ReadingBatch, CsvReport]:
     """Rows given as text, as a file would hold them (a write through the API, an MQTT message),
     cleaned by the rules files are cleaned by, with the same reasons. Rows are numbered from
     `first_line` (or by `positions`) and named by `unit` ("line", "reading") in the reasons of
-    duplicates.
+    duplicates. With `groups` (a group number for each position, the positions then 0 to n-1),
+    rows of several writes are cleaned at once and duplicates are settled within each group only.
 
     Unlike a file, the rows are few and all in hand: duplicate times are settled here (a repeat
     of the same value is skipped, different values for one time are both invalid) rather than in
@@ -552,17 +554,20 @@ def clean_rows(
         batch = ReadingBatch(*(np.concatenate(pair) for pair in zip(
             (batch.lines, batch.epochs, batch.values), (late.lines, late.epochs, late.values)
         )))
-    batch = _settle_duplicates(batch, report, zone, unit)
+    batch = _settle_duplicates(batch, report, zone, unit, groups)
     report.problems.sort(key=lambda problem: problem.line)
     return batch, report
 
 
-def _settle_duplicates(batch: ReadingBatch, report: CsvReport, zone: zoneinfo.ZoneInfo, unit: str) -> ReadingBatch:
+def _settle_duplicates(
+    batch: ReadingBatch, report: CsvReport, zone: zoneinfo.ZoneInfo, unit: str, groups: np.ndarray | None = None
+) -> ReadingBatch:
     if len(batch) < 2:
         return batch
-    order = np.lexsort((batch.lines, batch.epochs))
-    epochs = batch.epochs[order]
-    repeats = np.flatnonzero(np.diff(epochs) == 0) + 1
+    group = np.zeros(len(batch), dtype=np.int64) if groups is None else groups[batch.lines]
+    order = np.lexsort((batch.lines, batch.epochs, group))
+    epochs, group = batch.epochs[order], group[order]
+    repeats = np.flatnonzero((np.diff(epochs) == 0) & (np.diff(group) == 0)) + 1
     if not len(repeats):
         return batch
     lines, values = batch.lines[order], batch.values[order]

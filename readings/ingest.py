@@ -23,7 +23,15 @@ from django.db import DatabaseError, close_old_connections, connections, transac
 from readings import ingest_metrics as metrics
 from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
 from readings.models import Meter, RejectedMessage
-from readings.writes import RowsIn, RowsInvalid, WriteCounts, clean_write, meters_for_write, store_writes
+from readings.writes import (
+    RowsIn,
+    RowsInvalid,
+    WriteCounts,
+    clean_write,
+    clean_writes_together,
+    meters_for_write,
+    store_writes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -155,17 +163,27 @@ def ingest_batch(messages: list[Message], *, level: int, create_meters: bool, ch
         except MessageRejected as exc:
             rejections.append(rejection(message, name, str(exc), channel))
     meters = _meters({rows.meter_name for _, rows in parsed}, create_meters)
-    writes = []
+    by_meter: dict[str, list[tuple[Message, RowsIn]]] = {}
     for message, rows in parsed:
         meter = meters[rows.meter_name]
         if isinstance(meter, str):
             rejections.append(rejection(message, rows.meter_name, meter, channel))
+        else:
+            by_meter.setdefault(rows.meter_name, []).append((message, rows))
+    writes = []
+    for name, entries in by_meter.items():
+        # A meter's messages are cleaned in one pass; only when one of them holds an invalid row
+        # is each cleaned on its own, to reject just that one.
+        together = clean_writes_together(meters[name], [rows for _, rows in entries])
+        if together is not None:
+            writes.append(together)
             continue
-        try:
-            writes.append(clean_write(meter, rows))
-        except RowsInvalid as exc:
-            reason = "; ".join(f"reading {p.line}: {p.reason} (value {p.value!r})" for _, p in exc.problems)
-            rejections.append(rejection(message, rows.meter_name, reason, channel))
+        for message, rows in entries:
+            try:
+                writes.append(clean_write(meters[name], rows))
+            except RowsInvalid as exc:
+                reason = "; ".join(f"reading {p.line}: {p.reason} (value {p.value!r})" for _, p in exc.problems)
+                rejections.append(rejection(message, rows.meter_name, reason, channel))
     with transaction.atomic():
         counts = store_writes(writes) if writes else WriteCounts()
         # A rejection committed before (its acknowledgement was lost) is not recorded again.

@@ -288,12 +288,8 @@ def test_sigterm_commits_what_is_in_hand_and_exits_0(store, mqtt_broker, tmp_pat
         wait_for(lambda: store.reading_count("drain-") > 0, 60)
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(timeout=30) == 0
-        wait_for(lambda: len(watcher.received) >= total, 120)
-        time.sleep(1)  # a change sent twice would show by now
     finally:
-        watcher.stopping.set()
         stop_process(consumer)
-        stop_process(grpc_server)
     log = (tmp_path / "first.log").read_text()
     *_, counts, stopped = log.splitlines()
     assert re.search(r"ingest: \d+ messages", counts), log[-2000:]
@@ -337,12 +333,8 @@ def test_counts_are_logged_and_the_heartbeat_file_is_kept(store, mqtt_broker, tm
         wait_for(lambda: sum(1 for line in log.read_text().splitlines() if "ingest:" in line) >= 2, 30)
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(timeout=30) == 0
-        wait_for(lambda: len(watcher.received) >= total, 120)
-        time.sleep(1)  # a change sent twice would show by now
     finally:
-        watcher.stopping.set()
         stop_process(consumer)
-        stop_process(grpc_server)
 
     lines = [line for line in log.read_text().splitlines() if "ingest:" in line]
     assert all(LOG_LINE.search(line) for line in lines), lines

@@ -221,13 +221,20 @@ def upsert_live_readings(
     committed_at = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
         lock_meters(cursor, set(meter_ids.tolist()))
-        # Made once per connection and emptied after each write: small writes come often.
+        # Made once per connection, empty at the start of each write: small writes come often.
+        # PostgreSQL empties it at commit (a truncation: rows deleted one by one would pile up
+        # as dead rows, which no vacuum of a temporary table clears).
+        on_commit = " ON COMMIT DELETE ROWS" if is_postgresql() else ""
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {LIVE_STAGING_TABLE} "
-            "(meter_id bigint NOT NULL, epoch bigint NOT NULL, value double precision NOT NULL)"
+            f"(meter_id bigint NOT NULL, epoch bigint NOT NULL, value double precision NOT NULL){on_commit}"
         )
-        cursor.execute(f"DELETE FROM {LIVE_STAGING_TABLE}")
+        if not is_postgresql():
+            cursor.execute(f"DELETE FROM {LIVE_STAGING_TABLE}")
         load_rows(cursor, LIVE_STAGING_TABLE, {"meter_id": meter_ids, "epoch": epochs, "value": values})
+        # Without statistics PostgreSQL plans the joins below as if the table were large: a scan
+        # of every reading, which grew each write with the store.
+        analyze(cursor, LIVE_STAGING_TABLE)
         cursor.execute(
             "SELECT s.meter_id, SUM(CASE WHEN r.id IS NULL THEN 1 ELSE 0 END), "
             "SUM(CASE WHEN r.id IS NOT NULL AND r.value <> s.value THEN 1 ELSE 0 END), "
@@ -248,7 +255,6 @@ def upsert_live_readings(
             f"INSERT INTO {TABLE} (meter_id, time, value) SELECT s.meter_id, {time_sql}, s.value "
             f"FROM {LIVE_STAGING_TABLE} AS s WHERE true ON CONFLICT (meter_id, time) DO NOTHING"
         )
-        cursor.execute(f"DELETE FROM {LIVE_STAGING_TABLE}")
         changed = {meter_id: figures for meter_id, figures in found.items() if figures[0] or figures[1]}
         if changed:
             _note_live_changes(cursor, changed)
