@@ -15,7 +15,7 @@ from django.utils import timezone
 from readings import tokens
 from readings.domain import FieldViolation, InvalidArgument, MeterNotFound
 from readings.models import Meter, ReadingChange
-from readings.sources.sql.dialect import epoch_of
+from readings.sources.sql.dialect import epoch_of, precise_epoch_of
 
 MAX_WATCHED_METERS = 100
 CHANGES_PAGE = 5_000
@@ -107,7 +107,7 @@ def changes_after(positions: dict[int, int], *, limit: int = CHANGES_PAGE) -> li
     table = ReadingChange._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, meter_id, {epoch_of('time')}, value, replaced, {epoch_of('committed_at')} "
+            f"SELECT id, meter_id, {epoch_of('time')}, value, replaced, {precise_epoch_of('committed_at')} "
             f"FROM {table} WHERE meter_id IN ({placeholders}) AND id > %s ORDER BY id LIMIT %s",
             [*ids, floor, limit],
         )

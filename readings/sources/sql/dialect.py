@@ -23,6 +23,13 @@ def epoch_of(column: str) -> str:
     return f"CAST(strftime('%%s', {column}) AS INTEGER)"  # %% survives Django's %s placeholders
 
 
+def precise_epoch_of(column: str) -> str:
+    """SQL giving the epoch seconds of a datetime column with its fraction (a double)."""
+    if is_postgresql():
+        return f"EXTRACT(EPOCH FROM {column})::double precision"
+    return f"((julianday({column}) - 2440587.5) * 86400.0)"
+
+
 def time_of(epoch_sql: str) -> str:
     """SQL turning epoch seconds into the value Django stores in a DateTimeField."""
     if is_postgresql():
