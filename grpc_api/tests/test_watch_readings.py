@@ -3,6 +3,7 @@ corrections included, heartbeats, and watches that hold no worker thread."""
 import itertools
 import queue
 import threading
+import time
 from datetime import UTC, datetime
 
 import grpc
@@ -95,7 +96,12 @@ def test_a_watch_receives_writes_as_they_commit(stub, meters):
     watcher = Watcher(stub, meters=[name])
     assert watcher.first().caught_up
 
+    before = time.time()
     write(stub, name, ("2019-01-01 00:15:00", 1.0), ("2019-01-01 00:30:00", 2.0))
+    after = time.time()
+    stamped = watcher.messages.get(timeout=10)
+    assert all(before <= c.commit_time.ToNanoseconds() / 1e9 <= after for c in stamped.changes)
+    watcher.messages.queue.appendleft(stamped)
     write(stub, name, ("2019-01-01 00:30:00", 2.5))
 
     found, _ = watcher.changes(3)
