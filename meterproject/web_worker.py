@@ -2,6 +2,7 @@
 of queueing without bound, and the errors gunicorn answers itself (a request line or headers too
 long, a request that cannot be parsed) are problem documents like every other error of the API."""
 import json
+import os
 from concurrent import futures
 from http import HTTPStatus
 
@@ -32,14 +33,12 @@ util.write_error = write_problem
 
 
 class SheddingWorker(ThreadWorker):
-    """Requests beyond the threads wait in a queue of WEB_QUEUE (settings: `queue_per_thread` times
-    the threads); past it a request is read and answered 503 with Retry-After by a thread of its
-    own, so the requests admitted keep their latency and the rest learn at once to come back."""
-
-    queue_per_thread = 2
+    """Requests beyond the threads wait in a queue of WEB_QUEUE_PER_THREAD times the threads; past
+    it a request is read and answered 503 with Retry-After by a thread of its own, so the requests
+    admitted keep their latency and the rest learn at once to come back."""
 
     def init_process(self):
-        self.queue_limit = self.cfg.threads * self.queue_per_thread
+        self.queue_limit = self.cfg.threads * int(os.environ.get("WEB_QUEUE_PER_THREAD", "8"))
         self.shed_pool = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="shed")
         super().init_process()
 

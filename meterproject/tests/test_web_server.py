@@ -105,7 +105,7 @@ def silent_grpc_server():
 
 def test_past_its_threads_and_queue_the_server_answers_503_at_once(process_env, silent_grpc_server, tmp_path):
     env = {**process_env, "GRPC_TARGET": f"127.0.0.1:{silent_grpc_server}", "GRPC_DEADLINE_SECONDS": "3",
-           "WEB_CONCURRENCY": "1", "WEB_THREADS": "1"}
+           "WEB_CONCURRENCY": "1", "WEB_THREADS": "1", "WEB_QUEUE_PER_THREAD": "2"}
     process, port = start_web_server(env, tmp_path / "web.log")
     try:
         with ThreadPoolExecutor(8) as pool:
