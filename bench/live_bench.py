@@ -315,18 +315,20 @@ def part_mqtt(env: dict, mqtt_url: str, rounds: int, readings: int, per_message:
         began = time.perf_counter()
         consumer = subprocess.Popen([sys.executable, "manage.py", "ingest_mqtt"], cwd=REPO, env=consumer_env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as db:
-            def stored() -> int:
-                return db.execute(
-                    "SELECT count(*) FROM readings_reading r JOIN readings_meter m ON m.id = r.meter_id "
-                    "WHERE m.name LIKE 'bench-mqtt-%%'"
-                ).fetchone()[0]
+        try:
+            with psycopg.connect(env["DATABASE_URL"], autocommit=True) as db:
+                def stored() -> int:
+                    return db.execute(
+                        "SELECT count(*) FROM readings_reading r JOIN readings_meter m ON m.id = r.meter_id "
+                        "WHERE m.name LIKE 'bench-mqtt-%%'"
+                    ).fetchone()[0]
 
-            while stored() < readings and time.perf_counter() - began < 600:
-                time.sleep(0.05)
-        consumer_rates.append(readings / (time.perf_counter() - began))
-        consumer.terminate()
-        consumer.wait(30)
+                while stored() < readings and time.perf_counter() - began < 600:
+                    time.sleep(0.05)
+            consumer_rates.append(readings / (time.perf_counter() - began))
+        finally:
+            consumer.terminate()
+            consumer.wait(30)
     limit = statistics.median(bare_rates)
     project = statistics.median(consumer_rates)
     verdict = "pass" if project >= 0.5 * limit else "MISS"
