@@ -15,56 +15,64 @@ from grpc_status import rpc_status
 from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE
 from grpc_api.metrics import STORE_ERRORS
 from grpc_api.permissions import NotAllowed
+from readings.changes import ChangesPruned
 from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
 
 logger = logging.getLogger(__name__)
 
 
-def _abort_with_detail(
-    context: grpc.ServicerContext, code: int, message: str, detail_message, metadata: tuple = ()
-) -> None:
-    detail = any_pb2.Any()
-    detail.Pack(detail_message)
-    status = rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[detail]))
-    context.abort_with_status(status._replace(trailing_metadata=(*status.trailing_metadata, *metadata)))
+def _status(code: int, message: str, detail_message=None, metadata: tuple = ()) -> grpc.Status:
+    details = []
+    if detail_message is not None:
+        detail = any_pb2.Any()
+        detail.Pack(detail_message)
+        details.append(detail)
+    status = rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
+    return status._replace(trailing_metadata=(*status.trailing_metadata, *metadata))
 
 
-def _abort_invalid(context: grpc.ServicerContext, error: InvalidArgument):
+def _invalid(error: InvalidArgument) -> grpc.Status:
     violations = [
         error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in error.violations
     ]
-    _abort_with_detail(context, code_pb2.INVALID_ARGUMENT, str(error), error_details_pb2.BadRequest(field_violations=violations))
+    return _status(code_pb2.INVALID_ARGUMENT, str(error), error_details_pb2.BadRequest(field_violations=violations))
 
 
-def _abort_store_unavailable(context: grpc.ServicerContext, store: str):
+def _store_unavailable(store: str) -> grpc.Status:
+    STORE_ERRORS.labels(store).inc()
     info = error_details_pb2.ErrorInfo(reason=STORE_UNAVAILABLE, domain=ERROR_DOMAIN, metadata={"store": store})
     # Another server would ask the same store: a negative pushback tells clients' retry policy
     # (gRFC A6) not to try again at once.
-    _abort_with_detail(
-        context, code_pb2.UNAVAILABLE, f"{store} is unavailable; try again later", info,
+    return _status(
+        code_pb2.UNAVAILABLE, f"{store} is unavailable; try again later", info,
         metadata=(("grpc-retry-pushback-ms", "-1"),),
     )
 
 
-def abort_for(context: grpc.ServicerContext, error: Exception):
-    """Abort the call with the status that `error` stands for."""
+def status_for(error: Exception) -> grpc.Status:
+    """The status that `error` stands for (sync and async handlers both abort with it)."""
     if isinstance(error, InvalidArgument):
-        _abort_invalid(context, error)
+        return _invalid(error)
     if isinstance(error, MeterNotFound):
-        context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+        return _status(code_pb2.NOT_FOUND, str(error))
     if isinstance(error, NotAllowed):
-        context.abort(error.code, str(error))
+        return _status(error.code.value[0], str(error))
+    if isinstance(error, ChangesPruned):
+        return _status(code_pb2.OUT_OF_RANGE, str(error))
     # Where a store lives (its URL, host, files) goes to the log, not to clients.
     if isinstance(error, SourceUnavailable):
         logger.warning("unavailable: %s", error)
-        STORE_ERRORS.labels(error.store).inc()
-        _abort_store_unavailable(context, error.store)
+        return _store_unavailable(error.store)
     if isinstance(error, DatabaseError):
         logger.warning("relational store unavailable: %s", error)
-        STORE_ERRORS.labels("the relational store").inc()
-        _abort_store_unavailable(context, "the relational store")
-    logger.exception("unexpected error in %s", context, exc_info=error)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})")
+        return _store_unavailable("the relational store")
+    logger.error("unexpected error", exc_info=error)
+    return _status(code_pb2.INTERNAL, f"internal error ({type(error).__name__})")
+
+
+def abort_for(context: grpc.ServicerContext, error: Exception):
+    """Abort the call with the status that `error` stands for."""
+    context.abort_with_status(status_for(error))
 
 
 def grpc_errors(method):

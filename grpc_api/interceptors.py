@@ -7,7 +7,6 @@ code, on the event loop.
 """
 import asyncio
 import contextlib
-import hmac
 import inspect
 import logging
 import threading
@@ -18,6 +17,7 @@ from django.db import close_old_connections
 from grpc_health.v1 import health
 
 from grpc_api.metrics import HANDLED, HANDLING, IN_FLIGHT
+from grpc_api.permissions import bearer_token, is_one_of
 
 logger = logging.getLogger("grpc_api.calls")
 
@@ -203,14 +203,10 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     """Requires `authorization: Bearer <token>` with one of `tokens`; health checks stay open."""
 
     def __init__(self, tokens: list[str]):
-        self.tokens = [t.encode() for t in tokens]
+        self.tokens = tokens
 
     def _authorized(self, metadata) -> bool:
-        header = dict(metadata or ()).get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            return False
-        return any(hmac.compare_digest(presented.encode(), token) for token in self.tokens)
+        return is_one_of(bearer_token(metadata), self.tokens)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from grpc_api import convert
-from grpc_api.errors import abort_for
+from grpc_api.errors import status_for
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings import changes
 from readings.sources.sql.dialect import is_postgresql
@@ -236,8 +236,6 @@ async def watch_readings(request, context):
             changes.watch_start, list(request.meters), resume_token=request.resume_token,
             start=None if start_time is None else changes.utc(start_time.seconds + start_time.nanos / 1e9),
         )
-    except changes.ChangesPruned as exc:
-        await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
     except Exception as exc:  # noqa: BLE001  (every error gets a canonical status)
         await _abort(context, exc)
     positions = dict(start.positions)
@@ -281,33 +279,7 @@ async def watch_readings(request, context):
         changes_hub.remove(watch)
 
 
-async def _abort(context, exc: Exception):
-    """Abort with the status `abort_for` gives `exc`, on the event loop."""
-    recorder = _StatusRecorder()
-    try:
-        abort_for(recorder, exc)
-    except _Aborted:
-        pass
-    if recorder.status is not None:
-        await context.abort(recorder.status.code, recorder.status.details, recorder.status.trailing_metadata)
-    await context.abort(recorder.code, recorder.details)
-
-
-class _Aborted(Exception):
-    pass
-
-
-class _StatusRecorder:
-    """Stands in for a sync context to learn the status `abort_for` would send."""
-
-    status = None
-    code = grpc.StatusCode.INTERNAL
-    details = ""
-
-    def abort_with_status(self, status):
-        self.status = status
-        raise _Aborted
-
-    def abort(self, code, details):
-        self.code, self.details = code, details
-        raise _Aborted
+async def _abort(context, error: Exception):
+    """Abort with the status `error` stands for, on the event loop."""
+    status = status_for(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)
