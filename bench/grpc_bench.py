@@ -261,7 +261,7 @@ def report(args, stub, baseline_call, server_pid: int, database_url: str) -> Non
 
     print()
     store = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
-    print(f"gRPC benchmark ({store}): {count:,} generated readings per stream, medians of {args.repeats} runs, interleaved")
+    print(f"gRPC benchmark ({store}): {count:,} generated readings per stream, medians of {args.repeats} runs of the project interleaved across sources; the one-per-message baselines after them")
     print(row("measurement", "project", "baseline (same source, 1 per message)", "limit", "ratio", "goal"))
     print(row("---", "---", "---", "---", "---", "---"))
     print(row("ListReadings, reference month (2974), median / p99 ms", f"{ref_median:.2f} / {ref_p99:.2f}"))

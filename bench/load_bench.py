@@ -174,13 +174,19 @@ def main() -> None:
             [sys.executable, str(args.repo / "manage.py"), "grpcrunserver", "127.0.0.1:0", "--max-workers", "10"], env
         )
         web_process, web_port = start_gunicorn(args.repo, {**env, "GRPC_TARGET": f"127.0.0.1:{grpc_port}"})
+        verdicts: list[str] = []
         lines = ["| path | clients | OK requests/s | p50 ms | p99 ms | shed | failed |", "| --- | --- | --- | --- | --- | --- | --- |"]
         try:
             for clients in args.clients:
+                rates = {}
                 for kind in ("gateway", "gRPC direct"):
                     tally = asyncio.run(run_figure(kind, clients, args.seconds, web_port, grpc_port))
+                    rates[kind] = len(tally.ok) / args.seconds
                     lines.append(row(kind, clients, args.seconds, tally))
                     print(lines[-1], flush=True)
+                ratio = rates["gateway"] / rates["gRPC direct"] if rates["gRPC direct"] else 0.0
+                goal = ("; goal at 64 clients >= 0.5: " + ("pass" if ratio >= 0.5 else "MISS")) if clients == 64 else ""
+                verdicts.append(f"- {clients} clients: gateway / gRPC direct OK requests/s = {ratio:.2f}{goal}")
         finally:
             for process in (web_process, grpc_process):
                 process.terminate()
@@ -188,6 +194,7 @@ def main() -> None:
         print(f"\nLoad: one day of readings (96) per call, {args.seconds:g} s per figure, 2 gunicorn workers x 4 "
               "threads, gRPC server with 10 worker threads, loopback, the clients in the same machine.")
         print("\n".join(lines))
+        print("\n".join(verdicts))
 
 
 if __name__ == "__main__":

@@ -143,7 +143,8 @@ class ChangeHub:
             found = await self.db(changes.changes_after, positions)
             by_meter: dict[int, list[changes.Change]] = {}
             for change in found:
-                if change.meter_id in self.positions and change.id > self.positions[change.meter_id]:
+                # A meter no longer watched, or moved past meanwhile, is left alone.
+                if change.id > self.positions.get(change.meter_id, change.id):
                     by_meter.setdefault(change.meter_id, []).append(change)
             for meter_id, batch in by_meter.items():
                 self.positions[meter_id] = batch[-1].id

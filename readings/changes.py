@@ -63,9 +63,11 @@ def watch_start(names: list[str], *, resume_token: str = "", start: datetime | N
     if resume_token:
         saved = tokens.redeem(TOKEN_KIND, resume_token, field="resume_token", request_fields=request_fields)
         positions = {meter_id: int(saved[name]) for meter_id, name in meters.items()}
+        _check_kept(meters, positions)
     else:
         positions = _positions_at(list(meters), start)
-    _check_kept(meters, positions)
+        if start is not None:  # from now nothing can have been missed
+            _check_kept(meters, positions)
     return WatchStart(meters, positions, request_fields)
 
 
@@ -98,25 +100,21 @@ def _check_kept(meters: dict[int, str], positions: dict[int, int]) -> None:
 
 
 def changes_after(positions: dict[int, int], *, limit: int = CHANGES_PAGE) -> list[Change]:
-    """Changes of the meters in `positions` after each one's position, in id order."""
+    """Changes of the meters in `positions` after each one's own position, in id order, at most
+    `limit` (fewer: none others wait). Each meter's bound is in the query: with one bound for all,
+    a busy meter's old changes would fill every page of a quiet one's watch."""
     if not positions:
         return []
-    floor = min(positions.values())
-    ids = list(positions)
-    placeholders = ", ".join(["%s"] * len(ids))
+    bounds = " OR ".join(["(meter_id = %s AND id > %s)"] * len(positions))
     table = ReadingChange._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, meter_id, {epoch_of('time')}, value, replaced, {precise_epoch_of('committed_at')} "
-            f"FROM {table} WHERE meter_id IN ({placeholders}) AND id > %s ORDER BY id LIMIT %s",
-            [*ids, floor, limit],
+            f"FROM {table} WHERE {bounds} ORDER BY id LIMIT %s",
+            [*(x for pair in positions.items() for x in pair), limit],
         )
         rows = cursor.fetchall()
-    return [
-        Change(int(i), int(m), int(e), float(v), bool(r), float(c))
-        for i, m, e, v, r, c in rows
-        if i > positions[m]
-    ]
+    return [Change(int(i), int(m), int(e), float(v), bool(r), float(c)) for i, m, e, v, r, c in rows]
 
 
 def changes_pruned(*, older_than: timedelta | None = None) -> int:

@@ -43,6 +43,10 @@ STREAM_BATCH_SIZE = (16_384, 50_000)
 MAX_BUCKETS = 100_000
 MAX_COMPLETENESS_SLOTS = 1_000_000
 GAPS_KEPT = 10_000
+# Readings in one write (one transaction, checked and staged in memory).
+MAX_WRITE_ROWS = 100_000
+# Changes in one answer of the HTTP changes feed: a client far behind catches up in several.
+CHANGES_PER_ANSWER = 10_000
 
 
 @dataclass(frozen=True, order=True)

@@ -13,14 +13,13 @@ from django.conf import settings
 from django.db import transaction
 
 from readings.csvfile import Ambiguous, RowProblem, clean_rows
-from readings.domain import FieldViolation, InvalidArgument, MeterNotFound, check_meter_name
+from readings.domain import MAX_WRITE_ROWS, FieldViolation, InvalidArgument, MeterNotFound, check_meter_name
 from readings.models import Meter
+from readings.selectors import forget_meters
 from readings.sources import Series, SeriesStore, readings_sources
 from readings.sources.csv import CsvSource
 from readings.sources.sql.upsert import upsert_live_readings
 
-# A write is one transaction; its rows are checked and staged in memory.
-MAX_WRITE_ROWS = 100_000
 
 
 @dataclass
@@ -139,6 +138,8 @@ def store_writes(writes: list[CleanWrite]) -> WriteCounts:
     with transaction.atomic():
         changed = upsert_live_readings([(w.meter, w.epochs, w.values) for w in writes])
         _write_series_stores(writes)
+    # The meters kept for a second would still show their counts from before the write.
+    forget_meters()
     counts = WriteCounts()
     for inserted, updated in changed.values():
         counts.inserted += inserted

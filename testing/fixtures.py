@@ -90,6 +90,18 @@ def ts(text: str) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+def grpc_calls(method: str = "ListReadings") -> float:
+    """Calls of `method` that gRPC servers of this process have answered, whatever their status."""
+    from prometheus_client import REGISTRY
+
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect() if metric.name == "grpc_server_handled"
+        for sample in metric.samples
+        if sample.name == "grpc_server_handled_total" and sample.labels["grpc_method"].endswith(f"/{method}")
+    )
+
+
 def import_file(*paths, **options) -> str:
     """Run import_readings on `paths`; returns what it printed."""
     out = StringIO()

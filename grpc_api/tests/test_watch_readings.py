@@ -205,3 +205,21 @@ def test_open_watches_leave_the_workers_to_other_calls(watch_server, stub, meter
     assert all(w.changes(1)[0] == [(name, "2019-01-01T00:15:00Z", 4.0, False)] for w in watchers)
     for watcher in watchers:
         watcher.cancel()
+
+
+def test_a_busy_meter_does_not_hide_changes_from_a_quiet_one(stub, meters, write_csv):
+    """Positions are kept per meter: a page of a busy meter's old changes must not stand in for
+    the quiet meter's new ones (pages hold 5,000 changes)."""
+    quiet, busy = meters(2)
+    write(stub, quiet, ("2019-01-01 00:15:00", 1.0))
+    rows = "".join(f"2019-02-01 00:00:00,{0}\n".replace("00:00:00", f"{h:02d}:{m:02d}:00").format(h * 60 + m)
+                   for h in range(24) for m in range(60))
+    for day in range(5):  # 7,200 changes of the busy meter
+        import_file(write_csv("time,meterusage\n" + rows.replace("2019-02-01", f"2019-02-0{day + 1}")), meter=busy)
+    watcher = Watcher(stub, meters=[quiet, busy])
+    assert watcher.first().caught_up
+
+    write(stub, quiet, ("2019-01-01 00:30:00", 2.0))
+
+    assert watcher.changes(1)[0] == [(quiet, "2019-01-01T00:30:00Z", 2.0, False)]
+    watcher.cancel()

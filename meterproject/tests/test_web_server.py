@@ -119,7 +119,8 @@ def test_past_its_threads_and_queue_the_server_answers_503_at_once(process_env, 
     assert statuses == [503] * 5 + [504] * 3
     assert all(answer.headers["Retry-After"] == "1" for answer in shed)
     assert all(answer.json()["detail"] == "the server is at capacity; try again shortly" for answer in shed)
-    assert max(answer.elapsed.total_seconds() for answer in shed) < 2.5
+    # Shed at once: each 503 came back before any admitted request met its deadline (504).
+    assert max(a.elapsed for a in shed) < min(a.elapsed for a in answers if a.status_code == 504)
 
 
 def test_calls_go_to_every_grpc_server_and_survive_one_dying(process_env, tmp_path):

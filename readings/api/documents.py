@@ -13,7 +13,7 @@ from google.protobuf import timestamp_pb2
 from grpc_api.convert import PROTO_WINDOWS
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.api.times import rfc3339, rfc3339_instant, rfc3339_one
-from readings.domain import Instant, Window
+from readings.domain import CHANGES_PER_ANSWER, Instant, Window
 
 # Query names of the meter list's orderings, and the service's order_by for each.
 METER_ORDERINGS = {
@@ -164,24 +164,19 @@ def completeness(*, meter: str, start: Instant, end: Instant) -> dict:
     }
 
 
-# Changes per answer of the changes feed: a client that fell far behind catches up in several.
-CHANGES_PER_ANSWER = 10_000
-
-
-def changes(*, meter: str, after: str, limit: int | None = None) -> dict:
+def changes(*, meter: str, after: str) -> dict:
     """Changes of `meter`'s readings committed after the token `after` ("": none, from now on),
-    oldest first, at most `limit` (or one message of the service, if that holds more); `next`
+    oldest first, at most CHANGES_PER_ANSWER (or one message of the service, if that holds more); `next`
     continues after the last one, `more` says whether others are already waiting.
 
     The service's catch-up-only watch sends everything waiting, in messages of up to a few
     thousand changes, each with a token to resume after it: reading stops before the message that
-    would pass `limit`, and its token is not used.
+    would pass the cap, and its token is not used.
     """
-    limit = limit or CHANGES_PER_ANSWER
     request = pb.WatchReadingsRequest(meters=[meter], resume_token=after, catch_up_only=True)
     found, token, more = [], after, False
     for message in client.stream("WatchReadings", request):
-        if found and len(found) + len(message.changes) > limit:
+        if found and len(found) + len(message.changes) > CHANGES_PER_ANSWER:
             more = True
             break
         found.extend(message.changes)
@@ -192,7 +187,7 @@ def changes(*, meter: str, after: str, limit: int | None = None) -> dict:
     return {
         "meter": meter,
         "changes": [
-            {"time": t, "value": c.value, "replaced": c.replaced, "commit_time": c.commit_time.ToJsonString()}
+            {"time": t, "value": c.value, "replaced": c.replaced, "commit_time": rfc3339_instant(Instant(c.commit_time.seconds, c.commit_time.nanos))}
             for t, c in zip(times, found)
         ],
         "next": token,

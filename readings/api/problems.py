@@ -16,7 +16,6 @@ from rest_framework.views import set_rollback
 
 from grpc_api.client import RpcFailed
 from readings.api.renderers import dumps
-from readings.api.uploads import RowsRefused
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def _field_errors(detail, prefix: str = "") -> list[dict]:
     return [{"field": prefix, "description": str(detail)}]
 
 
-def _summary(errors: list[dict]) -> str:
+def summary_of(errors: list[dict]) -> str:
     return "; ".join(f"{e['field']}: {e['description']}" if e["field"] else e["description"] for e in errors)
 
 
@@ -107,7 +106,7 @@ def _rpc_problem(error: RpcFailed, instance: str) -> HttpResponse:
             for v in error.violations
         ]
         members["errors"] = errors
-        detail = _summary(errors)
+        detail = summary_of(errors)
     headers = {"Retry-After": "5"} if status == 503 else None
     return problem_response(status, detail, instance=instance, headers=headers, **members)
 
@@ -117,12 +116,6 @@ def problem_exception_handler(exc, context):
     instance = request.path if request is not None else ""
     if isinstance(exc, RpcFailed):
         return _rpc_problem(exc, instance)
-    if isinstance(exc, RowsRefused):
-        noun = "row" if len(exc.errors) == 1 else "rows"
-        detail = f"{len(exc.errors)} invalid {noun}, nothing written: {_summary(exc.errors[:5])}"
-        if len(exc.errors) > 5:
-            detail += f"; and {len(exc.errors) - 5} more"
-        return problem_response(400, detail, instance=instance, errors=exc.errors)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -136,7 +129,7 @@ def problem_exception_handler(exc, context):
             headers["Retry-After"] = str(int(exc.wait))
         if isinstance(exc, exceptions.ValidationError):
             errors = _field_errors(exc.detail)
-            return problem_response(exc.status_code, _summary(errors), instance=instance, headers=headers, errors=errors)
+            return problem_response(exc.status_code, summary_of(errors), instance=instance, headers=headers, errors=errors)
         if isinstance(exc, Problem):
             return problem_response(exc.status_code, str(exc.detail), instance=instance, headers=headers, **exc.members)
         return problem_response(exc.status_code, str(exc.detail), instance=instance, headers=headers)

@@ -4,6 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from readings.api.serializers import ProblemDocument
+from readings.domain import MAX_WRITE_ROWS
 
 METER_PARAMETER = OpenApiParameter(
     "meter", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=r"^[-a-zA-Z0-9_]+$",
@@ -57,7 +58,7 @@ def rpc_document_responses(document) -> dict:
     return responses
 
 
-WRITE_DESCRIPTION = """Readings written through the gRPC service (WriteReadings), as one transaction, cleaned
+WRITE_DESCRIPTION = f"""Readings written through the gRPC service (WriteReadings), as one transaction, cleaned
 by the rules of a file import and with its reasons. Readings are upserted by time: the same value
 again changes nothing (`unchanged`), a new value for a time replaces the old one (`updated`, a
 correction). A row without a value (empty, NaN, NA, infinite) or repeating another row with the same
@@ -66,8 +67,8 @@ the meter's zone, two values for one time, a value that is no number) refuses th
 lists each row in `errors`, nothing is written.
 
 The body is a CSV file (`Content-Type: text/csv`, header `time,meterusage`, as `import_readings`
-takes; rows are named by their line in the file) or JSON (a list of `{"time", "value"}`, or
-`{"readings": [...]}`; readings are named by their index). At most 100,000 rows and
+takes; rows are named by their line in the file) or JSON (a list of `{{"time", "value"}}`, or
+`{{"readings": [...]}}`; readings are named by their index). At most {MAX_WRITE_ROWS:,} rows and
 API_WRITE_MAX_BYTES. Answers 200 whatever was inserted: the document counts it.
 
 Allowed to staff users and users with the permission `readings.add_reading` (session or

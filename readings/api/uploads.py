@@ -18,6 +18,7 @@ from django.conf import settings
 from grpc_api import client
 from grpc_api.client import RpcFailed
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from readings.api.problems import Problem, summary_of
 from readings.csvfile import (
     TIME_COLUMN,
     VALUE_COLUMN,
@@ -74,12 +75,13 @@ def _number_text(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-class RowsRefused(Exception):
-    """Rows the service refused (or the gateway found no number in): nothing was written."""
-
-    def __init__(self, errors: list[dict]):
-        self.errors = errors
-        super().__init__("; ".join(f"{e['field']}: {e['reason']}" for e in errors))
+def rows_refused(errors: list[dict]) -> Problem:
+    """A 400 naming the rows the service refused (or the gateway found no number in)."""
+    noun = "row" if len(errors) == 1 else "rows"
+    detail = f"{len(errors)} invalid {noun}, nothing written: {summary_of(errors[:5])}"
+    if len(errors) > 5:
+        detail += f"; and {len(errors) - 5} more"
+    return Problem(400, detail, errors=errors)
 
 
 def csv_rows(text: str) -> RowsSent:
@@ -122,7 +124,7 @@ def json_rows(readings: list[dict]) -> RowsSent:
 def readings_write(*, meter: str, rows: RowsSent) -> dict:
     """Write `rows` into `meter` through WriteReadings; the counts and the rows set aside.
 
-    Raises RowsRefused (nothing written) when a row is invalid, RpcFailed for other failures.
+    Raises a 400 Problem (nothing written) when a row is invalid, RpcFailed for other failures.
     """
     if not len(rows):
         # A request without readings names no meter: the path's meter must still be one.
@@ -138,7 +140,7 @@ def readings_write(*, meter: str, rows: RowsSent) -> dict:
     except RpcFailed as failed:
         refused = _refused_rows(failed, rows)
         if refused:
-            raise RowsRefused(refused) from None
+            raise rows_refused(refused) from None
         raise
     return {
         "inserted": response.inserted_count,

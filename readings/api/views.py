@@ -314,7 +314,7 @@ class ChangesView(APIView):
     """Readings of a meter as writes commit them (imports, writes, corrections), oldest first,
     from the gRPC service (WatchReadings, caught up and ended). Poll with `after` set to the
     `next` of the previous answer; the first call, without it, starts the feed now. An answer
-    holds at most 10,000 changes; `more` says others wait. 400 for a token of another meter or
+    holds at most CHANGES_PER_ANSWER (10,000) changes; `more` says others wait. 400 for a token of another meter or
     older than the change log keeps (CHANGE_LOG_DAYS): read the readings again and start anew.
     Never cached.
     """

@@ -8,24 +8,12 @@ held in a test transaction); the database is emptied after each.
 import pytest
 
 from readings.models import Meter
-from testing.fixtures import HEADER, import_file
+from testing.fixtures import HEADER, grpc_calls, import_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CACHED = "/api/v1/meters/{}/readings/"
 A_PAST_DAY = {"start": "2019-01-01T00:00:00Z", "end": "2019-01-02T00:00:00Z"}
-
-
-def grpc_calls(method: str = "ListReadings") -> float:
-    """ListReadings calls the module's gRPC server has answered, whatever their status."""
-    from prometheus_client import REGISTRY
-
-    return sum(
-        sample.value
-        for metric in REGISTRY.collect() if metric.name == "grpc_server_handled"
-        for sample in metric.samples
-        if sample.name == "grpc_server_handled_total" and sample.labels["grpc_method"].endswith(f"/{method}")
-    )
 
 
 def import_day(write_csv, meter: str, value: float, source: str = "") -> None:

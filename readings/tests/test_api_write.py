@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from grpc_api.server import create_server
 from readings.models import ImportRun, Meter, Reading
-from testing.fixtures import REFERENCE_NAN_LINE, REFERENCE_READINGS, import_file
+from testing.fixtures import REFERENCE_NAN_LINE, REFERENCE_READINGS, grpc_calls, import_file
 
 # Transactional: the gRPC server writes with its own connections, which a test's open
 # transaction would lock out of SQLite's tables. The tables are emptied after each test.
@@ -292,9 +292,11 @@ def test_a_write_makes_cached_answers_stale(staff, new_meter, settings):
     staff.post(url(name), [{"time": "2019-01-01 00:15:00", "value": 1}], format="json")
     january = {"start": "2019-01-01", "end": "2019-02-01", "window": "month"}
     before = Meter.objects.get(name=name).data_version
+    calls = grpc_calls("AggregateReadings")
     assert staff.get(f"/api/v1/meters/{name}/aggregates/", january).json()["total"]["sum"] == 1.0
-    # Kept: the same answer again even though the store is asked nothing.
+    # Kept: the same answer again, the service not asked again.
     assert staff.get(f"/api/v1/meters/{name}/aggregates/", january).json()["total"]["sum"] == 1.0
+    assert grpc_calls("AggregateReadings") == calls + 1
 
     staff.post(url(name), [{"time": "2019-01-01 00:15:00", "value": 5}, {"time": "2019-01-01 00:30:00", "value": 2}], format="json")
 
