@@ -13,7 +13,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE
-from grpc_api.metrics import STORE_ERRORS
+from grpc_api.rpc_metrics import STORE_ERRORS
 from grpc_api.permissions import NotAllowed
 from readings.changes import ChangesPruned
 from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable

@@ -1,4 +1,6 @@
-"""Prometheus metrics of the web server: requests by route, method and status, latency, requests
+"""Prometheus metrics: the web server's own, and serving any process's (web, gRPC, MQTT ingest).
+
+The web server's: requests by route, method and status, latency, requests
 in flight and shed, and the import runs recorded in the database. With several gunicorn workers,
 each writes its figures to PROMETHEUS_MULTIPROC_DIR (set by meterproject/gunicorn.conf.py) and
 /metrics adds them up."""
@@ -15,6 +17,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily
 
@@ -106,6 +109,13 @@ def may_read(request, *, public: bool, token: str) -> bool:
         return True
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())
+
+
+def serve_metrics(address: str) -> int:
+    """Serve /metrics over HTTP on `address` ("127.0.0.1:9464"; port 0 picks one); returns the port."""
+    host, _, port = address.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1")
+    return server.server_address[1]
 
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

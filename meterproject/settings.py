@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "readings",
+    "gateway",
     # Before django_grpc_framework: its grpcrunserver is replaced by the project's own.
     "grpc_api",
     "django_grpc_framework",
@@ -233,7 +234,7 @@ API_WRITE_MAX_BYTES = int(os.environ.get("API_WRITE_MAX_BYTES", str(8 * 1024 * 1
 METRICS_PUBLIC = env_bool("METRICS_PUBLIC", DEBUG)
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
-# HTTP API (readings/api/): anonymous clients may read unless API_ANONYMOUS_READ is off; a
+# HTTP API (gateway/api/): anonymous clients may read unless API_ANONYMOUS_READ is off; a
 # session or a token (DRF authtoken) for anything more. Every error is application/problem+json.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -247,15 +248,15 @@ REST_FRAMEWORK = {
         else "rest_framework.permissions.IsAuthenticated"
     ],
     "DEFAULT_RENDERER_CLASSES": [
-        "readings.api.renderers.FastJSONRenderer",
+        "gateway.api.renderers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "readings.api.pagination.PageNumberPagination",
-    "EXCEPTION_HANDLER": "readings.api.problems.problem_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "gateway.api.pagination.PageNumberPagination",
+    "EXCEPTION_HANDLER": "gateway.api.problems.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
@@ -273,7 +274,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "readings.api.schema.empty_list_parameters_are_omitted",
+        "gateway.api.schema.empty_list_parameters_are_omitted",
     ],
 }
 

@@ -294,7 +294,7 @@ def test_calls_past_the_queue_are_refused_at_once(served_data, monkeypatch):
 
 
 def test_metrics_of_calls(stub):
-    from grpc_api.metrics import serve_metrics
+    from meterproject.metrics import serve_metrics
 
     port = serve_metrics("127.0.0.1:0")
     stub.ListReadings(pb.ListReadingsRequest(meter="meterusage", **JANUARY))

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import autoreload
 
-from grpc_api.metrics import serve_metrics
+from meterproject.metrics import serve_metrics
 from grpc_api.server import create_server
 
 

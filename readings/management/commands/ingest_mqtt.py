@@ -4,7 +4,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from grpc_api.metrics import serve_metrics
+from meterproject.metrics import serve_metrics
 from readings.ingest import BATCH_MESSAGES, BATCH_WAIT_SECONDS, Consumer, ConsumerOptions
 
 

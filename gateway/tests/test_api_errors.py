@@ -206,7 +206,7 @@ def test_unknown_format_is_a_problem(api):
 
 
 def test_unexpected_error_is_a_500_problem(api, monkeypatch, caplog):
-    from readings.api import documents
+    from gateway.api import documents
 
     def broken(**kwargs):
         raise ZeroDivisionError("a bug")

@@ -1,7 +1,7 @@
 """RFC 3339 out of the HTTP API: the table-driven writer agrees with numpy's across the span served."""
 import numpy as np
 
-from readings.api.times import rfc3339
+from gateway.api.times import rfc3339
 from readings.domain import MAX_EPOCH, MIN_EPOCH
 
 

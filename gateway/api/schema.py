@@ -3,7 +3,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
-from readings.api.serializers import ProblemDocument
+from gateway.api.serializers import ProblemDocument
 from readings.domain import MAX_WRITE_ROWS
 
 METER_PARAMETER = OpenApiParameter(

@@ -33,14 +33,14 @@ def test_dashboard_page_uses_local_assets_only(client):
 
 def test_vendored_chart_library_is_the_pinned_version():
     pinned = re.search(r'uplot_version="([^"]+)"', (REPO / "scripts/vendor-js").read_text()).group(1)
-    built = (REPO / "readings/static/vendor/uplot/uPlot.iife.min.js").read_text()
+    built = (REPO / "gateway/static/vendor/uplot/uPlot.iife.min.js").read_text()
 
     assert built.startswith(f"/*! https://github.com/leeoniya/uPlot (v{pinned}) */")
-    assert (REPO / "readings/static/vendor/uplot/uPlot.min.css").is_file()
-    assert "MIT" in (REPO / "readings/static/vendor/uplot/LICENSE").read_text()
+    assert (REPO / "gateway/static/vendor/uplot/uPlot.min.css").is_file()
+    assert "MIT" in (REPO / "gateway/static/vendor/uplot/LICENSE").read_text()
 
 
 def test_dashboard_script_loads_nothing_from_elsewhere():
-    script = (REPO / "readings/static/readings/dashboard.js").read_text()
+    script = (REPO / "gateway/static/readings/dashboard.js").read_text()
 
     assert re.findall(r"https?://", script) == []

@@ -9,9 +9,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from grpc_api import client
+from gateway import client
 from meterproject import metrics
-from readings.api.problems import problem_response
+from gateway.api.problems import problem_response
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def dashboard(request):
         },
     }
     config = {"api": urls, "meterPlaceholder": METER_PLACEHOLDER}
-    return render(request, "readings/dashboard.html", {"dashboard_config": config})
+    return render(request, "gateway/dashboard.html", {"dashboard_config": config})
 
 
 @never_cache

@@ -1,5 +1,5 @@
-"""Prometheus metrics of the gRPC server, served on a port of their own when asked for."""
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+"""Prometheus metrics of the gRPC server (served by meterproject.metrics.serve_metrics)."""
+from prometheus_client import Counter, Gauge, Histogram
 
 HANDLED = Counter("grpc_server_handled_total", "RPCs finished, by method and status code.", ["grpc_method", "grpc_code"])
 HANDLING = Histogram(
@@ -9,9 +9,3 @@ HANDLING = Histogram(
 IN_FLIGHT = Gauge("grpc_server_in_flight", "RPCs being answered now.")
 STORE_ERRORS = Counter("meterusage_store_errors_total", "Calls that found a store unavailable, by store.", ["store"])
 
-
-def serve_metrics(address: str) -> int:
-    """Serve /metrics over HTTP on `address` ("127.0.0.1:9464"; port 0 picks one); returns the port."""
-    host, _, port = address.rpartition(":")
-    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1")
-    return server.server_address[1]

@@ -14,8 +14,8 @@ from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.views import set_rollback
 
-from grpc_api.client import RpcFailed
-from readings.api.renderers import dumps
+from gateway.client import RpcFailed
+from gateway.api.renderers import dumps
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from grpc_api import client
-from grpc_api.client import RpcFailed
+from gateway import client
+from gateway.client import RpcFailed
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings.api.problems import Problem, summary_of
+from gateway.api.problems import Problem, summary_of
 from readings.csvfile import (
     TIME_COLUMN,
     VALUE_COLUMN,

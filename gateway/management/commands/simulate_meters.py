@@ -4,7 +4,7 @@ from datetime import date
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from readings.simulate import GrpcSender, MqttSender, fleet_names, fleet_readings, missing_meters, paced
+from gateway.simulate import GrpcSender, MqttSender, fleet_names, fleet_readings, missing_meters, paced
 
 
 class Command(BaseCommand):

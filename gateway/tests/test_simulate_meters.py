@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 
 from grpc_api.server import create_server
 from readings.models import Meter, Reading
-from readings.simulate import Reading as SimReading
-from readings.simulate import fleet_names, fleet_readings, paced
+from gateway.simulate import Reading as SimReading
+from gateway.simulate import fleet_names, fleet_readings, paced
 
 # The server writes with its own connections: transactional tests (tables emptied after each).
 pytestmark = pytest.mark.django_db(transaction=True)

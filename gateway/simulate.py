@@ -128,7 +128,7 @@ class GrpcSender:
     def __init__(self, target: str, token: str, root_cert: str = ""):
         import grpc
 
-        from grpc_api.client import channel_target
+        from gateway.client import channel_target
         from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
         from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 

@@ -1,5 +1,5 @@
 """Views of the HTTP API under /api/v1/. Everything derived from readings (meters' figures,
-readings, aggregates, completeness) comes from the gRPC service (readings.api.documents); import
+readings, aggregates, completeness) comes from the gRPC service (gateway.api.documents); import
 runs, the record of every write, and rejected live messages from the relational store."""
 import hashlib
 import time
@@ -16,14 +16,14 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
-from readings.api import documents, uploads
-from readings.api import schema as openapi
-from readings.api.answers import answer_key, cached_answer, keep_answer
-from readings.api.filters import ImportRunFilter, RejectedMessageFilter
-from readings.api.parsers import LimitedJSONParser, ReadingsCSVParser, csv_body
-from readings.api.renderers import CSVRenderer, FastJSONRenderer
-from readings.api.schema import PageDocumentSchema
-from readings.api.serializers import (
+from gateway.api import documents, uploads
+from gateway.api import schema as openapi
+from gateway.api.answers import answer_key, cached_answer, keep_answer
+from gateway.api.filters import ImportRunFilter, RejectedMessageFilter
+from gateway.api.parsers import LimitedJSONParser, ReadingsCSVParser, csv_body
+from gateway.api.renderers import CSVRenderer, FastJSONRenderer
+from gateway.api.schema import PageDocumentSchema
+from gateway.api.serializers import (
     AggregatesDocument,
     AggregatesQuery,
     ChangesDocument,
@@ -41,7 +41,7 @@ from readings.api.serializers import (
     WriteResultDocument,
     readings_of_json,
 )
-from readings.api.times import resolve_range
+from gateway.api.times import resolve_range
 from readings.domain import METER_NAME_PATTERN, Instant
 from readings.models import ImportRun, RejectedMessage
 

@@ -2,17 +2,17 @@
 aggregates and completeness as JSON-ready dicts.
 
 Times in are instants; times out are RFC 3339 UTC strings. A failed call raises
-grpc_api.client.RpcFailed.
+gateway.client.RpcFailed.
 """
 from collections.abc import Callable
 
-from grpc_api import client
+from gateway import client
 import numpy as np
 from google.protobuf import timestamp_pb2
 
 from grpc_api.convert import PROTO_WINDOWS
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings.api.times import rfc3339, rfc3339_instant, rfc3339_one
+from gateway.api.times import rfc3339, rfc3339_instant, rfc3339_one
 from readings.domain import CHANGES_PER_ANSWER, Instant, Window
 
 # Query names of the meter list's orderings, and the service's order_by for each.

@@ -3,7 +3,7 @@ through, against real servers."""
 import pytest
 from django.test import override_settings
 
-from grpc_api import client
+from gateway import client
 from grpc_api.server import create_server
 from testing.fixtures import self_signed_certificate
 
@@ -57,6 +57,6 @@ def test_tls_with_a_root_certificate(api, tmp_path, settings):
 def test_status_of_each_grpc_code(code, status):
     import grpc
 
-    from readings.api.problems import http_status_of
+    from gateway.api.problems import http_status_of
 
     assert http_status_of(grpc.StatusCode[code]) == status

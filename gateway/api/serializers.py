@@ -1,7 +1,7 @@
 """The HTTP API's contract: query parameters in, records and documents out.
 
 Meters, readings, aggregates and completeness are built as plain dicts in
-`readings.api.documents` from the gRPC service's answers (a serializer per row costs more than the
+`gateway.api.documents` from the gRPC service's answers (a serializer per row costs more than the
 gRPC call for a page of 10,000 readings); the serializers named *Document here describe them for
 the OpenAPI schema.
 """
@@ -9,9 +9,9 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from readings.api import times
-from readings.api.documents import METER_ORDERINGS
-from readings.api.filters import parse_true_or_false
+from gateway.api import times
+from gateway.api.documents import METER_ORDERINGS
+from gateway.api.filters import parse_true_or_false
 from readings.domain import (
     METERS_PAGE_SIZE,
     READINGS_PAGE_SIZE,

@@ -5,8 +5,8 @@ import io
 from django.conf import settings
 from rest_framework.parsers import BaseParser, JSONParser
 
-from readings.api.problems import PayloadTooLarge, Problem
-from readings.api.uploads import RowsSent, csv_rows
+from gateway.api.problems import PayloadTooLarge, Problem
+from gateway.api.uploads import RowsSent, csv_rows
 from readings.csvfile import CsvError
 
 

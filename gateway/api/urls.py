@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from readings.api import views
+from gateway.api import views
 
 app_name = "api"
 
