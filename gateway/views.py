@@ -10,8 +10,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from gateway import client
-from meterproject import metrics
 from gateway.api.problems import problem_response
+from meterproject import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -16,16 +16,25 @@ PROTO_WINDOWS = {
 _WINDOWS_OF_PROTO = {value: window for window, value in PROTO_WINDOWS.items()}
 
 
-def instant_of(message, field: str) -> Instant | None:
-    """A Timestamp field as it came (seconds and nanos, checked by the selectors); None when unset."""
-    if not message.HasField(field):
-        return None
-    stamp = getattr(message, field)
+def instant(stamp: timestamp_pb2.Timestamp) -> Instant:
+    """A Timestamp as it came (seconds and nanos, checked by the selectors)."""
     return Instant(stamp.seconds, stamp.nanos)
 
 
-def timestamp(epoch: int) -> timestamp_pb2.Timestamp:
-    return timestamp_pb2.Timestamp(seconds=int(epoch))
+def instant_of(message, field: str) -> Instant | None:
+    """A Timestamp field of `message` as an Instant; None when unset."""
+    return instant(getattr(message, field)) if message.HasField(field) else None
+
+
+def timestamp(moment: Instant | int | float) -> timestamp_pb2.Timestamp:
+    """The one way to a Timestamp: from an Instant, whole epoch seconds, or epoch seconds with a
+    fraction (commit times, kept to the microsecond)."""
+    if isinstance(moment, Instant):
+        return timestamp_pb2.Timestamp(seconds=moment.seconds, nanos=moment.nanos)
+    if isinstance(moment, float):
+        seconds, nanos = divmod(round(moment * 1_000_000), 1_000_000)
+        return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos * 1000)
+    return timestamp_pb2.Timestamp(seconds=int(moment))
 
 
 def duration(seconds: int) -> duration_pb2.Duration:

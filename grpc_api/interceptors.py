@@ -16,8 +16,8 @@ import grpc
 from django.db import close_old_connections
 from grpc_health.v1 import health
 
-from grpc_api.rpc_metrics import HANDLED, HANDLING, IN_FLIGHT
 from grpc_api.permissions import bearer_token, is_one_of
+from grpc_api.rpc_metrics import HANDLED, HANDLING, IN_FLIGHT
 
 logger = logging.getLogger("grpc_api.calls")
 

@@ -203,19 +203,13 @@ def _message(start: changes.WatchStart, batch: list[changes.Change], positions: 
                 time=convert.timestamp(c.epoch),
                 value=c.value,
                 replaced=c.replaced,
-                commit_time=_timestamp(c.committed_epoch),
+                commit_time=convert.timestamp(float(c.committed_epoch)),
             )
             for c in batch
         ],
         resume_token=changes.resume_token(start, positions),
         caught_up=caught_up,
     )
-
-
-def _timestamp(epoch: float):
-    stamp = convert.timestamp(int(epoch))
-    stamp.nanos = int(round((epoch - int(epoch)) * 1e9)) % 1_000_000_000
-    return stamp
 
 
 def _new(batch: list[changes.Change], positions: dict[int, int]) -> list[changes.Change]:

@@ -47,6 +47,8 @@ GAPS_KEPT = 10_000
 MAX_WRITE_ROWS = 100_000
 # Changes in one answer of the HTTP changes feed: a client far behind catches up in several.
 CHANGES_PER_ANSWER = 10_000
+# What a list of meters can be ordered by (ListMeters' order_by, the HTTP API's ?ordering=).
+METER_ORDERINGS = ("name", "reading_count", "first_reading_time", "last_reading_time")
 
 
 @dataclass(frozen=True, order=True)

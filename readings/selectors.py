@@ -21,6 +21,7 @@ from readings.domain import (
     MAX_BUCKETS,
     MAX_COMPLETENESS_SLOTS,
     MAX_EPOCH,
+    METER_ORDERINGS,
     METERS_PAGE_SIZE,
     MIN_EPOCH,
     READINGS_PAGE_SIZE,
@@ -164,7 +165,6 @@ class MeterFilters:
 
 
 # Orderings by a figure of the readings need every matching meter's summary; by name, one page's.
-METER_ORDERINGS = ("name", "reading_count", "first_reading_time", "last_reading_time")
 
 
 @dataclass(frozen=True)

@@ -6,29 +6,22 @@ gateway.client.RpcFailed.
 """
 from collections.abc import Callable
 
-from gateway import client
 import numpy as np
-from google.protobuf import timestamp_pb2
 
-from grpc_api.convert import PROTO_WINDOWS
-from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from gateway import client
 from gateway.api.times import rfc3339, rfc3339_instant, rfc3339_one
+from grpc_api.convert import PROTO_WINDOWS, instant, timestamp
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from readings import domain
 from readings.domain import CHANGES_PER_ANSWER, Instant, Window
 
-# Query names of the meter list's orderings, and the service's order_by for each.
+# Query names of the meter list's orderings, and the service's order_by for each: its own names,
+# and the names of the model's fields, which this API accepted before.
 METER_ORDERINGS = {
-    "name": "name",
-    "reading_count": "reading_count",
-    "first_reading_time": "first_reading_time",
-    "last_reading_time": "last_reading_time",
-    # The names of the model's fields, which this API accepted before.
+    **{name: name for name in domain.METER_ORDERINGS},
     "first_reading_at": "first_reading_time",
     "last_reading_at": "last_reading_time",
 }
-
-
-def _timestamp(instant: Instant) -> timestamp_pb2.Timestamp:
-    return timestamp_pb2.Timestamp(seconds=instant.seconds, nanos=instant.nanos)
 
 
 def meter_document(message: pb.Meter, link: Callable[..., str]) -> dict:
@@ -82,7 +75,7 @@ def reading_page(*, meter: str, start: Instant, end: Instant, page_size: int, pa
     response = client.call(
         "ListReadings",
         pb.ListReadingsRequest(
-            meter=meter, start_time=_timestamp(start), end_time=_timestamp(end),
+            meter=meter, start_time=timestamp(start), end_time=timestamp(end),
             page_size=page_size, page_token=page_token, view=pb.READINGS_VIEW_COLUMNS,
         ),
     )
@@ -121,7 +114,7 @@ def aggregates(*, meter: str, start: Instant, end: Instant, window: str, time_zo
     response = client.call(
         "AggregateReadings",
         pb.AggregateReadingsRequest(
-            meter=meter, start_time=_timestamp(start), end_time=_timestamp(end),
+            meter=meter, start_time=timestamp(start), end_time=timestamp(end),
             window=PROTO_WINDOWS[Window(window)], time_zone=time_zone,
         ),
     )
@@ -142,7 +135,7 @@ def completeness(*, meter: str, start: Instant, end: Instant) -> dict:
     """Expected, present and missing slots of [start, end) and the runs of missing ones."""
     response = client.call(
         "GetCompleteness",
-        pb.GetCompletenessRequest(meter=meter, start_time=_timestamp(start), end_time=_timestamp(end)),
+        pb.GetCompletenessRequest(meter=meter, start_time=timestamp(start), end_time=timestamp(end)),
     )
     gaps = response.gaps
     gap_starts = rfc3339([gap.start_time.seconds for gap in gaps])
@@ -187,7 +180,7 @@ def changes(*, meter: str, after: str) -> dict:
     return {
         "meter": meter,
         "changes": [
-            {"time": t, "value": c.value, "replaced": c.replaced, "commit_time": rfc3339_instant(Instant(c.commit_time.seconds, c.commit_time.nanos))}
+            {"time": t, "value": c.value, "replaced": c.replaced, "commit_time": rfc3339_instant(instant(c.commit_time))}
             for t, c in zip(times, found)
         ],
         "next": token,

@@ -14,15 +14,14 @@ from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.views import set_rollback
 
-from gateway.client import RpcFailed
 from gateway.api.renderers import dumps
+from gateway.api.serializers import parameters_of_fields
+from gateway.client import RpcFailed
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
-# The gRPC request fields that stand for HTTP query parameters of another name.
-PARAMETER_OF_FIELD = {"start_time": "start", "end_time": "end", "time_zone": "tz", "resume_token": "after"}
 
 # After google.rpc.Code's HTTP mapping, but for RESOURCE_EXHAUSTED: the service sheds load past
 # its capacity, which is a 503 to retry later, not a client over its quota (429). Failures of the
@@ -96,13 +95,13 @@ def summary_of(errors: list[dict]) -> str:
     return "; ".join(f"{e['field']}: {e['description']}" if e["field"] else e["description"] for e in errors)
 
 
-def _rpc_problem(error: RpcFailed, instance: str) -> HttpResponse:
+def _rpc_problem(error: RpcFailed, instance: str, parameter_of_field: dict[str, str]) -> HttpResponse:
     status = http_status_of(error.code)
     members = {"grpc_code": error.code.name}
     detail = error.detail
     if error.violations:
         errors = [
-            {"field": PARAMETER_OF_FIELD.get(v.field, v.field), "description": v.description}
+            {"field": parameter_of_field.get(v.field, v.field), "description": v.description}
             for v in error.violations
         ]
         members["errors"] = errors
@@ -115,7 +114,9 @@ def problem_exception_handler(exc, context):
     request = context.get("request")
     instance = request.path if request is not None else ""
     if isinstance(exc, RpcFailed):
-        return _rpc_problem(exc, instance)
+        # The service names its request's fields; the client knows the view's query parameters.
+        query_class = getattr(context.get("view"), "query_class", None)
+        return _rpc_problem(exc, instance, parameters_of_fields(query_class))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -78,10 +78,17 @@ class ReadingValueField(serializers.Field):
 
 
 class RangeQuery(serializers.Serializer):
-    start = TimeField(example="2019-01-01T00:00:00Z", help_text=f"Start of the range (included). {TIME_HELP}")
-    end = TimeField(example="2019-01-02T00:00:00Z", help_text=f"End of the range (excluded). {TIME_HELP}")
+    """Each field's `source` is the request field of the service it feeds (the service names
+    those in its refusals)."""
+
+    start = TimeField(
+        source="start_time", example="2019-01-01T00:00:00Z", help_text=f"Start of the range (included). {TIME_HELP}",
+    )
+    end = TimeField(
+        source="end_time", example="2019-01-02T00:00:00Z", help_text=f"End of the range (excluded). {TIME_HELP}",
+    )
     tz = TimeZoneField(
-        required=False, max_length=64,
+        source="time_zone", required=False, max_length=64,
         help_text="IANA time zone that dates and local times are read in; default: the meter's zone.",
     )
 
@@ -100,7 +107,7 @@ class ReadingsQuery(RangeQuery):
 class AggregatesQuery(RangeQuery):
     window = serializers.ChoiceField(choices=WINDOWS, help_text="Window width.")
     tz = TimeZoneField(
-        required=False, max_length=64,
+        source="time_zone", required=False, max_length=64,
         help_text="IANA time zone whose wall clock aligns the windows (days start at its midnight) "
         "and that dates and local times are read in; default: the meter's zone.",
     )
@@ -250,7 +257,7 @@ class WriteResultDocument(serializers.Serializer):
 
 class ChangesQuery(serializers.Serializer):
     after = serializers.CharField(
-        required=False, default="", allow_blank=True, max_length=4000,
+        source="resume_token", required=False, default="", allow_blank=True, max_length=4000,
         help_text="`next` of the previous answer: the changes committed after it. Without it the feed starts "
         "now: no changes, and a `next` to poll with.",
     )
@@ -268,6 +275,13 @@ class ChangesDocument(serializers.Serializer):
     changes = ChangeDocument(many=True, help_text="Oldest first; a time may appear again with a corrected value.")
     next = serializers.CharField(help_text="Token to send as `after` next time.")
     more = serializers.BooleanField(help_text="True when more changes are already waiting: ask again at once.")
+
+
+def parameters_of_fields(query_class: type[serializers.Serializer] | None) -> dict[str, str]:
+    """The query parameter behind each request field of the service, from the fields' `source`."""
+    if query_class is None:
+        return {}
+    return {field.source: name for name, field in query_class().fields.items()}
 
 
 class StrictBooleanField(serializers.BooleanField):

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from gateway import client
+from gateway.api.problems import Problem, summary_of
 from gateway.client import RpcFailed
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from gateway.api.problems import Problem, summary_of
 from readings.csvfile import (
     TIME_COLUMN,
     VALUE_COLUMN,

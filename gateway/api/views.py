@@ -148,7 +148,9 @@ class RpcDocumentView(APIView):
         query = self.query_class(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = dict(query.validated_data)
-        start, end = resolve_range(meter=meter, start=params.pop("start"), end=params.pop("end"), zone=params.get("tz"))
+        start, end = resolve_range(
+            meter=meter, start=params.pop("start_time"), end=params.pop("end_time"), zone=params.get("time_zone"),
+        )
         self.range_end = end
         key = answer_key(meter=meter, url=request.build_absolute_uri(), end=end)
         answer = cached_answer(key)
@@ -274,8 +276,9 @@ class AggregatesView(RpcDocumentView):
     query_class = AggregatesQuery
     csv_name = "aggregates"
 
-    def fetch(self, *, meter, start, end, window, tz=None, **params):
-        return documents.aggregates(meter=meter, start=start, end=end, window=window, time_zone=tz.key if tz else "")
+    def fetch(self, *, meter, start, end, window, time_zone=None, **params):
+        zone = time_zone.key if time_zone else ""
+        return documents.aggregates(meter=meter, start=start, end=end, window=window, time_zone=zone)
 
     def csv_table(self, document):
         columns = ["start", "end", "count", "expected_count", "coverage", "sum", "mean", "min", "max"]
@@ -320,10 +323,11 @@ class ChangesView(APIView):
     """
 
     renderer_classes = [FastJSONRenderer, BrowsableAPIRenderer]
+    query_class = ChangesQuery
 
     def get(self, request, meter):
-        query = ChangesQuery(data=request.query_params)
+        query = self.query_class(data=request.query_params)
         query.is_valid(raise_exception=True)
-        response = Response(documents.changes(meter=meter, after=query.validated_data["after"]))
+        response = Response(documents.changes(meter=meter, after=query.validated_data["resume_token"]))
         response["Cache-Control"] = "no-store"
         return response

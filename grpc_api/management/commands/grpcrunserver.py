@@ -5,8 +5,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import autoreload
 
-from meterproject.metrics import serve_metrics
 from grpc_api.server import create_server
+from meterproject.metrics import serve_metrics
 
 
 class Command(BaseCommand):
