@@ -1,5 +1,6 @@
 """The HTTP API's documents, fetched from the meterusage.v1 gRPC service: meters, readings,
-aggregates and completeness as JSON-ready dicts.
+aggregates, completeness and changes as JSON-ready dicts, built to their declarations in
+`gateway.api.serializers`.
 
 Times in are instants; times out are RFC 3339 UTC strings. A failed call raises
 gateway.client.RpcFailed.
@@ -10,18 +11,22 @@ import numpy as np
 
 from gateway import client
 from gateway.api.times import rfc3339, rfc3339_instant, rfc3339_one
+from gateway.api.serializers import (
+    METER_ORDERINGS,
+    AggregatesDocument,
+    BucketDocument,
+    ChangeDocument,
+    ChangesDocument,
+    CompletenessDocument,
+    GapDocument,
+    MeterDocument,
+    MeterLinksDocument,
+    ReadingDocument,
+    ReadingsDocument,
+)
 from grpc_api.convert import PROTO_WINDOWS, instant, timestamp
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings import domain
 from readings.domain import CHANGES_PER_ANSWER, Instant, Window
-
-# Query names of the meter list's orderings, and the service's order_by for each: its own names,
-# and the names of the model's fields, which this API accepted before.
-METER_ORDERINGS = {
-    **{name: name for name in domain.METER_ORDERINGS},
-    "first_reading_at": "first_reading_time",
-    "last_reading_at": "last_reading_time",
-}
 
 
 def meter_document(message: pb.Meter, link: Callable[..., str]) -> dict:
@@ -32,24 +37,24 @@ def meter_document(message: pb.Meter, link: Callable[..., str]) -> dict:
     if has_readings:
         last = message.last_reading_time.seconds + message.interval.seconds
         data_range = {"start": rfc3339_one(message.first_reading_time.seconds), "end": rfc3339_one(last)}
-    return {
-        "url": link("detail", message.name),
-        "name": message.name,
-        "description": message.description,
-        "unit": message.unit,
-        "time_zone": message.time_zone,
-        "interval_seconds": message.interval.seconds,
-        "source": message.source,
-        "reading_count": message.reading_count if message.HasField("reading_count") else None,
-        "first_reading_time": data_range.get("start"),
-        "last_reading_time": rfc3339_one(message.last_reading_time.seconds) if has_readings else None,
-        "readings_unavailable": message.readings_unavailable or None,
-        "links": {
-            "readings": link("readings", message.name, **data_range),
-            "aggregates": link("aggregates", message.name, **data_range, **({"window": "day"} if has_readings else {})),
-            "completeness": link("completeness", message.name, **data_range),
-        },
-    }
+    return MeterDocument.build(
+        url=link("detail", message.name),
+        name=message.name,
+        description=message.description,
+        unit=message.unit,
+        time_zone=message.time_zone,
+        interval_seconds=message.interval.seconds,
+        source=message.source,
+        reading_count=message.reading_count if message.HasField("reading_count") else None,
+        first_reading_time=data_range.get("start"),
+        last_reading_time=rfc3339_one(message.last_reading_time.seconds) if has_readings else None,
+        readings_unavailable=message.readings_unavailable or None,
+        links=MeterLinksDocument.build(
+            readings=link("readings", message.name, **data_range),
+            aggregates=link("aggregates", message.name, **data_range, **({"window": "day"} if has_readings else {})),
+            completeness=link("completeness", message.name, **data_range),
+        ),
+    )
 
 
 def meter(*, name: str, link: Callable[..., str]) -> dict:
@@ -70,8 +75,11 @@ def meter_page(
     return [meter_document(message, link) for message in response.meters], response.total_size
 
 
-def reading_page(*, meter: str, start: Instant, end: Instant, page_size: int, page_token: str) -> dict:
-    """A page of readings in [start, end), oldest first, and the next page's token ("" on the last)."""
+def reading_page(
+    *, meter: str, start: Instant, end: Instant, page_size: int, page_token: str, next_url: Callable[[str], str]
+) -> dict:
+    """A page of readings in [start, end), oldest first; `next_url(token)` is the URL of the next
+    page (none on the last)."""
     response = client.call(
         "ListReadings",
         pb.ListReadingsRequest(
@@ -79,34 +87,30 @@ def reading_page(*, meter: str, start: Instant, end: Instant, page_size: int, pa
             page_size=page_size, page_token=page_token, view=pb.READINGS_VIEW_COLUMNS,
         ),
     )
-    times = rfc3339(np.array(response.times, dtype=np.int64))
-    return {
-        "meter": meter,
-        "start": rfc3339_instant(start),
-        "end": rfc3339_instant(end),
-        "readings": [{"time": t, "value": v} for t, v in zip(times, response.values)],
-        "next_page_token": response.next_page_token,
-    }
+    token = response.next_page_token
+    return ReadingsDocument.build(
+        meter=meter,
+        start=rfc3339_instant(start),
+        end=rfc3339_instant(end),
+        readings=ReadingDocument.rows(time=rfc3339(np.array(response.times, dtype=np.int64)), value=response.values),
+        next=next_url(token) if token else None,
+        next_page_token=token,
+    )
 
 
 def _buckets(messages) -> list[dict]:
-    starts = rfc3339([b.start_time.seconds for b in messages])
-    ends = rfc3339([b.end_time.seconds for b in messages])
-    return [
-        {
-            "start": start,
-            "end": end,
-            "count": b.count,
-            "expected_count": b.expected_count,
-            "coverage": b.coverage,
-            "sum": b.sum,
-            # Empty windows have no mean, min or max.
-            "mean": b.mean if b.count else None,
-            "min": b.min if b.count else None,
-            "max": b.max if b.count else None,
-        }
-        for start, end, b in zip(starts, ends, messages)
-    ]
+    # Empty windows have no mean, min or max.
+    return BucketDocument.rows(
+        start=rfc3339([b.start_time.seconds for b in messages]),
+        end=rfc3339([b.end_time.seconds for b in messages]),
+        count=[b.count for b in messages],
+        expected_count=[b.expected_count for b in messages],
+        coverage=[b.coverage for b in messages],
+        sum=[b.sum for b in messages],
+        mean=[b.mean if b.count else None for b in messages],
+        min=[b.min if b.count else None for b in messages],
+        max=[b.max if b.count else None for b in messages],
+    )
 
 
 def aggregates(*, meter: str, start: Instant, end: Instant, window: str, time_zone: str) -> dict:
@@ -118,17 +122,17 @@ def aggregates(*, meter: str, start: Instant, end: Instant, window: str, time_zo
             window=PROTO_WINDOWS[Window(window)], time_zone=time_zone,
         ),
     )
-    return {
-        "meter": meter,
-        "start": rfc3339_instant(start),
-        "end": rfc3339_instant(end),
-        "window": window,
-        "time_zone": response.time_zone,
-        "buckets": _buckets(response.buckets),
-        "total": _buckets([response.total])[0],
-        "min_time": rfc3339_one(response.min_time.seconds) if response.HasField("min_time") else None,
-        "max_time": rfc3339_one(response.max_time.seconds) if response.HasField("max_time") else None,
-    }
+    return AggregatesDocument.build(
+        meter=meter,
+        start=rfc3339_instant(start),
+        end=rfc3339_instant(end),
+        window=window,
+        time_zone=response.time_zone,
+        buckets=_buckets(response.buckets),
+        total=_buckets([response.total])[0],
+        min_time=rfc3339_one(response.min_time.seconds) if response.HasField("min_time") else None,
+        max_time=rfc3339_one(response.max_time.seconds) if response.HasField("max_time") else None,
+    )
 
 
 def completeness(*, meter: str, start: Instant, end: Instant) -> dict:
@@ -138,23 +142,22 @@ def completeness(*, meter: str, start: Instant, end: Instant) -> dict:
         pb.GetCompletenessRequest(meter=meter, start_time=timestamp(start), end_time=timestamp(end)),
     )
     gaps = response.gaps
-    gap_starts = rfc3339([gap.start_time.seconds for gap in gaps])
-    gap_ends = rfc3339([gap.end_time.seconds for gap in gaps])
-    return {
-        "meter": meter,
-        "start": rfc3339_instant(start),
-        "end": rfc3339_instant(end),
-        "interval_seconds": response.interval.seconds,
-        "expected_count": response.expected_count,
-        "present_count": response.present_count,
-        "missing_count": response.missing_count,
-        "coverage": response.coverage,
-        "gap_count": response.gap_count,
-        "gaps": [
-            {"start": a, "end": b, "missing_count": gap.missing_count}
-            for a, b, gap in zip(gap_starts, gap_ends, gaps)
-        ],
-    }
+    return CompletenessDocument.build(
+        meter=meter,
+        start=rfc3339_instant(start),
+        end=rfc3339_instant(end),
+        interval_seconds=response.interval.seconds,
+        expected_count=response.expected_count,
+        present_count=response.present_count,
+        missing_count=response.missing_count,
+        coverage=response.coverage,
+        gap_count=response.gap_count,
+        gaps=GapDocument.rows(
+            start=rfc3339([gap.start_time.seconds for gap in gaps]),
+            end=rfc3339([gap.end_time.seconds for gap in gaps]),
+            missing_count=[gap.missing_count for gap in gaps],
+        ),
+    )
 
 
 def changes(*, meter: str, after: str) -> dict:
@@ -176,13 +179,14 @@ def changes(*, meter: str, after: str) -> dict:
         token = message.resume_token
         if message.caught_up:
             break
-    times = rfc3339([change.time.seconds for change in found])
-    return {
-        "meter": meter,
-        "changes": [
-            {"time": t, "value": c.value, "replaced": c.replaced, "commit_time": rfc3339_instant(instant(c.commit_time))}
-            for t, c in zip(times, found)
-        ],
-        "next": token,
-        "more": more,
-    }
+    return ChangesDocument.build(
+        meter=meter,
+        changes=ChangeDocument.rows(
+            time=rfc3339([change.time.seconds for change in found]),
+            value=[change.value for change in found],
+            replaced=[change.replaced for change in found],
+            commit_time=[rfc3339_instant(instant(change.commit_time)) for change in found],
+        ),
+        next=token,
+        more=more,
+    )

@@ -1,17 +1,19 @@
 """The HTTP API's contract: query parameters in, records and documents out.
 
-Meters, readings, aggregates and completeness are built as plain dicts in
-`gateway.api.documents` from the gRPC service's answers (a serializer per row costs more than the
-gRPC call for a page of 10,000 readings); the serializers named *Document here describe them for
-the OpenAPI schema.
+Each document (meters, readings, aggregates, completeness, changes, write results) is declared
+once here, as a `Document`: the OpenAPI schema reads its fields, and `gateway.api.documents`
+builds it with `Document.build` and `Document.rows` as plain dicts in the declared order (a
+serializer per row costs more than the gRPC call for a page of 10,000 readings).
 """
+import functools
+
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from gateway.api import times
-from gateway.api.documents import METER_ORDERINGS
 from gateway.api.filters import parse_true_or_false
+from readings import domain
 from readings.domain import (
     METERS_PAGE_SIZE,
     READINGS_PAGE_SIZE,
@@ -21,6 +23,13 @@ from readings.domain import (
 from readings.models import ImportRun, RejectedMessage
 
 WINDOWS = [window.value for window in Window]
+# Query names of the meter list's orderings, and the service's order_by for each: its own names,
+# and the names of the model's fields, which this API accepted before.
+METER_ORDERINGS = {
+    **{name: name for name in domain.METER_ORDERINGS},
+    "first_reading_at": "first_reading_time",
+    "last_reading_at": "last_reading_time",
+}
 TIME_HELP = (
     "RFC 3339 time (`2019-01-01T00:15:00Z`, `2019-01-01T01:15:00+01:00`), or a date alone "
     "(`2019-01-01`: local midnight in `tz`), or a date and time without offset (local time in `tz`)."
@@ -113,12 +122,41 @@ class AggregatesQuery(RangeQuery):
     )
 
 
-class ReadingDocument(serializers.Serializer):
+class Document(serializers.Serializer):
+    """A document of the API, declared once: the OpenAPI schema reads its fields, and `build`
+    and `rows` make the plain dicts the renderers write, with exactly these members, in order."""
+
+    @classmethod
+    @functools.cache
+    def members(cls) -> tuple[tuple[str, ...], frozenset[str]]:
+        """The members in order, and those every document has (the others are `required=False`)."""
+        fields = cls().fields
+        return tuple(fields), frozenset(name for name, field in fields.items() if field.required)
+
+    @classmethod
+    def _check(cls, given) -> tuple[str, ...]:
+        members, required = cls.members()
+        if not required <= given.keys() <= set(members):
+            raise TypeError(f"{cls.__name__} has the members {', '.join(members)}; given {', '.join(given)}")
+        return members
+
+    @classmethod
+    def build(cls, **values) -> dict:
+        return {member: values[member] for member in cls._check(values) if member in values}
+
+    @classmethod
+    def rows(cls, **columns) -> list[dict]:
+        """One document per row of `columns` (a sequence per member, all of one length)."""
+        members = [member for member in cls._check(columns) if member in columns]
+        return [dict(zip(members, row)) for row in zip(*(columns[member] for member in members), strict=True)]
+
+
+class ReadingDocument(Document):
     time = serializers.DateTimeField(help_text="Time of the reading, RFC 3339 UTC.")
     value = serializers.FloatField()
 
 
-class ReadingsDocument(serializers.Serializer):
+class ReadingsDocument(Document):
     meter = serializers.CharField()
     start = serializers.DateTimeField(help_text="Start of the range, RFC 3339 UTC.")
     end = serializers.DateTimeField(help_text="End of the range (excluded), RFC 3339 UTC.")
@@ -127,7 +165,7 @@ class ReadingsDocument(serializers.Serializer):
     next_page_token = serializers.CharField(allow_blank=True, help_text="Token of the next page; empty on the last.")
 
 
-class BucketDocument(serializers.Serializer):
+class BucketDocument(Document):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField(help_text="Excluded.")
     count = serializers.IntegerField(help_text="Readings in the window.")
@@ -139,7 +177,7 @@ class BucketDocument(serializers.Serializer):
     max = serializers.FloatField(allow_null=True)
 
 
-class AggregatesDocument(serializers.Serializer):
+class AggregatesDocument(Document):
     meter = serializers.CharField()
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
@@ -151,13 +189,13 @@ class AggregatesDocument(serializers.Serializer):
     max_time = serializers.DateTimeField(allow_null=True, help_text="When the largest value was read.")
 
 
-class GapDocument(serializers.Serializer):
+class GapDocument(Document):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     missing_count = serializers.IntegerField()
 
 
-class CompletenessDocument(serializers.Serializer):
+class CompletenessDocument(Document):
     meter = serializers.CharField()
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
@@ -237,14 +275,14 @@ def readings_of_json(data) -> list[dict]:
     return readings.validated_data
 
 
-class RejectedReadingDocument(serializers.Serializer):
+class RejectedReadingDocument(Document):
     line = serializers.IntegerField(required=False, help_text="CSV: the row's line in the file (the header is line 1).")
     index = serializers.IntegerField(required=False, help_text="JSON: the reading's index in the list, from 0.")
     value = ReadingValueField(allow_null=True, help_text="The value as sent.")
     reason = serializers.CharField(help_text="Why, in the words of a file import (`NaN`, `duplicate of line 12`).")
 
 
-class WriteResultDocument(serializers.Serializer):
+class WriteResultDocument(Document):
     inserted = serializers.IntegerField(help_text="Readings new to the store.")
     updated = serializers.IntegerField(help_text="Readings that replaced another value for their time (corrections).")
     unchanged = serializers.IntegerField(help_text="Readings the store already held with the same value.")
@@ -263,14 +301,14 @@ class ChangesQuery(serializers.Serializer):
     )
 
 
-class ChangeDocument(serializers.Serializer):
+class ChangeDocument(Document):
     time = serializers.DateTimeField(help_text="Time of the reading, RFC 3339 UTC.")
     value = serializers.FloatField()
     replaced = serializers.BooleanField(help_text="True when it replaced another value for its time (a correction).")
     commit_time = serializers.DateTimeField(help_text="When the write committed (the service's clock).")
 
 
-class ChangesDocument(serializers.Serializer):
+class ChangesDocument(Document):
     meter = serializers.CharField()
     changes = ChangeDocument(many=True, help_text="Oldest first; a time may appear again with a corrected value.")
     next = serializers.CharField(help_text="Token to send as `after` next time.")
@@ -322,13 +360,13 @@ class MeterListQuery(serializers.Serializer):
         return super().to_internal_value({key: value for key, value in data.items() if value != ""})
 
 
-class MeterLinksDocument(serializers.Serializer):
+class MeterLinksDocument(Document):
     readings = serializers.URLField()
     aggregates = serializers.URLField()
     completeness = serializers.URLField()
 
 
-class MeterDocument(serializers.Serializer):
+class MeterDocument(Document):
     url = serializers.URLField()
     name = serializers.CharField()
     description = serializers.CharField(allow_blank=True)
@@ -345,7 +383,7 @@ class MeterDocument(serializers.Serializer):
     links = MeterLinksDocument(help_text="The meter's readings, daily aggregates and completeness over all its data.")
 
 
-class MeterListDocument(serializers.Serializer):
+class MeterListDocument(Document):
     count = serializers.IntegerField(help_text="Meters matching the filters, on all pages.")
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)

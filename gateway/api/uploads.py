@@ -17,6 +17,7 @@ from django.conf import settings
 
 from gateway import client
 from gateway.api.problems import Problem, summary_of
+from gateway.api.serializers import RejectedReadingDocument, WriteResultDocument
 from gateway.client import RpcFailed
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.csvfile import (
@@ -142,16 +143,18 @@ def readings_write(*, meter: str, rows: RowsSent) -> dict:
         if refused:
             raise rows_refused(refused) from None
         raise
-    return {
-        "inserted": response.inserted_count,
-        "updated": response.updated_count,
-        "unchanged": response.unchanged_count,
-        "skipped": response.skipped_count,
-        "rejected": [
-            {rows.unit: rows.numbers[s.index], "value": rows.sent[s.index], "reason": _skip_reason(s, rows)}
+    return WriteResultDocument.build(
+        inserted=response.inserted_count,
+        updated=response.updated_count,
+        unchanged=response.unchanged_count,
+        skipped=response.skipped_count,
+        rejected=[
+            RejectedReadingDocument.build(
+                **{rows.unit: rows.numbers[s.index]}, value=rows.sent[s.index], reason=_skip_reason(s, rows),
+            )
             for s in response.skipped
         ],
-    }
+    )
 
 
 def _skip_reason(skipped: pb.RejectedReading, rows: RowsSent) -> str:

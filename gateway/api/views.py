@@ -247,13 +247,15 @@ class ReadingsView(RpcDocumentView):
         return Response(uploads.readings_write(meter=meter, rows=rows))
 
     def fetch(self, *, meter, start, end, page_size, page_token, **params):
-        document = documents.reading_page(meter=meter, start=start, end=end, page_size=page_size, page_token=page_token)
-        token = document.pop("next_page_token")
-        next_url = None
-        if token:
-            next_url = replace_query_param(self.request.build_absolute_uri(), "page_token", token)
-            self.headers["Link"] = f'<{next_url}>; rel="next"'
-        return {**document, "next": next_url, "next_page_token": token}
+        document = documents.reading_page(
+            meter=meter, start=start, end=end, page_size=page_size, page_token=page_token, next_url=self._next_url,
+        )
+        if document["next"]:
+            self.headers["Link"] = f'<{document["next"]}>; rel="next"'
+        return document
+
+    def _next_url(self, token: str) -> str:
+        return replace_query_param(self.request.build_absolute_uri(), "page_token", token)
 
     def csv_table(self, document):
         yield ["time", "value"]
