@@ -5,12 +5,18 @@ difference: a servicer method may return the response already serialized (bytes)
 ListReadings sends readings written column-wise (grpc_api/encode.py); and WatchReadings is an
 async generator served on the server's event loop (grpc_api/watch.py).
 """
+import functools
+import inspect
+
 import grpc
 
 from grpc_api.contract import SERVICE, SERVICE_NAME
+from grpc_api.errors import status_for
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2
 from grpc_api.servicers import MeterUsageService
+from grpc_api.text_fields import nul_violations
 from grpc_api.watch import watch_readings
+from readings.domain import InvalidArgument
 
 # Methods served on the event loop rather than by the servicer on a worker thread.
 ASYNC_METHODS = {"WatchReadings": watch_readings}
@@ -27,13 +33,41 @@ def _serialized(response) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
+def checked(behaviour):
+    """`behaviour` behind the checks every request passes first (no NUL character in any text)."""
+
+    def refusal(request):
+        violations = nul_violations(request)
+        return status_for(InvalidArgument(*violations)) if violations else None
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        @functools.wraps(behaviour)
+        async def async_stream(request, context):
+            if (status := refusal(request)) is not None:
+                await context.abort(status.code, status.details, status.trailing_metadata)
+            async for response in behaviour(request, context):
+                yield response
+
+        return async_stream
+
+    # A server-streaming servicer method returns its generator: refused before it is made.
+    @functools.wraps(behaviour)
+    def on_worker_thread(request, context):
+        if (status := refusal(request)) is not None:
+            context.abort_with_status(status)
+        return behaviour(request, context)
+
+    return on_worker_thread
+
+
 def method_handlers(servicer) -> dict:
     handlers = {}
     for method in SERVICE.methods:
         request_class = getattr(meter_usage_pb2, method.input_type.name)
         kind = _KINDS[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = kind(
-            ASYNC_METHODS.get(method.name) or getattr(servicer, method.name),
+            checked(ASYNC_METHODS.get(method.name) or getattr(servicer, method.name)),
             request_deserializer=request_class.FromString,
             response_serializer=_serialized,
         )
