@@ -29,6 +29,10 @@ from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.domain import CHANGES_PER_ANSWER, Instant, Window
 
 
+# ListMetersRequest.skip is an int32.
+MAX_SKIP = 2**31 - 1
+
+
 def meter_document(message: pb.Meter, link: Callable[..., str]) -> dict:
     """A meter as the API shows it; `link(view, meter, **query)` makes the URLs of its views
     (links to its readings, aggregates and completeness cover all its data)."""

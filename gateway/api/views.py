@@ -68,9 +68,12 @@ class MeterViewSet(viewsets.ViewSet):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         page, size = params["page"], params["page_size"]
+        skip = (page - 1) * size
+        if skip > documents.MAX_SKIP:  # past the end of any list the service can page through
+            raise NotFound("Invalid page.")
         meters, total = documents.meter_page(
             filters={name: params[name] for name in METER_FILTERS if name in params},
-            ordering=params["ordering"], skip=(page - 1) * size, page_size=size, link=self._link,
+            ordering=params["ordering"], skip=skip, page_size=size, link=self._link,
         )
         if page > 1 and not meters:
             raise NotFound("Invalid page.")
