@@ -23,6 +23,7 @@ from grpc_api.contract import (
     MAX_MESSAGE_BYTES,
     SERVICE_NAME,
     STORE_UNAVAILABLE,
+    VIOLATIONS_CUT,
 )
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from readings.domain import FieldViolation
@@ -65,6 +66,8 @@ class RpcFailed(Exception):
     code: grpc.StatusCode
     detail: str
     violations: list[FieldViolation] = field(default_factory=list)
+    # How many violations the service found: more than `violations` when it sent the first only.
+    violation_count: int = 0
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.detail}"
@@ -80,13 +83,15 @@ def rpc_failed(error: grpc.RpcError) -> RpcFailed:
         # gRPC's own text names the addresses it tried: the log keeps it, clients get less.
         logger.warning("the gRPC service is unavailable: %s", detail)
         detail = "the gRPC service is unavailable"
-    violations = []
+    violations, count = [], 0
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         for each in details:
-            bad_request = error_details_pb2.BadRequest()
+            bad_request, info = error_details_pb2.BadRequest(), error_details_pb2.ErrorInfo()
             if each.Unpack(bad_request):
                 violations += [FieldViolation(v.field, v.description) for v in bad_request.field_violations]
-    return RpcFailed(code, detail, violations)
+            elif each.Unpack(info) and info.reason == VIOLATIONS_CUT and info.domain == ERROR_DOMAIN:
+                count = int(info.metadata.get("violation_count", "0") or 0)
+    return RpcFailed(code, detail, violations, max(count, len(violations)))
 
 
 def _status_details(error: grpc.RpcError) -> list:

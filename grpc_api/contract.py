@@ -9,3 +9,6 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # metadata "store" names it), as opposed to the service itself being unreachable.
 ERROR_DOMAIN = "meterusage.v1"
 STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+# ErrorInfo of an INVALID_ARGUMENT whose field violations were cut: metadata "violation_count"
+# holds how many there were in all.
+VIOLATIONS_CUT = "VIOLATIONS_CUT"

@@ -12,7 +12,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE
+from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE, VIOLATIONS_CUT
 from grpc_api.rpc_metrics import STORE_ERRORS
 from grpc_api.permissions import NotAllowed
 from readings.changes import ChangesPruned
@@ -21,21 +21,47 @@ from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
 logger = logging.getLogger(__name__)
 
 
-def _status(code: int, message: str, detail_message=None, metadata: tuple = ()) -> grpc.Status:
+def _status(code: int, message: str, *detail_messages, metadata: tuple = ()) -> grpc.Status:
     details = []
-    if detail_message is not None:
+    for detail_message in detail_messages:
         detail = any_pb2.Any()
         detail.Pack(detail_message)
         details.append(detail)
+    message = _cut(message, MESSAGE_CHARACTERS)
     status = rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
     return status._replace(trailing_metadata=(*status.trailing_metadata, *metadata))
 
 
+# What one refusal carries, well within gRPC's 16 KiB of trailing metadata: the first violations
+# (each cut short) and how many there were in all.
+VIOLATIONS_SENT = 20
+VIOLATIONS_IN_MESSAGE = 5
+MESSAGE_CHARACTERS = 2000
+FIELD_CHARACTERS = 80
+DESCRIPTION_CHARACTERS = 240
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _invalid(error: InvalidArgument) -> grpc.Status:
-    violations = [
-        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in error.violations
+    every, count = error.violations, error.count
+    sent = [
+        error_details_pb2.BadRequest.FieldViolation(
+            field=_cut(v.field, FIELD_CHARACTERS), description=_cut(v.description, DESCRIPTION_CHARACTERS),
+        )
+        for v in every[:VIOLATIONS_SENT]
     ]
-    return _status(code_pb2.INVALID_ARGUMENT, str(error), error_details_pb2.BadRequest(field_violations=violations))
+    message = "; ".join(f"{v.field}: {v.description}" for v in sent[:VIOLATIONS_IN_MESSAGE])
+    if count > VIOLATIONS_IN_MESSAGE:
+        message += f"; and {count - VIOLATIONS_IN_MESSAGE} more"
+    details = [error_details_pb2.BadRequest(field_violations=sent)]
+    if count > len(sent):
+        details.append(error_details_pb2.ErrorInfo(
+            reason=VIOLATIONS_CUT, domain=ERROR_DOMAIN, metadata={"violation_count": str(count)},
+        ))
+    return _status(code_pb2.INVALID_ARGUMENT, message, *details)
 
 
 def _store_unavailable(store: str) -> grpc.Status:

@@ -84,18 +84,25 @@ class FieldViolation:
     description: str
 
 
+def quoted(text: str, limit: int = 40) -> str:
+    """`text` as an error quotes it: in quotes, and cut short past `limit` characters."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
 class InvalidArgument(Exception):
     """A request that cannot be answered as asked; names every offending field."""
 
-    def __init__(self, *violations: FieldViolation):
+    def __init__(self, *violations: FieldViolation, count: int = 0):
         self.violations = list(violations)
+        # How many there are in all, when only the first are named (a write of many invalid rows).
+        self.count = max(count, len(self.violations))
         super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
 
 
 class MeterNotFound(Exception):
     def __init__(self, name: str):
         self.name = name
-        super().__init__(f"no meter named {name!r}")
+        super().__init__(f"no meter named {quoted(name)}")
 
 
 class SourceUnavailable(Exception):

@@ -60,14 +60,14 @@ class WriteCounts:
 class RowsInvalid(InvalidArgument):
     """Rows that fail a write, each named by its position (line or reading) and reason."""
 
-    def __init__(self, problems: list[tuple[str, RowProblem]], unit: str):
+    def __init__(self, problems: list[tuple[str, RowProblem]], unit: str, count: int = 0):
         self.problems = problems
         violations = [
             FieldViolation(f"{unit}s[{problem.line}]" if unit != "line" else f"line {problem.line}",
                            f"{problem.reason} (meter {meter!r}, value {problem.value!r})")
             for meter, problem in problems
         ]
-        super().__init__(*violations)
+        super().__init__(*violations, count=count)
 
 
 def meters_for_write(names: list[str], *, create: bool = False) -> dict[str, Meter]:
@@ -102,7 +102,7 @@ def clean_write(meter: Meter, rows: RowsIn, *, unit: str = "reading", ambiguous:
     )
     invalid = [(meter.name, p) for p in report.problems if p.kind == "invalid"]
     if invalid:
-        raise RowsInvalid(invalid, unit)
+        raise RowsInvalid(invalid, unit, count=report.rows_invalid)
     return CleanWrite(meter, batch.epochs, batch.values, report.rows_read, list(report.problems))
 
 
@@ -184,13 +184,15 @@ def readings_write(
         create_meters = settings.INGEST_CREATE_METERS
     meters = meters_for_write([r.meter_name for r in rows], create=create_meters)
     cleaned, invalid = [], []
+    count = 0
     for r in rows:
         try:
             cleaned.append(clean_write(meters[r.meter_name], r, unit=unit, ambiguous=ambiguous))
         except RowsInvalid as exc:
             invalid.extend(exc.problems)
+            count += exc.count
     if invalid:
-        raise RowsInvalid(sorted(invalid, key=lambda item: item[1].line), unit)
+        raise RowsInvalid(sorted(invalid, key=lambda item: item[1].line), unit, count=count)
     return store_writes(cleaned)
 
 

@@ -228,7 +228,10 @@ class ProblemDocument(serializers.Serializer):
     grpc_code = serializers.CharField(
         required=False, help_text="Status code of the gRPC service, when the error comes from it (or it was unreachable)."
     )
-    errors = FieldErrorDocument(many=True, required=False, help_text="Each invalid parameter, for 400.")
+    errors = FieldErrorDocument(
+        many=True, required=False, help_text="Each invalid parameter, for 400; a refused write lists its first 20 invalid rows.",
+    )
+    invalid_count = serializers.IntegerField(required=False, help_text="A refused write: how many rows were invalid in all.")
 
 
 # ---- Writes ----------------------------------------------------------------------------------

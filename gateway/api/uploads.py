@@ -76,13 +76,20 @@ def _number_text(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def rows_refused(errors: list[dict]) -> Problem:
-    """A 400 naming the rows the service refused (or the gateway found no number in)."""
-    noun = "row" if len(errors) == 1 else "rows"
-    detail = f"{len(errors)} invalid {noun}, nothing written: {summary_of(errors[:5])}"
-    if len(errors) > 5:
-        detail += f"; and {len(errors) - 5} more"
-    return Problem(400, detail, errors=errors)
+# Rows a refusal lists (the count says how many there were in all), and names in its detail.
+ROWS_LISTED = 20
+ROWS_IN_DETAIL = 5
+
+
+def rows_refused(errors: list[dict], count: int | None = None) -> Problem:
+    """A 400 naming the first rows the service refused (or the gateway found no number in), and
+    how many there were (`count`, when more than are listed)."""
+    count = max(count or 0, len(errors))
+    noun = "row" if count == 1 else "rows"
+    detail = f"{count} invalid {noun}, nothing written: {summary_of(errors[:ROWS_IN_DETAIL])}"
+    if count > ROWS_IN_DETAIL:
+        detail += f"; and {count - ROWS_IN_DETAIL} more"
+    return Problem(400, detail, errors=errors[:ROWS_LISTED], invalid_count=count)
 
 
 def csv_rows(text: str) -> RowsSent:
@@ -93,25 +100,39 @@ def csv_rows(text: str) -> RowsSent:
     if "\x00" in text:
         raise CsvError(CSV_BODY, f"is not a text CSV file (binary data at character {text.index(chr(0))})")
     text = text.removeprefix("\ufeff")
-    first_line = text.split("\n", 1)[0]
-    columns = header_columns(first_line, CSV_BODY)
-    time_at, value_at = columns.index(TIME_COLUMN), columns.index(VALUE_COLUMN)
     rows = RowsSent("line")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    next(reader)
-    # Lines are counted as rows after the header, as an import counts them.
-    for line, fields in enumerate(reader, start=2):
-        if not fields:
-            continue
-        if len(fields) != len(columns):
-            raise CsvError(
-                CSV_BODY, f"expected {len(columns)} fields, found {len(fields)}: {','.join(fields)!r}", line=line
-            )
-        time, value = fields[time_at], fields[value_at]
-        if time == "" and value == "":
-            continue
-        rows.add(line, time, value)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        columns = header_columns(text.split("\n", 1)[0], CSV_BODY)
+        time_at, value_at = columns.index(TIME_COLUMN), columns.index(VALUE_COLUMN)
+        next(reader)
+        # Lines are counted as rows after the header, as an import counts them.
+        for line, fields in enumerate(reader, start=2):
+            if not fields:
+                continue
+            if len(fields) != len(columns):
+                raise CsvError(
+                    CSV_BODY, f"expected {len(columns)} fields, found {len(fields)}: {','.join(fields)[:40]!r}", line=line
+                )
+            time, value = fields[time_at], fields[value_at]
+            if time == "" and value == "":
+                continue
+            rows.add(line, time, value)
+    except csv.Error as exc:
+        raise CsvError(CSV_BODY, _csv_reason(exc), line=max(reader.line_num, 1)) from None
     return rows
+
+
+def _csv_reason(error: csv.Error) -> str:
+    """What the csv module found wrong, in the words of the API."""
+    message = str(error)
+    if message.startswith("new-line character seen in unquoted field"):
+        return "a line ends with a carriage return alone; end lines with LF or CRLF"
+    if message.startswith("field larger than field limit"):
+        return f"a field is longer than {csv.field_size_limit():,} characters"
+    if message.startswith("unexpected end of data"):
+        return "a quoted field is not closed"
+    return "the line is not CSV a file import can read"
 
 
 def json_rows(readings: list[dict]) -> RowsSent:
@@ -141,7 +162,7 @@ def readings_write(*, meter: str, rows: RowsSent) -> dict:
     except RpcFailed as failed:
         refused = _refused_rows(failed, rows)
         if refused:
-            raise rows_refused(refused) from None
+            raise rows_refused(refused, failed.violation_count) from None
         raise
     return WriteResultDocument.build(
         inserted=response.inserted_count,
