@@ -7,7 +7,7 @@ import pytest
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import QUEUE_PER_WORKER, create_server
-from testing.fixtures import JANUARY, ts, wait_for
+from testing.helpers import JANUARY, ts, wait_for
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,9 @@ import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
-from testing.fixtures import REPO, ReconnectingWatcher, start_grpc_server, start_grpc_server_on, stop_process, ts, wait_for
+from testing.helpers import REPO, ts, wait_for
 from testing.influxd import free_port
+from testing.servers import ReconnectingWatcher, start_grpc_server, start_grpc_server_on, stop_process
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import create_server
 from readings.changes import changes_pruned
 from readings.models import Meter, ReadingChange
-from testing.fixtures import import_file, ts
+from testing.helpers import import_file, ts
 
 # Transactional: the server's threads write and read with their own connections.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,7 +12,8 @@ from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import create_server
 from readings.models import ImportRun, Meter, Reading, ReadingChange
-from testing.fixtures import REFERENCE_READINGS, import_file
+from testing.data import REFERENCE_READINGS
+from testing.helpers import import_file
 
 # Transactional tests: the server writes with its own connections, which a test's open
 # transaction would lock out of SQLite's tables. The tables are emptied after each test.

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from testing.fixtures import start_grpc_server, start_web_server, stop_process
+from testing.servers import start_grpc_server, start_web_server, stop_process
 
 READINGS = "/api/v1/meters/meterusage/readings/?start=2019-01-01T00:00:00Z&end=2019-01-02T00:00:00Z"
 

@@ -8,7 +8,7 @@ held in a test transaction); the database is emptied after each.
 import pytest
 
 from readings.models import Meter
-from testing.fixtures import HEADER, grpc_calls, import_file
+from testing.helpers import HEADER, grpc_calls, import_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,7 +88,7 @@ def test_answers_are_kept_in_redis_when_it_is_configured(api, write_csv, setting
     try:
         redis.Redis.from_url("redis://127.0.0.1:6379/0").ping()
     except redis.ConnectionError:
-        from testing.fixtures import require
+        from testing.helpers import require
 
         require("Redis is not running on 127.0.0.1:6379 (.ci/run starts Debian's redis-server)")
     # Database 15 of the shared server: clearing it touches nothing else.

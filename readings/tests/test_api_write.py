@@ -11,7 +11,8 @@ from rest_framework.test import APIClient
 
 from grpc_api.server import create_server
 from readings.models import ImportRun, Meter, Reading
-from testing.fixtures import REFERENCE_NAN_LINE, REFERENCE_READINGS, grpc_calls, import_file
+from testing.data import REFERENCE_NAN_LINE, REFERENCE_READINGS
+from testing.helpers import grpc_calls, import_file
 
 # Transactional: the gRPC server writes with its own connections, which a test's open
 # transaction would lock out of SQLite's tables. The tables are emptied after each test.

@@ -9,7 +9,7 @@ from django.test import override_settings
 
 from grpc_api.server import create_server
 from readings.models import Meter
-from testing.fixtures import CHROMIUM, expect_ready, screenshot
+from testing.browser import CHROMIUM, expect_ready, screenshot
 
 pytestmark = pytest.mark.django_db
 

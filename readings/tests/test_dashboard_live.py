@@ -14,7 +14,7 @@ from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import create_server
 from readings.models import Meter
-from testing.fixtures import CHROMIUM_ARGS, expect_ready, screenshot  # noqa: F401  (the browser fixture's flags)
+from testing.browser import CHROMIUM_ARGS, expect_ready, screenshot  # noqa: F401  (the browser fixture's flags)
 
 # Transactional: the gRPC server and the web server write and read with their own connections.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,7 +5,7 @@ from django.test import override_settings
 
 from grpc_api import client
 from grpc_api.server import create_server
-from testing.fixtures import self_signed_certificate
+from testing.helpers import self_signed_certificate
 
 pytestmark = pytest.mark.django_db
 

@@ -22,8 +22,9 @@ from django.db import connections
 
 from readings.csvfile import clean_rows
 from readings.models import Meter, RejectedMessage
-from testing.fixtures import REPO, ReconnectingWatcher, start_grpc_server_on, start_process, stop_process, wait_for
+from testing.helpers import REPO, wait_for
 from testing.influxd import free_port
+from testing.servers import ReconnectingWatcher, start_grpc_server_on, start_process, stop_process
 
 pytestmark = pytest.mark.django_db
 
