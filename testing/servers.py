@@ -126,6 +126,16 @@ def write_server(write_grpc_server, settings):
     return write_grpc_server
 
 
+@pytest.fixture
+def staff(write_server):
+    """An API client logged in as a staff user (who may write), in front of `write_server`."""
+    from django.contrib.auth.models import User
+
+    client = APIClient()
+    client.force_login(User.objects.create_user("staff", is_staff=True))
+    return client
+
+
 @pytest.fixture(scope="module")
 def web_to_grpc(grpc_server):
     """The web tier's GRPC_TARGET set to the module's gRPC server."""
