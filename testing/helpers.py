@@ -98,6 +98,18 @@ def stored(meter: str) -> dict[str, float]:
     return {r.time.isoformat(): r.value for r in Reading.objects.filter(meter__name=meter).order_by("time")}
 
 
+def problem(response, status: int) -> dict:
+    """The RFC 9457 problem document of an HTTP answer (Django's test client's or requests'),
+    checked to be one, of `status`."""
+    assert response.status_code == status, response.content[:300]
+    assert response.headers["Content-Type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    return body
+
+
 def import_file(*paths, **options) -> str:
     """Run import_readings on `paths`; returns what it printed."""
     out = StringIO()

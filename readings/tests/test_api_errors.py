@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
 
+from testing.helpers import problem
 
 pytestmark = pytest.mark.django_db
 
@@ -14,16 +15,6 @@ READINGS = "/api/v1/meters/meterusage/readings/"
 AGGREGATES = "/api/v1/meters/meterusage/aggregates/"
 COMPLETENESS = "/api/v1/meters/meterusage/completeness/"
 HOUR = {"start": "2019-01-01T01:00:00Z", "end": "2019-01-01T02:00:00Z"}
-
-
-def problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert body["type"] == "about:blank"
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    return body
 
 
 @pytest.mark.parametrize(
