@@ -28,7 +28,7 @@ def values(response) -> list[float]:
     return [reading["value"] for reading in response.json()["readings"]]
 
 
-@pytest.fixture(params=["local memory", "redis"])
+@pytest.fixture(params=["locmem", "redis"])
 def answer_cache(request, settings):
     """The cache of the settings (local memory), or Redis as production configures it."""
     if request.param == "redis":

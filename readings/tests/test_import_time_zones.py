@@ -55,12 +55,12 @@ def test_spring_forward_gap_is_an_invalid_row(write_csv):
         # The first 02:00 has no value; the second 02:00 is still the winter one (UTC 01:00).
         "2019-10-27 02:00:00,NaN\n2019-10-27 02:15:00,1\n2019-10-27 02:00:00,2\n2019-10-27 02:15:00,3\n",
         [((0, 15), 1.0), ((1, 0), 2.0), ((1, 15), 3.0)],
-        id="a missing value in the first pass of a fall-back hour",
+        id="missing-value-in-the-first-pass",
     ),
     pytest.param(
         "2019-10-27T02:15:00+02:00,1\n2019-10-27T02:15:00+01:00,2\n2019-10-27T01:30:00Z,3\n2019-10-27 03:00:00,4\n",
         [((0, 15), 1.0), ((1, 15), 2.0), ((1, 30), 3.0), ((2, 0), 4.0)],
-        id="times with an offset are instants in any zone",
+        id="times-with-an-offset-are-instants",
     ),
 ])
 def test_a_night_of_the_autumn_clock_change_in_amsterdam(write_csv, body, expected):
