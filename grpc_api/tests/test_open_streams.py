@@ -28,22 +28,21 @@ def unary_calls_answer(channel) -> None:
 
 
 def test_async_streams_on_the_loop_leave_the_workers_to_unary_calls(server):
-    with grpc.insecure_channel(server.target) as channel:
-        stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
-        # Watches from now: each catches up at once (nothing has changed since) and then waits for
-        # changes on the event loop, far longer than the test (heartbeats come every 15 s).
-        streams = [stub.WatchReadings(pb.WatchReadingsRequest(meters=["meterusage"]), timeout=30) for _ in range(STREAMS)]
-        firsts = [next(stream) for stream in streams]
-        assert [(m.caught_up, len(m.changes)) for m in firsts] == [(True, 0)] * STREAMS
-        assert server.calls.in_flight == STREAMS
+    # Watches from now: each catches up at once (nothing has changed since), then stays open on
+    # the event loop waiting for changes until cancelled.
+    watch = pb.WatchReadingsRequest(meters=["meterusage"])
+    streams = [server.stub.WatchReadings(watch, timeout=30) for _ in range(STREAMS)]
+    firsts = [next(stream) for stream in streams]
+    assert [(m.caught_up, len(m.changes)) for m in firsts] == [(True, 0)] * STREAMS
+    assert server.calls.in_flight == STREAMS
 
-        unary_calls_answer(channel)
+    unary_calls_answer(server.channel)
 
-        assert server.calls.in_flight == STREAMS
-        for stream in streams:
-            stream.cancel()
-        # Cancelled on the loop, each watch is logged and leaves the count a graceful stop waits on.
-        wait_for(lambda: server.calls.in_flight == 0)
+    assert server.calls.in_flight == STREAMS
+    for stream in streams:
+        stream.cancel()
+    # Cancelled on the loop, each watch is logged and leaves the count a graceful stop waits on.
+    wait_for(lambda: server.calls.in_flight == 0)
 
 
 def test_sync_streams_hold_no_thread_while_their_clients_pause(server):

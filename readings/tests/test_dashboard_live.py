@@ -48,10 +48,6 @@ def stub(write_server):
     return write_server.stub
 
 
-def write(stub, meter: str, epoch: int, value: float):
-    write_readings(stub, meter, (epoch, value))
-
-
 def polls(page) -> list[str]:
     return [url for url in page.requested if "/changes/" in url]
 
@@ -71,7 +67,7 @@ def test_live_mode_shows_readings_as_they_are_written(live_page, stub):
 
     page = live_page
     meter = Meter.objects.create(name="live-one").name
-    write(stub, meter, int(datetime(2019, 1, 1, 0, 15, tzinfo=UTC).timestamp()), 1.0)
+    write_readings(stub, meter, (int(datetime(2019, 1, 1, 0, 15, tzinfo=UTC).timestamp()), 1.0))
     page.goto(f"/?meter={meter}")
     expect_ready(page)
     assert page.locator("#start").input_value() == "2019-01-01T00:15"
@@ -88,14 +84,14 @@ def test_live_mode_shows_readings_as_they_are_written(live_page, stub):
     latest = page.locator("#summary-latest")
 
     slot = int(now // 900 * 900)
-    write(stub, meter, slot, 42.5)
+    write_readings(stub, meter, (slot, 42.5))
 
     expect(latest).to_have_attribute("data-value", "42.5", timeout=SHOWN_WITHIN_MS)
     assert latest.get_attribute("data-time") == datetime.fromtimestamp(slot, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     expect(page.locator("#summary-total")).to_have_text("42.50 kWh", timeout=SHOWN_WITHIN_MS)
     expect(page.locator("#chart")).to_have_attribute("data-points", "1")
 
-    write(stub, meter, slot, 50.0)  # a correction
+    write_readings(stub, meter, (slot, 50.0))  # a correction
 
     expect(latest).to_have_attribute("data-value", "50", timeout=SHOWN_WITHIN_MS)
     assert latest.get_attribute("data-replaced") == "true"
@@ -124,7 +120,7 @@ def test_polling_stops_when_live_is_off_or_the_tab_hidden_and_resumes_with_its_c
     expect(page.locator("#dashboard")).to_have_attribute("data-live", "paused")
     hidden_at = asked(page)
     slot = int(time.time() // 900 * 900)
-    write(stub, meter, slot, 7.0)
+    write_readings(stub, meter, (slot, 7.0))
     page.clock.run_for(LONGER_THAN_A_POLL_MS)
     assert asked(page) == hidden_at
 
