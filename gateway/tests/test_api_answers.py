@@ -8,7 +8,7 @@ held in a test transaction); the database is emptied after each.
 import pytest
 
 from readings.models import Meter
-from testing.fixtures import HEADER, grpc_calls, import_file
+from testing.helpers import HEADER, grpc_calls, import_file, require
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +28,27 @@ def values(response) -> list[float]:
     return [reading["value"] for reading in response.json()["readings"]]
 
 
-def test_an_answer_about_a_past_range_is_kept(api, write_csv):
+@pytest.fixture(params=["locmem", "redis"])
+def answer_cache(request, settings):
+    """The cache of the settings (local memory), or Redis as production configures it."""
+    if request.param == "redis":
+        import redis
+
+        try:
+            redis.Redis.from_url("redis://127.0.0.1:6379/0").ping()
+        except redis.ConnectionError:
+            require("Redis is not running on 127.0.0.1:6379 (.ci/run starts Debian's redis-server)")
+        # Database 15 of the shared server: clearing it touches nothing else.
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                       "LOCATION": "redis://127.0.0.1:6379/15", "KEY_PREFIX": "meterusage-test"}}
+    from django.core.cache import cache
+
+    cache.clear()
+    yield request.param
+    cache.clear()
+
+
+def test_an_answer_about_a_past_range_is_kept(api, write_csv, answer_cache):
     import_day(write_csv, "kept", 1.0)
     before = grpc_calls()
 
@@ -37,6 +57,10 @@ def test_an_answer_about_a_past_range_is_kept(api, write_csv):
 
     assert values(first) == values(again) == [1.0] * 24
     assert grpc_calls() - before == 1
+    if answer_cache == "redis":
+        import redis
+
+        assert any(key.startswith(b"meterusage-test:") for key in redis.Redis.from_url("redis://127.0.0.1:6379/15").keys("*"))
 
 
 def test_a_write_is_seen_at_once_by_the_next_request(api, write_csv):
@@ -80,30 +104,3 @@ def test_a_store_that_is_down_is_asked_once_not_again_by_the_retry_policy(api, w
 
     assert response.status_code == 503
     assert grpc_calls() - before == 1
-
-
-def test_answers_are_kept_in_redis_when_it_is_configured(api, write_csv, settings):
-    import redis
-
-    try:
-        redis.Redis.from_url("redis://127.0.0.1:6379/0").ping()
-    except redis.ConnectionError:
-        from testing.fixtures import require
-
-        require("Redis is not running on 127.0.0.1:6379 (.ci/run starts Debian's redis-server)")
-    # Database 15 of the shared server: clearing it touches nothing else.
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": "redis://127.0.0.1:6379/15", "KEY_PREFIX": "meterusage-test"}}
-    from django.core.cache import cache
-
-    cache.clear()
-    import_day(write_csv, "in-redis", 3.0)
-    before = grpc_calls()
-
-    first = api.get(CACHED.format("in-redis"), A_PAST_DAY)
-    again = api.get(CACHED.format("in-redis"), A_PAST_DAY)
-
-    assert values(first) == values(again) == [3.0] * 24
-    assert grpc_calls() - before == 1
-    assert any(key.startswith(b"meterusage-test:") for key in redis.Redis.from_url("redis://127.0.0.1:6379/15").keys("*"))
-    cache.clear()

@@ -1,8 +1,5 @@
 """Whatever a client sends, the answer is a 2xx or a 4xx problem document, never a 5xx."""
 import pytest
-from django.contrib.auth.models import User
-
-from readings.models import Meter
 
 pytestmark = pytest.mark.django_db
 
@@ -25,22 +22,15 @@ def test_the_last_page_that_fits_is_asked_of_the_service(api):
     assert response.json()["detail"] == "Invalid page."
 
 
-WRITE_TOKEN = "bad-input-write-token"
-METER = "bad-input"
-
-
 @pytest.fixture
-def writer(api, settings):
-    """A staff user's client of a gateway that may write, and an empty meter."""
-    settings.GRPC_WRITE_TOKENS = [WRITE_TOKEN]
-    settings.GRPC_WRITE_TOKEN = WRITE_TOKEN
-    Meter.objects.create(name=METER)
-    api.force_login(User.objects.create_user("bad-input-staff", is_staff=True))
-    return api
+def writer(staff, new_meter):
+    """A staff user's client of a gateway that may write, and an empty meter to write to."""
+    staff.meter = new_meter()
+    return staff
 
 
 def post(client, body: bytes, content_type: str):
-    return client.generic("POST", f"/api/v1/meters/{METER}/readings/", body, content_type=content_type)
+    return client.generic("POST", f"/api/v1/meters/{client.meter}/readings/", body, content_type=content_type)
 
 
 def json_body(rows: int) -> bytes:

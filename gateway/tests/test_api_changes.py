@@ -1,42 +1,12 @@
 """GET /api/v1/meters/{meter}/changes/ through a real gRPC server (WatchReadings, caught up and
 ended): a feed that starts now, continues after its token exactly once, caps its answers and is
 never cached."""
-import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import User
-from rest_framework.test import APIClient
-
-from grpc_api.server import create_server
-from readings.models import Meter
 
 # Transactional: the gRPC server writes and reads with its own connections.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(scope="module")
-def changes_server(django_db_setup, django_db_blocker):
-    running = create_server("127.0.0.1:0", max_workers=4)
-    yield running
-    running.stop(grace=1)
-
-
-@pytest.fixture
-def staff(changes_server, settings):
-    settings.GRPC_TARGET = f"127.0.0.1:{changes_server.port}"
-    settings.GRPC_WRITE_TOKENS = ["w-token"]
-    settings.GRPC_WRITE_TOKEN = "w-token"
-    settings.READINGS_SOURCES = {"default": {"BACKEND": "readings.sources.sql.SqlSource"}}
-    client = APIClient()
-    client.force_login(User.objects.create_user("staff", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def meter():
-    names = itertools.count()
-    return lambda: Meter.objects.create(name=f"fed-{next(names)}").name
 
 
 def write(client, name: str, *pairs):
@@ -51,8 +21,8 @@ def feed(client, name: str, after: str | None = None):
     return response.json()
 
 
-def test_the_feed_starts_now_and_continues_after_its_token(staff, meter):
-    name = meter()
+def test_the_feed_starts_now_and_continues_after_its_token(staff, new_meter):
+    name = new_meter()
     write(staff, name, ("2019-01-01 00:15:00", 1.0))
     start = feed(staff, name)
     write(staff, name, ("2019-01-01 00:15:00", 1.0), ("2019-01-01 00:30:00", 2.0))
@@ -73,8 +43,8 @@ def test_the_feed_starts_now_and_continues_after_its_token(staff, meter):
     assert abs(commit - datetime.now(UTC)) < timedelta(minutes=1)
 
 
-def test_an_answer_holds_at_most_ten_thousand_changes(staff, meter):
-    name = meter()
+def test_an_answer_holds_at_most_ten_thousand_changes(staff, new_meter):
+    name = new_meter()
     start = feed(staff, name)
     first_time = datetime(2019, 1, 1, tzinfo=UTC)
     times = [(first_time + timedelta(minutes=15 * i)).strftime("%Y-%m-%d %H:%M:%S") for i in range(12_000)]
@@ -88,8 +58,8 @@ def test_an_answer_holds_at_most_ten_thousand_changes(staff, meter):
     assert [c["value"] for c in first["changes"] + second["changes"]] == [float(i) for i in range(12_000)]
 
 
-def test_tokens_of_another_meter_or_none_at_all_are_refused(staff, meter):
-    a, b = meter(), meter()
+def test_tokens_of_another_meter_or_none_at_all_are_refused(staff, new_meter):
+    a, b = new_meter(), new_meter()
     token = feed(staff, a)["next"]
 
     other = staff.get(f"/api/v1/meters/{b}/changes/", {"after": token})

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from grpc_api.server import create_server
+from testing.helpers import problem
 
 pytestmark = pytest.mark.django_db
 
@@ -15,16 +15,6 @@ READINGS = "/api/v1/meters/meterusage/readings/"
 AGGREGATES = "/api/v1/meters/meterusage/aggregates/"
 COMPLETENESS = "/api/v1/meters/meterusage/completeness/"
 HOUR = {"start": "2019-01-01T01:00:00Z", "end": "2019-01-01T02:00:00Z"}
-
-
-def problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert body["type"] == "about:blank"
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    return body
 
 
 @pytest.mark.parametrize(
@@ -108,25 +98,21 @@ def test_absent_grpc_server_is_503(api, closed_port):
     assert response["Retry-After"] == "5"
 
 
-def test_stopped_grpc_server_is_503_and_a_new_one_is_found(api):
-    running = create_server("127.0.0.1:0")
-    port = running.port
-    with override_settings(GRPC_TARGET=f"127.0.0.1:{port}"):
+def test_stopped_grpc_server_is_503_and_a_new_one_is_found(api, make_grpc_server):
+    running = make_grpc_server()
+    with override_settings(GRPC_TARGET=running.target):
         assert api.get(READINGS, HOUR).status_code == 200
         running.stop(grace=0)
 
         assert problem(api.get(AGGREGATES, {**HOUR, "window": "hour"}), 503)["grpc_code"] == "UNAVAILABLE"
         assert problem(api.get(COMPLETENESS, HOUR), 503)["grpc_code"] == "UNAVAILABLE"
 
-        restarted = create_server(f"127.0.0.1:{port}")
-        try:
-            # The channel reconnects within its short backoff; no new channel is needed.
-            statuses = set()
-            while 200 not in statuses:
-                statuses.add(api.get(READINGS, HOUR).status_code)
-            assert statuses <= {200, 503}
-        finally:
-            restarted.stop(grace=0)
+        make_grpc_server(running.target)
+        # The channel reconnects within its short backoff; no new channel is needed.
+        statuses = set()
+        while 200 not in statuses:
+            statuses.add(api.get(READINGS, HOUR).status_code)
+        assert statuses <= {200, 503}
 
 
 def test_grpc_server_that_never_answers_is_504(api):
@@ -141,18 +127,15 @@ def test_grpc_server_that_never_answers_is_504(api):
     assert body["detail"] == "the gRPC service did not answer within 0.5 s"
 
 
-def test_grpc_server_with_tokens(api):
-    running = create_server("127.0.0.1:0", tokens=["s3cret"])
-    try:
-        with override_settings(GRPC_TARGET=f"127.0.0.1:{running.port}"):
-            body = problem(api.get(READINGS, HOUR), 401)
-            assert body["grpc_code"] == "UNAUTHENTICATED"
-            with override_settings(GRPC_TOKEN="wrong"):
-                assert problem(api.get(READINGS, HOUR), 401)["grpc_code"] == "UNAUTHENTICATED"
-            with override_settings(GRPC_TOKEN="s3cret"):
-                assert len(api.get(READINGS, HOUR).json()["readings"]) == 4
-    finally:
-        running.stop(grace=0)
+def test_grpc_server_with_tokens(api, make_grpc_server):
+    running = make_grpc_server(tokens=["s3cret"])
+    with override_settings(GRPC_TARGET=running.target):
+        body = problem(api.get(READINGS, HOUR), 401)
+        assert body["grpc_code"] == "UNAUTHENTICATED"
+        with override_settings(GRPC_TOKEN="wrong"):
+            assert problem(api.get(READINGS, HOUR), 401)["grpc_code"] == "UNAUTHENTICATED"
+        with override_settings(GRPC_TOKEN="s3cret"):
+            assert len(api.get(READINGS, HOUR).json()["readings"]) == 4
 
 
 def test_unknown_meter_is_a_problem(api):

@@ -1,17 +1,15 @@
 """POST /api/v1/meters/{meter}/readings/ through a real gRPC server (WriteReadings): files get the
 counts and reasons their import gives, JSON in both shapes, who may write, refusals that write
 nothing, body limits, and answers of the cache that a write makes stale."""
-import itertools
-
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.management.base import CommandError
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from grpc_api.server import create_server
-from readings.models import ImportRun, Meter, Reading
-from testing.fixtures import REFERENCE_NAN_LINE, REFERENCE_READINGS, grpc_calls, import_file
+from readings.models import ImportRun, Meter
+from testing.data import REFERENCE_NAN_LINE, REFERENCE_READINGS
+from testing.helpers import grpc_calls, import_file, stored
 
 # Transactional: the gRPC server writes with its own connections, which a test's open
 # transaction would lock out of SQLite's tables. The tables are emptied after each test.
@@ -53,49 +51,12 @@ INVALID_ROWS = (
 )
 
 
-@pytest.fixture(scope="module")
-def write_server(django_db_setup, django_db_blocker):
-    running = create_server("127.0.0.1:0", max_workers=4)
-    yield running
-    running.stop(grace=1)
-
-
-@pytest.fixture
-def gateway(write_server, settings):
-    settings.GRPC_TARGET = f"127.0.0.1:{write_server.port}"
-    settings.GRPC_WRITE_TOKENS = ["w-token"]
-    settings.GRPC_WRITE_TOKEN = "w-token"
-    settings.READINGS_SOURCES = {"default": {"BACKEND": "readings.sources.sql.SqlSource"}}
-    return write_server
-
-
-@pytest.fixture
-def new_meter():
-    names = itertools.count()
-
-    def make(time_zone: str = "UTC") -> str:
-        return Meter.objects.create(name=f"posted-{next(names)}", time_zone=time_zone).name
-
-    return make
-
-
-@pytest.fixture
-def staff(gateway):
-    client = APIClient()
-    client.force_login(User.objects.create_user("staff", is_staff=True))
-    return client
-
-
 def url(meter: str) -> str:
     return f"/api/v1/meters/{meter}/readings/"
 
 
 def post_csv(client, meter: str, text: str):
     return client.post(url(meter), text.encode(), content_type=CSV)
-
-
-def stored(name: str) -> dict[str, float]:
-    return {r.time.isoformat(): r.value for r in Reading.objects.filter(meter__name=name).order_by("time")}
 
 
 def import_run(path, meter: str) -> ImportRun:
@@ -238,7 +199,7 @@ def test_json_of_another_shape_is_refused(staff, new_meter, body, field):
     assert field in [e["field"] for e in response.json()["errors"]]
 
 
-def test_who_may_write(gateway, new_meter):
+def test_who_may_write(write_server, new_meter):
     name = new_meter()
     body = [{"time": "2019-01-01 00:15:00", "value": 1}]
     plain = User.objects.create_user("plain")

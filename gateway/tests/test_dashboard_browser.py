@@ -7,9 +7,8 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
-from grpc_api.server import create_server
 from readings.models import Meter
-from testing.fixtures import CHROMIUM, expect_ready, screenshot
+from testing.browser import CHROMIUM, expect_ready, screenshot
 
 pytestmark = pytest.mark.django_db
 
@@ -128,11 +127,11 @@ def test_a_year_of_readings_is_aggregated_by_the_server(page, year_meter):
     screenshot(page, "dashboard-year.png")
 
 
-def test_grpc_server_stopped_shows_an_error(page):
+def test_grpc_server_stopped_shows_an_error(page, make_grpc_server):
     from playwright.sync_api import expect
 
-    running = create_server("127.0.0.1:0")
-    with override_settings(GRPC_TARGET=f"127.0.0.1:{running.port}"):
+    running = make_grpc_server()
+    with override_settings(GRPC_TARGET=running.target):
         page.goto("/?meter=meterusage")
         expect_ready(page)
         running.stop(grace=0)

@@ -4,8 +4,7 @@ import pytest
 from django.test import override_settings
 
 from gateway import client
-from grpc_api.server import create_server
-from testing.fixtures import self_signed_certificate
+from testing.helpers import self_signed_certificate
 
 pytestmark = pytest.mark.django_db
 
@@ -32,20 +31,17 @@ def test_a_new_target_gets_a_new_channel_and_the_old_one_is_closed(web_to_grpc, 
     assert client.connection().config.target == f"127.0.0.1:{web_to_grpc.port}"
 
 
-def test_tls_with_a_root_certificate(api, tmp_path, settings):
+def test_tls_with_a_root_certificate(api, tmp_path, settings, make_grpc_server):
     settings.API_CACHE_SECONDS = 0  # every request goes to the server: this is about the channel
     key, cert = self_signed_certificate(tmp_path)
-    running = create_server("127.0.0.1:0", tls=(key.read_bytes(), cert.read_bytes()), tokens=["s3cret"])
-    try:
-        with override_settings(GRPC_TARGET=f"127.0.0.1:{running.port}", GRPC_TLS_ROOT_CERT=str(cert), GRPC_TOKEN="s3cret"):
-            assert [r["value"] for r in api.get(READINGS, HOUR).json()["readings"]] == [56.03, 55.77, 55.45, 55.74]
-            assert client.service_status() == "SERVING"
-        # Plaintext to a TLS server fails, and says the service is unavailable.
-        with override_settings(GRPC_TARGET=f"127.0.0.1:{running.port}"):
-            response = api.get(READINGS, HOUR)
-            assert (response.status_code, response.json()["grpc_code"]) == (503, "UNAVAILABLE")
-    finally:
-        running.stop(grace=0)
+    running = make_grpc_server(tls=(key.read_bytes(), cert.read_bytes()), tokens=["s3cret"])
+    with override_settings(GRPC_TARGET=running.target, GRPC_TLS_ROOT_CERT=str(cert), GRPC_TOKEN="s3cret"):
+        assert [r["value"] for r in api.get(READINGS, HOUR).json()["readings"]] == [56.03, 55.77, 55.45, 55.74]
+        assert client.service_status() == "SERVING"
+    # Plaintext to a TLS server fails, and says the service is unavailable.
+    with override_settings(GRPC_TARGET=running.target):
+        response = api.get(READINGS, HOUR)
+        assert (response.status_code, response.json()["grpc_code"]) == (503, "UNAVAILABLE")
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,6 @@
 import pytest
 from django.test import override_settings
 
-from grpc_api.server import create_server
-
 pytestmark = pytest.mark.django_db
 
 
@@ -54,14 +52,11 @@ def test_not_ready_without_the_database_and_where_it_is_stays_in_the_log(client,
     assert "db.internal" in caplog.text
 
 
-def test_not_ready_while_grpc_shuts_down(client):
-    running = create_server("127.0.0.1:0")
-    try:
-        running.health.enter_graceful_shutdown()
-        with override_settings(GRPC_TARGET=f"127.0.0.1:{running.port}"):
-            response = client.get("/readyz")
-    finally:
-        running.stop(grace=0)
+def test_not_ready_while_grpc_shuts_down(client, make_grpc_server):
+    running = make_grpc_server()
+    running.health.enter_graceful_shutdown()
+    with override_settings(GRPC_TARGET=running.target):
+        response = client.get("/readyz")
 
     assert response.status_code == 503
     assert response.json()["checks"]["grpc"] == {"ok": False, "status": "NOT_SERVING"}

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from testing.fixtures import expect_ready
+from testing.browser import expect_ready
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from grpc_api.server import create_server
-from readings.models import Meter, Reading
 from gateway.simulate import Reading as SimReading
 from gateway.simulate import fleet_names, fleet_readings, paced
+from readings.models import Meter, Reading
+from testing.helpers import WRITE_TOKEN
 
 # The server writes with its own connections: transactional tests (tables emptied after each).
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,20 +42,15 @@ def test_missing_meters_are_named_unless_created():
         call_command("simulate_meters", "--meters", "3", "--prefix", "nope", "--count", "3", "--grpc")
 
 
-def test_write_readings_over_grpc(settings):
-    settings.GRPC_WRITE_TOKENS = ["w-token"]
-    running = create_server("127.0.0.1:0", max_workers=4)
+def test_write_readings_over_grpc(write_server):
     out = StringIO()
-    try:
-        call_command(
-            "simulate_meters", "--grpc", "--meters", "4", "--rate", "2000", "--count", "400", "--prefix", "g",
-            "--create", "--start", "2020-01-01", "--target", f"127.0.0.1:{running.port}", "--token", "w-token",
-            stdout=out,
-        )
-    finally:
-        running.stop(grace=1)
+    call_command(
+        "simulate_meters", "--grpc", "--meters", "4", "--rate", "2000", "--count", "400", "--prefix", "g",
+        "--create", "--start", "2020-01-01", "--target", write_server.target, "--token", WRITE_TOKEN,
+        stdout=out,
+    )
 
-    assert out.getvalue().startswith(f"400 readings of 4 meters sent to gRPC 127.0.0.1:{running.port} in ")
+    assert out.getvalue().startswith(f"400 readings of 4 meters sent to gRPC {write_server.target} in ")
     assert sorted(Meter.objects.values_list("name", flat=True)) == ["g-001", "g-002", "g-003", "g-004"]
     assert Reading.objects.count() == 400
     assert Reading.objects.filter(meter__name="g-002").count() == 100

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from testing.fixtures import JANUARY, ts
+from testing.helpers import JANUARY, ts
 
 pytestmark = pytest.mark.django_db
 
@@ -144,7 +144,7 @@ def test_completeness_gaps_of_generated_data(stub, served_data):
     import numpy as np
 
     from readings.generate import synthetic_readings
-    from testing.fixtures import GENERATED_DAYS, GENERATED_START
+    from testing.data import GENERATED_DAYS, GENERATED_START
     times, _ = synthetic_readings(days=GENERATED_DAYS, start=GENERATED_START, seed=42, meter_index=0)
     slots = np.arange(times[0], times[-1] + np.timedelta64(15, "m"), np.timedelta64(15, "m"))
     missing = np.setdiff1d(slots, times)

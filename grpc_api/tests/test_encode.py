@@ -6,7 +6,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from grpc_api import encode
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from testing.fixtures import JANUARY
+from testing.helpers import JANUARY
 
 EDGES = np.array([0, -1, 1, 127, 128, 16383, 16384, 2**40, -(2**40), -62135510400, 253402214400, 2**62], dtype=np.int64)
 ODD_VALUES = np.array([0.0, -0.0, 1.5, np.inf, -np.inf, 5e-324, 1.7976931348623157e308, -2.25, 3.0, np.nan, 1.0, -7.0])

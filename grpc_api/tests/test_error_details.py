@@ -7,17 +7,14 @@ from grpc_status import rpc_status
 
 from grpc_api.contract import ERROR_DOMAIN, VIOLATIONS_CUT
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings.models import Meter
+from testing.helpers import WRITER
 
 pytestmark = pytest.mark.django_db(transaction=True)
-WRITE_TOKEN = "error-details-write-token"
 
 
 @pytest.fixture
-def writing(stub, settings):
-    settings.GRPC_WRITE_TOKENS = [WRITE_TOKEN]
-    Meter.objects.create(name="refused")
-    return lambda request: stub.WriteReadings(request, timeout=30, metadata=[("authorization", f"Bearer {WRITE_TOKEN}")])
+def writing(write_server):
+    return lambda request: write_server.stub.WriteReadings(request, timeout=30, metadata=WRITER)
 
 
 def refusal(call) -> tuple[grpc.RpcError, error_details_pb2.BadRequest, dict]:
@@ -35,9 +32,10 @@ def refusal(call) -> tuple[grpc.RpcError, error_details_pb2.BadRequest, dict]:
 
 
 @pytest.mark.parametrize("invalid", [50, 5_000])
-def test_many_invalid_readings_are_invalid_argument_with_the_first_and_the_count(writing, invalid):
+def test_many_invalid_readings_are_invalid_argument_with_the_first_and_the_count(writing, new_meter, invalid):
+    meter = new_meter()
     request = pb.WriteReadingsRequest(readings=[
-        pb.ReadingInput(meter="refused", local_time=f"not a time {i:05d}", value=i) for i in range(invalid)
+        pb.ReadingInput(meter=meter, local_time=f"not a time {i:05d}", value=i) for i in range(invalid)
     ])
 
     error, bad_request, infos = refusal(lambda: writing(request))
@@ -48,8 +46,8 @@ def test_many_invalid_readings_are_invalid_argument_with_the_first_and_the_count
     assert error.details().endswith(f"; and {invalid - 5} more")
 
 
-def test_a_huge_time_is_quoted_short(writing):
-    request = pb.WriteReadingsRequest(readings=[pb.ReadingInput(meter="refused", local_time="9" * 5000, value=1)])
+def test_a_huge_time_is_quoted_short(writing, new_meter):
+    request = pb.WriteReadingsRequest(readings=[pb.ReadingInput(meter=new_meter(), local_time="9" * 5000, value=1)])
 
     error, bad_request, _infos = refusal(lambda: writing(request))
 

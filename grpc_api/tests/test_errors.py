@@ -6,7 +6,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from testing.fixtures import ts
+from testing.helpers import ts
 
 pytestmark = pytest.mark.django_db
 

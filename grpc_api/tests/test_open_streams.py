@@ -1,13 +1,11 @@
 """Open streams take no worker thread: unary calls are answered while many streams wait."""
-import asyncio
-
 import grpc
 import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
-from grpc_api.server import QUEUE_PER_WORKER, create_server
-from testing.fixtures import JANUARY, ts, wait_for
+from grpc_api.server import QUEUE_PER_WORKER
+from testing.helpers import JANUARY, ts, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -17,21 +15,9 @@ STREAMS = 50
 assert STREAMS > WORKERS * (1 + QUEUE_PER_WORKER)
 
 
-async def watch(request, context):
-    """A stand-in for an async watch stream: one message, then a long wait on the event loop."""
-    yield b"open"
-    await asyncio.sleep(60)
-    yield b"late"
-
-
-WATCH = grpc.method_handlers_generic_handler("test.Watch", {"Watch": grpc.unary_stream_rpc_method_handler(watch)})
-
-
 @pytest.fixture
-def server(served_data):
-    running = create_server("127.0.0.1:0", max_workers=WORKERS, extra_handlers=[WATCH])
-    yield running
-    running.stop(0)
+def server(served_data, make_grpc_server):
+    return make_grpc_server(max_workers=WORKERS)
 
 
 def unary_calls_answer(channel) -> None:
@@ -42,18 +28,21 @@ def unary_calls_answer(channel) -> None:
 
 
 def test_async_streams_on_the_loop_leave_the_workers_to_unary_calls(server):
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        streams = [channel.unary_stream("/test.Watch/Watch")(b"", timeout=30) for _ in range(STREAMS)]
-        assert [next(stream) for stream in streams] == [b"open"] * STREAMS
-        assert server.calls.in_flight == STREAMS
+    # Watches from now: each catches up at once (nothing has changed since), then stays open on
+    # the event loop waiting for changes until cancelled.
+    watch = pb.WatchReadingsRequest(meters=["meterusage"])
+    streams = [server.stub.WatchReadings(watch, timeout=30) for _ in range(STREAMS)]
+    firsts = [next(stream) for stream in streams]
+    assert [(m.caught_up, len(m.changes)) for m in firsts] == [(True, 0)] * STREAMS
+    assert server.calls.in_flight == STREAMS
 
-        unary_calls_answer(channel)
+    unary_calls_answer(server.channel)
 
-        assert server.calls.in_flight == STREAMS
-        for stream in streams:
-            stream.cancel()
-        # Cancelled on the loop, each stream is logged and leaves the count a graceful stop waits on.
-        wait_for(lambda: server.calls.in_flight == 0)
+    assert server.calls.in_flight == STREAMS
+    for stream in streams:
+        stream.cancel()
+    # Cancelled on the loop, each watch is logged and leaves the count a graceful stop waits on.
+    wait_for(lambda: server.calls.in_flight == 0)
 
 
 def test_sync_streams_hold_no_thread_while_their_clients_pause(server):
@@ -62,7 +51,7 @@ def test_sync_streams_hold_no_thread_while_their_clients_pause(server):
     )
     # Without BDP probing a stream's flow-control window stays at 64 KiB: each stream (115 messages,
     # 170 KiB) stops half way until its client reads on.
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}", options=[("grpc.http2.bdp_probe", 0)]) as channel:
+    with grpc.insecure_channel(server.target, options=[("grpc.http2.bdp_probe", 0)]) as channel:
         stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
         expected = sum(len(m.times) for m in stub.StreamReadings(request, timeout=30))
         streams, firsts = [], []

@@ -66,32 +66,23 @@ def outcome(call) -> grpc.StatusCode:
 PROPERTY = settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "150")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 
+# The RPCs over a range of time, with the fields of each one's own that random values fill.
+RANGE_RPCS = {
+    "ListReadings": (pb.ListReadingsRequest, {"page_size": INT32, "page_token": tokens}),
+    "StreamReadings": (pb.StreamReadingsRequest, {"batch_size": INT32, "resume_token": tokens}),
+    "AggregateReadings": (pb.AggregateReadingsRequest, {"window": INT32, "time_zone": zones}),
+    "GetCompleteness": (pb.GetCompletenessRequest, {}),
+}
+
+
+@pytest.mark.parametrize("rpc", RANGE_RPCS)
 @PROPERTY
-@given(meter=meters, start=timestamps, end=timestamps, size=INT32, token=tokens)
-def test_list_readings(stub, meter, start, end, size, token):
-    request = in_range(pb.ListReadingsRequest, meter=meter, start_time=start, end_time=end, page_size=size, page_token=token)
-    assert outcome(lambda: stub.ListReadings(request, timeout=30)) in CANONICAL
-
-
-@PROPERTY
-@given(meter=meters, start=timestamps, end=timestamps, size=INT32, token=tokens)
-def test_stream_readings(stub, meter, start, end, size, token):
-    request = in_range(pb.StreamReadingsRequest, meter=meter, start_time=start, end_time=end, batch_size=size, resume_token=token)
-    assert outcome(lambda: stub.StreamReadings(request, timeout=30)) in CANONICAL
-
-
-@PROPERTY
-@given(meter=meters, start=timestamps, end=timestamps, window=INT32, zone=zones)
-def test_aggregate_readings(stub, meter, start, end, window, zone):
-    request = in_range(pb.AggregateReadingsRequest, meter=meter, start_time=start, end_time=end, window=window, time_zone=zone)
-    assert outcome(lambda: stub.AggregateReadings(request, timeout=30)) in CANONICAL
-
-
-@PROPERTY
-@given(meter=meters, start=timestamps, end=timestamps)
-def test_get_completeness(stub, meter, start, end):
-    request = in_range(pb.GetCompletenessRequest, meter=meter, start_time=start, end_time=end)
-    assert outcome(lambda: stub.GetCompleteness(request, timeout=30)) in CANONICAL
+@given(meter=meters, start=timestamps, end=timestamps, data=st.data())
+def test_range_rpcs(stub, rpc, meter, start, end, data):
+    request_type, own_fields = RANGE_RPCS[rpc]
+    fields = data.draw(st.fixed_dictionaries(own_fields), label="fields")
+    request = in_range(request_type, meter=meter, start_time=start, end_time=end, **fields)
+    assert outcome(lambda: getattr(stub, rpc)(request, timeout=30)) in CANONICAL
 
 
 @PROPERTY

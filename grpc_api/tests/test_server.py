@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import create_server
-from testing.fixtures import JANUARY, REPO, self_signed_certificate, ts, wait_for
+from testing.helpers import JANUARY, REPO, self_signed_certificate, ts, wait_for
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ import pytest
 from google.protobuf import json_format
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from testing.fixtures import ts
+from testing.helpers import ts
 
 pytestmark = pytest.mark.django_db
 

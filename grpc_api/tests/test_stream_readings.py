@@ -5,7 +5,7 @@ import grpc
 import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from testing.fixtures import JANUARY, all_reading_pages, ts, wait_for
+from testing.helpers import JANUARY, all_reading_pages, ts, wait_for
 
 pytestmark = pytest.mark.django_db
 

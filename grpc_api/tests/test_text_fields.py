@@ -8,8 +8,8 @@ from grpc_status import rpc_status
 
 from grpc_api.contract import SERVICE
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from testing.helpers import WRITER
 
-WRITE_TOKEN = "text-fields-write-token"
 NUL_TEXT = "gen\x00a"
 
 
@@ -55,11 +55,10 @@ def test_every_rpc_with_text_is_covered():
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("method", "path"), CASES, ids=[f"{m.name}.{field_name(p)}" for m, p in CASES])
-def test_a_nul_character_is_refused_naming_its_field(stub, settings, method, path):
-    settings.GRPC_WRITE_TOKENS = [WRITE_TOKEN]
-    call = getattr(stub, method.name)
+def test_a_nul_character_is_refused_naming_its_field(write_server, method, path):
+    call = getattr(write_server.stub, method.name)
     with pytest.raises(grpc.RpcError) as raised:
-        answer = call(request_with(method, path), timeout=10, metadata=[("authorization", f"Bearer {WRITE_TOKEN}")])
+        answer = call(request_with(method, path), timeout=10, metadata=WRITER)
         if method.server_streaming:
             next(iter(answer))
 

@@ -14,12 +14,12 @@ import pytest
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
-from testing.fixtures import REPO, ReconnectingWatcher, start_grpc_server, start_grpc_server_on, stop_process, ts, wait_for
+from testing.helpers import REPO, WRITE_TOKEN, WRITER, ts, wait_for
 from testing.influxd import free_port
+from testing.servers import ReconnectingWatcher, start_grpc_server, start_grpc_server_on, stop_process
 
 pytestmark = pytest.mark.django_db
 
-WRITER = (("authorization", "Bearer w-token"),)
 METERS = [f"watched-{i}" for i in range(5)]
 
 
@@ -40,7 +40,7 @@ def servers_env(tmp_path_factory, django_db_setup):
         url = f"sqlite:///{folder / 'db.sqlite3'}"
     env = {
         **os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1", "DJANGO_DEBUG": "false",
-        "GRPC_WRITE_TOKENS": "w-token", "WATCH_HEARTBEAT_SECONDS": "1", "GRPC_HEALTH_CHECK_SECONDS": "0.5",
+        "GRPC_WRITE_TOKENS": WRITE_TOKEN, "WATCH_HEARTBEAT_SECONDS": "1", "GRPC_HEALTH_CHECK_SECONDS": "0.5",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     manage(env, "migrate", "--verbosity", "0")

@@ -1,6 +1,5 @@
 """WatchReadings against a real gRPC server: changes as writers commit them, resumed exactly once,
 corrections included, heartbeats, and watches that hold no worker thread."""
-import itertools
 import queue
 import threading
 import time
@@ -11,48 +10,22 @@ import pytest
 from django.utils import timezone
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
-from grpc_api.server import create_server
 from readings.changes import changes_pruned
-from readings.models import Meter, ReadingChange
-from testing.fixtures import import_file, ts
+from readings.models import ReadingChange
+from testing.helpers import import_file, ts, write_readings
 
 # Transactional: the server's threads write and read with their own connections.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WRITER = (("authorization", "Bearer w-token"),)
-
-
-@pytest.fixture(scope="module")
-def watch_server(django_db_setup, django_db_blocker):
-    running = create_server("127.0.0.1:0", max_workers=4)
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        yield running, meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
-    running.stop(grace=1)
-
-
 @pytest.fixture
-def stub(watch_server, settings):
-    settings.GRPC_WRITE_TOKENS = ["w-token"]
+def stub(write_server, settings):
     settings.WATCH_HEARTBEAT_SECONDS = 0.5
-    return watch_server[1]
+    return write_server.stub
 
 
 @pytest.fixture
-def meters():
-    names = itertools.count()
-
-    def make(count: int = 1, time_zone: str = "UTC") -> list[str]:
-        return [Meter.objects.create(name=f"w-{next(names)}", time_zone=time_zone).name for _ in range(count)]
-
-    return make
-
-
-def write(stub, meter: str, *pairs: tuple[str, float]):
-    return stub.WriteReadings(
-        pb.WriteReadingsRequest(readings=[pb.ReadingInput(meter=meter, local_time=t, value=v) for t, v in pairs]),
-        metadata=WRITER,
-    )
+def meters(new_meter):
+    return lambda count=1: [new_meter() for _ in range(count)]
 
 
 class Watcher:
@@ -97,12 +70,12 @@ def test_a_watch_receives_writes_as_they_commit(stub, meters):
     assert watcher.first().caught_up
 
     before = time.time()
-    write(stub, name, ("2019-01-01 00:15:00", 1.0), ("2019-01-01 00:30:00", 2.0))
+    write_readings(stub, name, ("2019-01-01 00:15:00", 1.0), ("2019-01-01 00:30:00", 2.0))
     after = time.time()
     stamped = watcher.messages.get(timeout=10)
     assert all(before <= c.commit_time.ToNanoseconds() / 1e9 <= after for c in stamped.changes)
     watcher.messages.queue.appendleft(stamped)
-    write(stub, name, ("2019-01-01 00:30:00", 2.5))
+    write_readings(stub, name, ("2019-01-01 00:30:00", 2.5))
 
     found, _ = watcher.changes(3)
     assert sorted(found[:2]) == [
@@ -116,12 +89,12 @@ def test_a_resumed_watch_gets_what_it_missed_exactly_once(stub, meters, write_cs
     a, b = meters(2)
     watcher = Watcher(stub, meters=[a, b])
     watcher.first()
-    write(stub, a, ("2019-01-01 00:15:00", 1.0))
+    write_readings(stub, a, ("2019-01-01 00:15:00", 1.0))
     _, token = watcher.changes(1)
     watcher.cancel()
 
-    write(stub, a, ("2019-01-01 00:15:00", 1.5), ("2019-01-01 00:30:00", 2.0))
-    write(stub, b, ("2019-01-01 00:15:00", 7.0))
+    write_readings(stub, a, ("2019-01-01 00:15:00", 1.5), ("2019-01-01 00:30:00", 2.0))
+    write_readings(stub, b, ("2019-01-01 00:15:00", 7.0))
     import_file(write_csv("time,meterusage\n2019-01-01 00:30:00,8\n2019-01-01 00:15:00,7\n"), meter=b)
     resumed = Watcher(stub, meters=[a, b], resume_token=token)
 
@@ -130,16 +103,16 @@ def test_a_resumed_watch_gets_what_it_missed_exactly_once(stub, meters, write_cs
         (a, "2019-01-01T00:15:00Z", 1.5, True), (a, "2019-01-01T00:30:00Z", 2.0, False),
         (b, "2019-01-01T00:15:00Z", 7.0, False), (b, "2019-01-01T00:30:00Z", 8.0, False),
     ])
-    write(stub, b, ("2019-01-01 00:45:00", 9.0))
+    write_readings(stub, b, ("2019-01-01 00:45:00", 9.0))
     assert resumed.changes(1)[0] == [(b, "2019-01-01T00:45:00Z", 9.0, False)]
     resumed.cancel()
 
 
 def test_catch_up_only_ends_and_start_time(stub, meters):
     (name,) = meters()
-    write(stub, name, ("2019-01-01 00:15:00", 1.0))
+    write_readings(stub, name, ("2019-01-01 00:15:00", 1.0))
     middle = timezone.now()
-    write(stub, name, ("2019-01-01 00:30:00", 2.0))
+    write_readings(stub, name, ("2019-01-01 00:30:00", 2.0))
 
     since = pb.WatchReadingsRequest(meters=[name], catch_up_only=True)
     since.start_time.FromDatetime(middle)
@@ -182,7 +155,7 @@ def test_bad_watches(stub, meters):
 def test_a_token_older_than_the_log_is_out_of_range(stub, meters):
     (name,) = meters()
     (token,) = [m.resume_token for m in stub.WatchReadings(pb.WatchReadingsRequest(meters=[name], catch_up_only=True))]
-    write(stub, name, ("2019-01-01 00:15:00", 1.0))
+    write_readings(stub, name, ("2019-01-01 00:15:00", 1.0))
     ReadingChange.objects.update(committed_at=datetime(2020, 1, 1, tzinfo=UTC))
 
     assert changes_pruned() >= 1
@@ -191,7 +164,7 @@ def test_a_token_older_than_the_log_is_out_of_range(stub, meters):
     assert error.value.code() == grpc.StatusCode.OUT_OF_RANGE
 
 
-def test_open_watches_leave_the_workers_to_other_calls(watch_server, stub, meters):
+def test_open_watches_leave_the_workers_to_other_calls(stub, meters):
     """The server has 4 worker threads; 60 open watches must not take them."""
     (name,) = meters()
     watchers = [Watcher(stub, meters=[name]) for _ in range(60)]
@@ -201,7 +174,7 @@ def test_open_watches_leave_the_workers_to_other_calls(watch_server, stub, meter
     for _ in range(5):
         answer = stub.GetMeter(pb.GetMeterRequest(name=name), timeout=5)
         assert answer.name == name
-    write(stub, name, ("2019-01-01 00:15:00", 4.0))
+    write_readings(stub, name, ("2019-01-01 00:15:00", 4.0))
     assert all(w.changes(1)[0] == [(name, "2019-01-01T00:15:00Z", 4.0, False)] for w in watchers)
     for watcher in watchers:
         watcher.cancel()
@@ -211,7 +184,7 @@ def test_a_busy_meter_does_not_hide_changes_from_a_quiet_one(stub, meters, write
     """Positions are kept per meter: a page of a busy meter's old changes must not stand in for
     the quiet meter's new ones (pages hold 5,000 changes)."""
     quiet, busy = meters(2)
-    write(stub, quiet, ("2019-01-01 00:15:00", 1.0))
+    write_readings(stub, quiet, ("2019-01-01 00:15:00", 1.0))
     rows = "".join(f"2019-02-01 00:00:00,{0}\n".replace("00:00:00", f"{h:02d}:{m:02d}:00").format(h * 60 + m)
                    for h in range(24) for m in range(60))
     for day in range(5):  # 7,200 changes of the busy meter
@@ -219,7 +192,7 @@ def test_a_busy_meter_does_not_hide_changes_from_a_quiet_one(stub, meters, write
     watcher = Watcher(stub, meters=[quiet, busy])
     assert watcher.first().caught_up
 
-    write(stub, quiet, ("2019-01-01 00:30:00", 2.0))
+    write_readings(stub, quiet, ("2019-01-01 00:30:00", 2.0))
 
     assert watcher.changes(1)[0] == [(quiet, "2019-01-01T00:30:00Z", 2.0, False)]
     watcher.cancel()

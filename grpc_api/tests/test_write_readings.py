@@ -1,6 +1,5 @@
 """WriteReadings against a real gRPC server: the rules and reasons of a file import, upserts with
 corrections, atomic refusal of invalid readings, write tokens, and the change log it feeds."""
-import itertools
 import math
 
 import grpc
@@ -9,31 +8,20 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
-from grpc_api.server import create_server
-from readings.models import ImportRun, Meter, Reading, ReadingChange
-from testing.fixtures import REFERENCE_READINGS, import_file
+from readings.models import ImportRun, Meter, ReadingChange
+from testing.data import REFERENCE_READINGS
+from testing.helpers import WRITER, import_file, stored
 
 # Transactional tests: the server writes with its own connections, which a test's open
 # transaction would lock out of SQLite's tables. The tables are emptied after each test.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WRITER = (("authorization", "Bearer w-token"),)
 READER = (("authorization", "Bearer r-token"),)
 
 
 @pytest.fixture(autouse=True)
-def write_tokens(settings):
-    settings.GRPC_WRITE_TOKENS = ["w-token"]
+def read_tokens(settings):
     settings.GRPC_AUTH_TOKENS = ["r-token"]
-
-
-@pytest.fixture(scope="module")
-def write_server(django_db_setup, django_db_blocker):
-    running = create_server("127.0.0.1:0", max_workers=4)
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        yield meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
-    running.stop(grace=1)
 
 
 @pytest.fixture
@@ -42,17 +30,7 @@ def stub(write_server, settings, tmp_path):
         "default": {"BACKEND": "readings.sources.sql.SqlSource"},
         "csv": {"BACKEND": "readings.sources.csv.CsvSource", "OPTIONS": {"DIRECTORY": str(tmp_path)}},
     }
-    return write_server
-
-
-@pytest.fixture
-def new_meter():
-    names = itertools.count()
-
-    def make(time_zone: str = "UTC", **fields) -> str:
-        return Meter.objects.create(name=f"live-{next(names)}", time_zone=time_zone, **fields).name
-
-    return make
+    return write_server.stub
 
 
 def reading(meter: str, time: str, value: float) -> pb.ReadingInput:
@@ -64,11 +42,6 @@ def violations(error: grpc.RpcError) -> dict[str, str]:
     detail = error_details_pb2.BadRequest()
     status.details[0].Unpack(detail)
     return {v.field: v.description for v in detail.field_violations}
-
-
-def stored(name: str, django_db_blocker) -> dict[str, float]:
-    with django_db_blocker.unblock():
-        return {r.time.strftime("%Y-%m-%d %H:%M:%S"): r.value for r in Reading.objects.filter(meter__name=name)}
 
 
 def test_the_reference_rows_count_as_their_import_does(stub, new_meter, reference_csv, django_db_blocker):
@@ -89,7 +62,7 @@ def test_the_reference_rows_count_as_their_import_does(stub, new_meter, referenc
     ) == (REFERENCE_READINGS, 0, 0, 1)
     assert [(s.reason, s.index + 2) for s in first.skipped] == [(r["reason"], r["line"]) for r in run.rejected_rows]
     assert (again.inserted_count, again.updated_count, again.unchanged_count) == (0, 0, REFERENCE_READINGS)
-    assert stored(written, django_db_blocker) == stored(imported, django_db_blocker)
+    assert stored(written) == stored(imported)
 
 
 def test_a_new_value_for_a_time_is_a_correction(stub, new_meter, django_db_blocker):
@@ -104,8 +77,8 @@ def test_a_new_value_for_a_time_is_a_correction(stub, new_meter, django_db_block
     ]), metadata=WRITER)
 
     assert (answer.inserted_count, answer.updated_count, answer.unchanged_count) == (1, 1, 1)
-    assert stored(name, django_db_blocker) == {
-        "2019-01-01 00:15:00": 1.0, "2019-01-01 00:30:00": 2.5, "2019-01-01 00:45:00": 3.0,
+    assert stored(name) == {
+        "2019-01-01T00:15:00+00:00": 1.0, "2019-01-01T00:30:00+00:00": 2.5, "2019-01-01T00:45:00+00:00": 3.0,
     }
     with django_db_blocker.unblock():
         log = list(ReadingChange.objects.filter(meter__name=name).order_by("id").values_list("value", "replaced"))
@@ -115,7 +88,7 @@ def test_a_new_value_for_a_time_is_a_correction(stub, new_meter, django_db_block
     assert (meter.reading_count, meter.first_reading_at.minute, meter.last_reading_at.minute) == (3, 15, 45)
 
 
-def test_an_invalid_reading_refuses_the_whole_write(stub, new_meter, django_db_blocker):
+def test_an_invalid_reading_refuses_the_whole_write(stub, new_meter):
     name = new_meter("Europe/Amsterdam")
     readings = [
         reading(name, "2019-03-31 01:45:00", 1.0),
@@ -133,10 +106,10 @@ def test_an_invalid_reading_refuses_the_whole_write(stub, new_meter, django_db_b
     assert "does not exist in Europe/Amsterdam" in found["readings[1]"]
     assert "'yesterday' is not a timestamp" in found["readings[2]"]
     assert "time is empty" in found["readings[3]"]
-    assert stored(name, django_db_blocker) == {}
+    assert stored(name) == {}
 
 
-def test_instants_meters_mixed_and_values_missing(stub, new_meter, django_db_blocker):
+def test_instants_meters_mixed_and_values_missing(stub, new_meter):
     a, b = new_meter("Europe/Amsterdam"), new_meter()
     stamp = pb.ReadingInput(meter=a, value=5.0)
     stamp.time.FromJsonString("2019-01-01T00:15:00Z")
@@ -153,7 +126,7 @@ def test_instants_meters_mixed_and_values_missing(stub, new_meter, django_db_blo
         (1, b, "NaN"), (2, b, "infinite value"), (4, a, "duplicate of reading 3"),
     ]
     # Amsterdam's 01:30 is 00:30 UTC; the instant is stored as it is.
-    assert stored(a, django_db_blocker) == {"2019-01-01 00:15:00": 5.0, "2019-01-01 00:30:00": 6.0}
+    assert stored(a) == {"2019-01-01T00:15:00+00:00": 5.0, "2019-01-01T00:30:00+00:00": 6.0}
     with pytest.raises(grpc.RpcError) as error:
         stub.WriteReadings(pb.WriteReadingsRequest(readings=[fraction]), metadata=WRITER)
     assert "fractional seconds" in violations(error.value)["readings[0]"]
@@ -164,21 +137,21 @@ def test_instants_meters_mixed_and_values_missing(stub, new_meter, django_db_blo
     ((("authorization", "Bearer nope"),), grpc.StatusCode.UNAUTHENTICATED),
     (READER, grpc.StatusCode.PERMISSION_DENIED),
 ])
-def test_writing_needs_a_write_token(stub, new_meter, metadata, code, django_db_blocker):
+def test_writing_needs_a_write_token(stub, new_meter, metadata, code):
     name = new_meter()
     with pytest.raises(grpc.RpcError) as error:
         stub.WriteReadings(pb.WriteReadingsRequest(readings=[reading(name, "2019-01-01 00:15:00", 1.0)]), metadata=metadata)
 
     assert error.value.code() == code
-    assert stored(name, django_db_blocker) == {}
+    assert stored(name) == {}
 
 
 def test_unknown_and_read_only_meters(stub, new_meter):
-    new_meter(source="csv")
+    read_only_meter = new_meter(source="csv")
     with pytest.raises(grpc.RpcError) as unknown:
         stub.WriteReadings(pb.WriteReadingsRequest(readings=[reading("no-such", "2019-01-01 00:15:00", 1.0)]), metadata=WRITER)
     with pytest.raises(grpc.RpcError) as read_only:
-        stub.WriteReadings(pb.WriteReadingsRequest(readings=[reading("live-0", "2019-01-01 00:15:00", 1.0)]), metadata=WRITER)
+        stub.WriteReadings(pb.WriteReadingsRequest(readings=[reading(read_only_meter, "2019-01-01 00:15:00", 1.0)]), metadata=WRITER)
 
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     assert read_only.value.code() == grpc.StatusCode.INVALID_ARGUMENT

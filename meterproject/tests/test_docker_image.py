@@ -29,7 +29,7 @@ import requests
 
 from meterproject.tests import docker_engine
 from meterproject.tests.docker_engine import docker, logs, state
-from testing.fixtures import REPO, require, wait_for
+from testing.helpers import REPO, require, wait_for
 from testing.influxd import ADMIN, free_port
 
 pytestmark = pytest.mark.docker

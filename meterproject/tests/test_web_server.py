@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from testing.fixtures import start_grpc_server, start_web_server, stop_process
+from testing.helpers import problem
+from testing.servers import start_grpc_server, start_web_server, stop_process
 
 READINGS = "/api/v1/meters/meterusage/readings/?start=2019-01-01T00:00:00Z&end=2019-01-02T00:00:00Z"
 
@@ -29,12 +30,6 @@ def web(process_env, grpc_process, tmp_path_factory):
     process, port = start_web_server(env, tmp_path_factory.mktemp("web") / "web.log")
     yield f"http://127.0.0.1:{port}"
     stop_process(process)
-
-
-def problem(response, status: int) -> dict:
-    assert response.status_code == status, response.text[:300]
-    assert response.headers["Content-Type"] == "application/problem+json"
-    return response.json()
 
 
 def test_a_request_line_longer_than_gunicorns_default_reaches_the_app(web):

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import CommandError
 
 from readings.models import ImportRun, Meter, Reading
-from testing.fixtures import HEADER, import_file
+from testing.helpers import HEADER, import_file
 
 pytestmark = pytest.mark.django_db
 

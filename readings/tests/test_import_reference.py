@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import pytest
 
 from readings.models import ImportRun, Meter, Reading
-from testing.fixtures import HEADER, import_file
+from testing.helpers import HEADER, import_file
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import CommandError
 
 from readings.models import ImportRun, Meter, Reading
-from testing.fixtures import HEADER, import_file
+from testing.helpers import HEADER, import_file
 
 pytestmark = pytest.mark.django_db
 
@@ -50,16 +50,24 @@ def test_spring_forward_gap_is_an_invalid_row(write_csv):
     assert not Reading.objects.exists()
 
 
-def test_a_missing_value_in_the_first_pass_of_a_fall_back_hour(write_csv):
-    # The first 02:00 has no value; the second 02:00 is still the winter one (UTC 01:00).
-    body = "2019-10-27 02:00:00,NaN\n2019-10-27 02:15:00,1\n2019-10-27 02:00:00,2\n2019-10-27 02:15:00,3\n"
-
+@pytest.mark.parametrize(("body", "expected"), [
+    pytest.param(
+        # The first 02:00 has no value; the second 02:00 is still the winter one (UTC 01:00).
+        "2019-10-27 02:00:00,NaN\n2019-10-27 02:15:00,1\n2019-10-27 02:00:00,2\n2019-10-27 02:15:00,3\n",
+        [((0, 15), 1.0), ((1, 0), 2.0), ((1, 15), 3.0)],
+        id="missing-value-in-the-first-pass",
+    ),
+    pytest.param(
+        "2019-10-27T02:15:00+02:00,1\n2019-10-27T02:15:00+01:00,2\n2019-10-27T01:30:00Z,3\n2019-10-27 03:00:00,4\n",
+        [((0, 15), 1.0), ((1, 15), 2.0), ((1, 30), 3.0), ((2, 0), 4.0)],
+        id="times-with-an-offset-are-instants",
+    ),
+])
+def test_a_night_of_the_autumn_clock_change_in_amsterdam(write_csv, body, expected):
     import_file(write_csv(HEADER + body), time_zone="Europe/Amsterdam")
 
     assert list(Reading.objects.order_by("time").values_list("time", "value")) == [
-        (datetime(2019, 10, 27, 0, 15, tzinfo=UTC), 1.0),
-        (datetime(2019, 10, 27, 1, 0, tzinfo=UTC), 2.0),
-        (datetime(2019, 10, 27, 1, 15, tzinfo=UTC), 3.0),
+        (datetime(2019, 10, 27, hour, minute, tzinfo=UTC), value) for (hour, minute), value in expected
     ]
 
 
@@ -109,16 +117,3 @@ def test_two_files_of_one_repeated_hour_no_longer_overwrite_each_other(write_csv
     times = utc_times()
     assert len(times) == 10
     assert all(b - a == timedelta(minutes=15) for a, b in zip(times, times[1:]))
-
-
-def test_times_with_an_offset_are_instants_in_any_zone(write_csv):
-    body = "2019-10-27T02:15:00+02:00,1\n2019-10-27T02:15:00+01:00,2\n2019-10-27T01:30:00Z,3\n2019-10-27 03:00:00,4\n"
-
-    import_file(write_csv(HEADER + body), time_zone="Europe/Amsterdam")
-
-    assert list(Reading.objects.order_by("time").values_list("time", "value")) == [
-        (datetime(2019, 10, 27, 0, 15, tzinfo=UTC), 1.0),
-        (datetime(2019, 10, 27, 1, 15, tzinfo=UTC), 2.0),
-        (datetime(2019, 10, 27, 1, 30, tzinfo=UTC), 3.0),
-        (datetime(2019, 10, 27, 2, 0, tzinfo=UTC), 4.0),
-    ]

@@ -7,7 +7,6 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from readings.csvfile import clean_rows
 from readings.ingest import (
     Message,
     MessageRejected,
@@ -18,6 +17,7 @@ from readings.ingest import (
     parse_payload,
 )
 from readings.models import Meter, Reading, RejectedMessage
+from testing.helpers import file_reason
 
 TOPIC = "meterusage/v1/meters/+/readings"
 LEVEL = meter_level(TOPIC)
@@ -73,11 +73,6 @@ def test_messages_of_the_wrong_shape(payload, reason):
     with pytest.raises(MessageRejected) as caught:
         parse_payload("m", payload)
     assert str(caught.value) == reason
-
-
-def file_reason(time_text: str, value_text: str) -> str:
-    _, report = clean_rows([time_text], [value_text])
-    return report.problems[0].reason
 
 
 @pytest.mark.django_db

@@ -20,10 +20,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from django.db import connections
 
-from readings.csvfile import clean_rows
 from readings.models import Meter, RejectedMessage
-from testing.fixtures import REPO, ReconnectingWatcher, start_grpc_server_on, start_process, stop_process, wait_for
+from testing.helpers import REPO, file_reason, wait_for
 from testing.influxd import free_port
+from testing.servers import ReconnectingWatcher, start_grpc_server_on, start_process, stop_process
 
 pytestmark = pytest.mark.django_db
 
@@ -138,12 +138,6 @@ class Publisher:
 def slot_time(slot: int, utc: bool = False) -> str:
     moment = FIRST_SLOT + timedelta(minutes=15 * slot)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ" if utc else "%Y-%m-%d %H:%M:%S")
-
-
-def file_reason(time_text: str, value_text: str) -> str:
-    """The reason a file import gives for this row."""
-    _, report = clean_rows([time_text], [value_text])
-    return report.problems[0].reason
 
 
 def test_100000_readings_survive_two_kills_and_bad_messages_are_recorded_once(store, mqtt_broker, tmp_path):

@@ -14,7 +14,8 @@ from django.core.management import CommandError, call_command
 from readings.models import ImportRun, Meter, Reading
 from readings.sources.influx import InfluxSource
 from readings.sources.influx.client import InfluxClient, InfluxSettings, line_protocol
-from testing.fixtures import HEADER, REFERENCE_READINGS, REPO, csv_readings
+from testing.data import REFERENCE_READINGS, csv_readings
+from testing.helpers import HEADER, REPO
 from testing.influxd import ADMIN
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from readings.models import Meter
 from readings.selectors import reading_completeness
 from readings.sources.base import jumps_of
 from readings.sources.csv import CsvSource
-from testing.fixtures import HEADER, import_file
+from testing.helpers import HEADER, import_file
 
 OFF_GRID = HEADER + "2019-01-01 00:07:00,1\n2019-01-01 00:22:00,2\n2019-01-01 00:37:00,3\n2019-01-01 01:07:00,4\n"
 HOUR = 1546300800  # 2019-01-01T00:00:00Z

@@ -1,0 +1,123 @@
+"""Store fixtures (a pytest plugin, loaded by conftest.py): an empty cache for every test, a real
+influxd with a database per test or the served meters seeded into it, and a Mosquitto of the
+tests' own. In CI (`CI` set) a test whose server cannot run fails instead of skipping.
+"""
+import itertools
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from readings.models import Meter
+from testing.data import GENERATED
+from testing.helpers import require, wait_for
+from testing.influxd import InfluxServer, free_port
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Every test starts without cached answers or meters: they belong to the data of earlier tests."""
+    from django.core.cache import cache
+
+    from readings.selectors import forget_meters
+
+    cache.clear()
+    forget_meters()
+
+
+# ---- InfluxDB --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory):
+    """A real influxd on a free loopback port for the whole run (Debian's `influxdb` package)."""
+    if not shutil.which("influxd"):
+        require("influxd is not installed: apt-get install -y influxdb (scripts/test does it when it can)")
+    server = InfluxServer(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def influx_database(influxd, settings):
+    """A fresh InfluxDB database for one test, set as settings.INFLUXDB; its name is returned."""
+    name = f"test_{next(_databases)}"
+    influxd.query(f'CREATE DATABASE "{name}"')
+    settings.INFLUXDB = influxd.settings(name)
+    yield name
+    if influxd.process:
+        influxd.query(f'DROP DATABASE "{name}"')
+
+
+@pytest.fixture(scope="module")
+def influx_meters(served_data, influxd, reference_csv, django_db_blocker):
+    """The same files seeded into a real influxd, served by meters named <meter>-influx."""
+    database = "grpc_served"
+    influxd.query(f'CREATE DATABASE "{database}"')
+    seeds = [("meterusage", str(reference_csv), "UTC")]
+    seeds += [(name, served_data[f"{name}-csv"], "Europe/Amsterdam") for name in GENERATED]
+    with django_db_blocker.unblock(), override_settings(INFLUXDB=influxd.settings(database)):
+        for name, path, zone in seeds:
+            call_command(
+                "seed_influx", path, "--meter", f"{name}-influx", "--tz", zone, "--ambiguous", "earlier", "--no-mirror",
+                stdout=StringIO(),
+            )
+        yield influxd
+        Meter.objects.filter(name__endswith="-influx").delete()
+    influxd.query(f'DROP DATABASE "{database}"')
+
+
+# ---- MQTT --------------------------------------------------------------------------------------
+
+
+@dataclass
+class MqttBroker:
+    url: str
+    port: int
+    process: subprocess.Popen
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory):
+    """A Mosquitto of the tests' own on a free loopback port (Debian's `mosquitto` package).
+
+    Its own, not the machine's on 1883: no limit on queued messages (the default, 1000 a client,
+    drops the rest while a consumer is down) and room for whole batches in flight.
+    """
+    binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    if not binary:
+        require("mosquitto is not installed: apt-get install -y mosquitto (scripts/test does it when it can)")
+    folder = tmp_path_factory.mktemp("mosquitto")
+    port = free_port()
+    config = folder / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 0\nmax_inflight_messages 0\n"
+        f"log_dest file {folder / 'mosquitto.log'}\n"
+    )
+    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def answers():
+        if process.poll() is not None:
+            pytest.fail(f"mosquitto exited: {(folder / 'mosquitto.log').read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(answers, 15)
+        yield MqttBroker(f"mqtt://127.0.0.1:{port}", port, process)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
