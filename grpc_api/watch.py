@@ -22,6 +22,7 @@ from grpc_api import convert
 from grpc_api.errors import status_for
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings import changes
+from readings.domain import InvalidArgument, instant_violation
 from readings.sources.sql.dialect import is_postgresql
 from readings.sources.sql.upsert import CHANGES_CHANNEL
 
@@ -227,6 +228,8 @@ async def watch_readings(request, context):
     changes_hub = hub()
     try:
         start_time = convert.instant_of(request, "start_time")
+        if start_time is not None and (violation := instant_violation("start_time", start_time)) is not None:
+            raise InvalidArgument(violation)
         start = await changes_hub.db(
             changes.watch_start, list(request.meters), resume_token=request.resume_token,
             start=None if start_time is None else changes.utc(start_time.seconds + start_time.nanos / 1e9),

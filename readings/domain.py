@@ -63,6 +63,16 @@ class Instant:
         return self.seconds + (1 if self.nanos > 0 else 0)
 
 
+def instant_violation(field: str, value: Instant) -> "FieldViolation | None":
+    """What is wrong with a time of a request, if anything: nanos out of their range, or a time
+    outside the span served."""
+    if not 0 <= value.nanos <= 999_999_999:
+        return FieldViolation(field, f"nanos must be from 0 to 999999999 (got {value.nanos})")
+    if not (MIN_EPOCH <= value.seconds and value.ceil() <= MAX_EPOCH):
+        return FieldViolation(field, f"must be from {SPAN_TEXT}")
+    return None
+
+
 def slots_from(start: int, interval: int) -> int:
     """The first multiple of `interval` (since the epoch) at or after `start`."""
     return -(-start // interval) * interval

@@ -20,18 +20,16 @@ from readings.domain import (
     Instant,
     MAX_BUCKETS,
     MAX_COMPLETENESS_SLOTS,
-    MAX_EPOCH,
     METER_ORDERINGS,
     METERS_PAGE_SIZE,
-    MIN_EPOCH,
     READINGS_PAGE_SIZE,
-    SPAN_TEXT,
     STREAM_BATCH_SIZE,
     FieldViolation,
     InvalidArgument,
     MeterNotFound,
     Window,
     check_meter_name,
+    instant_violation,
     slots_between,
     slots_from,
     time_zone_named,
@@ -82,10 +80,9 @@ class _Checks:
                 self.fail(field, "is required")
                 continue
             value = value if isinstance(value, Instant) else Instant(value)
-            if not 0 <= value.nanos <= 999_999_999:
-                self.fail(field, f"nanos must be from 0 to 999999999 (got {value.nanos})")
-            elif not (MIN_EPOCH <= value.seconds and value.ceil() <= MAX_EPOCH):
-                self.fail(field, f"must be from {SPAN_TEXT}")
+            violation = instant_violation(field, value)
+            if violation is not None:
+                self.violations.append(violation)
             else:
                 times[field] = value
         if len(times) < 2:
