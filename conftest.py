@@ -4,5 +4,5 @@ import os
 pytest_plugins = ["testing.fixtures"]
 
 # Servers the tests start as subprocesses (manage.py ...) need a key; pytest itself gets one from
-# settings (TESTING).
+# settings, which pytest.ini's DJANGO_TESTING=1 (set before they load) tells they are under test.
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-key-" + "q7Wm2Zr9Xc4Vb8Nt1Ly6Hk3Jd5Gf0Sp" * 2)
