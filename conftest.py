@@ -7,5 +7,5 @@ import os
 pytest_plugins = ["testing.data", "testing.stores", "testing.servers", "testing.browser"]
 
 # Servers the tests start as subprocesses (manage.py ...) need a key; pytest itself gets one from
-# settings (TESTING).
+# settings, which pytest.ini's DJANGO_TESTING=1 (set before they load) tells they are under test.
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-key-" + "q7Wm2Zr9Xc4Vb8Nt1Ly6Hk3Jd5Gf0Sp" * 2)

@@ -1,41 +1,60 @@
-"""Settings for meterusage, read from the environment (see .env.sample) and a .env file."""
-import os
-import sys
+"""Settings for meterusage, read from the environment (see .env.sample and docs/configuration.md)
+and a .env file."""
 from pathlib import Path
 
 import dj_database_url
+import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+class Env(environ.Env):
+    """django-environ's reader, held to this project's rules: an empty value is unset (as in
+    .env.sample and in compose), a value is taken as written (no `$OTHER` references: a `$` in a
+    password stays a `$`), booleans are 1/true/yes/on, numbers are strict."""
+
+    BOOLEAN_TRUE_STRINGS = ("1", "true", "yes", "on")
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        value = self.ENVIRON.get(var, "")
+        if value == "":
+            if default is self.NOTSET:
+                raise ImproperlyConfigured(f"Set the {var} environment variable")
+            return default
+        return self.parse_value(value, cast)
+
+    @classmethod
+    def parse_value(cls, value, cast):
+        if cast is bool:
+            return value.strip().lower() in cls.BOOLEAN_TRUE_STRINGS
+        if cast is float:
+            # django-environ's own float drops every other character ("1e3" would be 13.0).
+            return float(value)
+        return super().parse_value(value, cast)
+
+    def list(self, var, cast=None, default=environ.Env.NOTSET):
+        """Comma-separated items, the blanks around them dropped."""
+        return [item.strip() for item in super().list(var, cast, default) if item.strip()]
+
+    @classmethod
+    def read_env(cls, env_file, **overrides):
+        """A .env file's values for what the environment does not set; an empty one stays unset."""
+        before = set(cls.ENVIRON)
+        super().read_env(env_file, **overrides)
+        for key in set(cls.ENVIRON) - before:
+            if cls.ENVIRON[key] == "":
+                del cls.ENVIRON[key]
 
 
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+env = Env()
+Env.read_env(env.str("DJANGO_ENV_FILE", default=str(BASE_DIR / ".env")))
+# Set by the test run before these settings load (pytest.ini's `env`, through pytest-env), and so
+# also seen by the servers the tests start.
+TESTING = env.bool("DJANGO_TESTING", default=False)
 
-
-def load_dotenv(path: Path) -> None:
-    """Take KEY=VALUE lines of a .env file for what the environment does not set (empty: unset)."""
-    if not path.is_file():
-        return
-    for line in path.read_text().splitlines():
-        key, _, value = line.strip().partition("=")
-        value = value.strip().strip("'\"")
-        if key and not key.startswith("#") and value:
-            os.environ.setdefault(key.strip(), value)
-
-
-load_dotenv(Path(os.environ.get("DJANGO_ENV_FILE", BASE_DIR / ".env")))
-TESTING = "pytest" in sys.modules
-
-DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     if not (DEBUG or TESTING):
         raise ImproperlyConfigured(
@@ -43,17 +62,17 @@ if not SECRET_KEY:
             "one), or set DJANGO_DEBUG=true to use a development key."
         )
     SECRET_KEY = "django-insecure-local-development-key"
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # Behind TLS (usually a proxy that sets X-Forwarded-Proto): secure cookies, HSTS, HTTPS only.
-if env_bool("DJANGO_SECURE_SSL", False):
+if env.bool("DJANGO_SECURE_SSL", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
 else:
     # Served as plain HTTP on purpose (a laptop, or TLS ended by a proxy that owns HSTS):
     # the deploy checks about TLS-only settings do not apply.
@@ -111,12 +130,14 @@ TEMPLATES = [
 ]
 
 DATABASES = {
+    # dj-database-url rather than env.db(): django-environ leaves a socket path in the host
+    # (postgres://%2Fvar%2Frun%2Fpostgresql/db) percent-encoded.
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         # Kept between requests and gRPC calls for this many seconds (a new connection per call
         # costs more than the call); checked before reuse, so a connection the server dropped is
         # replaced, not used. 0 closes it after every request and call.
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", default=60),
         conn_health_checks=True,
     )
 }
@@ -146,7 +167,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # collectstatic also writes compressed copies, which WhiteNoise serves to clients that take them.
@@ -158,7 +179,7 @@ READINGS_SOURCES = {
     "default": {"BACKEND": "readings.sources.sql.SqlSource", "OPTIONS": {}},
     "csv": {
         "BACKEND": "readings.sources.csv.CsvSource",
-        "OPTIONS": {"DIRECTORY": os.environ.get("READINGS_CSV_DIRECTORY", str(BASE_DIR / "data"))},
+        "OPTIONS": {"DIRECTORY": env.str("READINGS_CSV_DIRECTORY", default=str(BASE_DIR / "data"))},
     },
     "influxdb": {"BACKEND": "readings.sources.influx.InfluxSource", "OPTIONS": {}},
 }
@@ -166,57 +187,57 @@ READINGS_SOURCES = {
 # InfluxDB, spoken to over its 1.x HTTP API (InfluxDB 1.x, 2.x with DBRP mappings, 3 Core).
 # TOKEN is sent as "Authorization: Token ..."; otherwise USERNAME/PASSWORD as basic auth.
 INFLUXDB = {
-    "URL": os.environ.get("INFLUXDB_URL", "http://127.0.0.1:8086"),
-    "DATABASE": os.environ.get("INFLUXDB_DATABASE", "meterusage"),
-    "TOKEN": os.environ.get("INFLUXDB_TOKEN", ""),
-    "USERNAME": os.environ.get("INFLUXDB_USERNAME", ""),
-    "PASSWORD": os.environ.get("INFLUXDB_PASSWORD", ""),
-    "RETENTION_POLICY": os.environ.get("INFLUXDB_RETENTION_POLICY", ""),
-    "TIMEOUT": float(os.environ.get("INFLUXDB_TIMEOUT", "10")),
+    "URL": env.str("INFLUXDB_URL", default="http://127.0.0.1:8086"),
+    "DATABASE": env.str("INFLUXDB_DATABASE", default="meterusage"),
+    "TOKEN": env.str("INFLUXDB_TOKEN", default=""),
+    "USERNAME": env.str("INFLUXDB_USERNAME", default=""),
+    "PASSWORD": env.str("INFLUXDB_PASSWORD", default=""),
+    "RETENTION_POLICY": env.str("INFLUXDB_RETENTION_POLICY", default=""),
+    "TIMEOUT": env.float("INFLUXDB_TIMEOUT", default=10.0),
 }
 
 # gRPC: the address grpcrunserver binds, the target the web gateway calls, and the bearer tokens
 # the server accepts (none: no authentication).
-GRPC_ADDRESS = os.environ.get("GRPC_ADDRESS", "127.0.0.1:50051")
-GRPC_TARGET = os.environ.get("GRPC_TARGET", "127.0.0.1:50051")
-GRPC_AUTH_TOKENS = env_list("GRPC_AUTH_TOKENS", "")
+GRPC_ADDRESS = env.str("GRPC_ADDRESS", default="127.0.0.1:50051")
+GRPC_TARGET = env.str("GRPC_TARGET", default="127.0.0.1:50051")
+GRPC_AUTH_TOKENS = env.list("GRPC_AUTH_TOKENS", default=[])
 # Tokens that may also write readings (WriteReadings). None set: the server takes no writes.
-GRPC_WRITE_TOKENS = env_list("GRPC_WRITE_TOKENS", "")
+GRPC_WRITE_TOKENS = env.list("GRPC_WRITE_TOKENS", default=[])
 GRPC_FRAMEWORK = {"ROOT_HANDLERS_HOOK": "grpc_api.handlers.grpc_handlers"}
 # How often the gRPC server checks that its database answers (its health follows), and where it
 # serves Prometheus metrics (empty: nowhere).
-GRPC_HEALTH_CHECK_SECONDS = float(os.environ.get("GRPC_HEALTH_CHECK_SECONDS", "1"))
-GRPC_METRICS_ADDRESS = os.environ.get("GRPC_METRICS_ADDRESS", "")
+GRPC_HEALTH_CHECK_SECONDS = env.float("GRPC_HEALTH_CHECK_SECONDS", default=1.0)
+GRPC_METRICS_ADDRESS = env.str("GRPC_METRICS_ADDRESS", default="")
 # The web gateway's calls: bearer token to send, CA certificate (PEM file) that turns on TLS,
 # and the deadline of every call.
-GRPC_TOKEN = os.environ.get("GRPC_TOKEN", "")
-GRPC_TLS_ROOT_CERT = os.environ.get("GRPC_TLS_ROOT_CERT", "")
-GRPC_DEADLINE_SECONDS = float(os.environ.get("GRPC_DEADLINE_SECONDS", "10"))
+GRPC_TOKEN = env.str("GRPC_TOKEN", default="")
+GRPC_TLS_ROOT_CERT = env.str("GRPC_TLS_ROOT_CERT", default="")
+GRPC_DEADLINE_SECONDS = env.float("GRPC_DEADLINE_SECONDS", default=10.0)
 # The token the gateway sends for writes (staff users and users allowed to add readings write
 # through it); by default the first of GRPC_WRITE_TOKENS, when this process knows them.
-GRPC_WRITE_TOKEN = os.environ.get("GRPC_WRITE_TOKEN", "") or next(iter(GRPC_WRITE_TOKENS), "")
+GRPC_WRITE_TOKEN = env.str("GRPC_WRITE_TOKEN", default="") or next(iter(GRPC_WRITE_TOKENS), "")
 
 # Live readings. MQTT_URL names the broker `ingest_mqtt` subscribes to (mqtt://user:pass@host:port);
 # INGEST_CREATE_METERS lets live writes create meters they do not know; the change log that
 # WatchReadings serves keeps CHANGE_LOG_DAYS of changes (manage.py prune_changes).
-MQTT_URL = os.environ.get("MQTT_URL", "")
-MQTT_TOPIC = os.environ.get("MQTT_TOPIC", "meterusage/v1/meters/+/readings")
-MQTT_CLIENT_ID = os.environ.get("MQTT_CLIENT_ID", "meterusage-ingest")
-INGEST_CREATE_METERS = env_bool("INGEST_CREATE_METERS", False)
+MQTT_URL = env.str("MQTT_URL", default="")
+MQTT_TOPIC = env.str("MQTT_TOPIC", default="meterusage/v1/meters/+/readings")
+MQTT_CLIENT_ID = env.str("MQTT_CLIENT_ID", default="meterusage-ingest")
+INGEST_CREATE_METERS = env.bool("INGEST_CREATE_METERS", default=False)
 # The broker keeps the consumer's session (and the messages for it) this long after it goes.
-MQTT_SESSION_EXPIRY_SECONDS = int(os.environ.get("MQTT_SESSION_EXPIRY_SECONDS", str(7 * 24 * 3600)))
+MQTT_SESSION_EXPIRY_SECONDS = env.int("MQTT_SESSION_EXPIRY_SECONDS", default=7 * 24 * 3600)
 # ingest_mqtt touches this file every few seconds while connected (ROLE=ingest health check).
-INGEST_HEARTBEAT_FILE = os.environ.get("INGEST_HEARTBEAT_FILE", "")
-INGEST_METRICS_ADDRESS = os.environ.get("INGEST_METRICS_ADDRESS", "")
-CHANGE_LOG_DAYS = float(os.environ.get("CHANGE_LOG_DAYS", "7"))
+INGEST_HEARTBEAT_FILE = env.str("INGEST_HEARTBEAT_FILE", default="")
+INGEST_METRICS_ADDRESS = env.str("INGEST_METRICS_ADDRESS", default="")
+CHANGE_LOG_DAYS = env.float("CHANGE_LOG_DAYS", default=7.0)
 # How often a watching server looks for changes when the database cannot notify it (SQLite),
 # and how often an idle watch gets a heartbeat.
-WATCH_POLL_SECONDS = float(os.environ.get("WATCH_POLL_SECONDS", "0.25"))
-WATCH_HEARTBEAT_SECONDS = float(os.environ.get("WATCH_HEARTBEAT_SECONDS", "15"))
+WATCH_POLL_SECONDS = env.float("WATCH_POLL_SECONDS", default=0.25)
+WATCH_HEARTBEAT_SECONDS = env.float("WATCH_HEARTBEAT_SECONDS", default=15.0)
 
 # Django's cache: local memory, or Redis shared by every process when REDIS_URL is set. The
 # gateway keeps answers about closed past ranges there for API_CACHE_SECONDS (0: not at all).
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = env.str("REDIS_URL", default="")
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
@@ -224,15 +245,15 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 1000}}
     )
 }
-API_CACHE_SECONDS = int(os.environ.get("API_CACHE_SECONDS", "300"))
+API_CACHE_SECONDS = env.int("API_CACHE_SECONDS", default=300)
 # The largest body POST /api/v1/meters/{meter}/readings/ takes (413 past it): 8 MiB holds the
 # 100,000 readings one write may carry, as CSV or JSON.
-API_WRITE_MAX_BYTES = int(os.environ.get("API_WRITE_MAX_BYTES", str(8 * 1024 * 1024)))
+API_WRITE_MAX_BYTES = env.int("API_WRITE_MAX_BYTES", default=8 * 1024 * 1024)
 
 # /metrics (Prometheus): open to anyone with METRICS_PUBLIC (the default in debug); otherwise to
 # staff users and to requests with `Authorization: Bearer <METRICS_TOKEN>`.
-METRICS_PUBLIC = env_bool("METRICS_PUBLIC", DEBUG)
-METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=DEBUG)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # HTTP API (gateway/api/): anonymous clients may read unless API_ANONYMOUS_READ is off; a
 # session or a token (DRF authtoken) for anything more. Every error is application/problem+json.
@@ -244,7 +265,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticatedOrReadOnly"
-        if env_bool("API_ANONYMOUS_READ", True)
+        if env.bool("API_ANONYMOUS_READ", default=True)
         else "rest_framework.permissions.IsAuthenticated"
     ],
     "DEFAULT_RENDERER_CLASSES": [
@@ -290,10 +311,10 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
-            "formatter": "json" if os.environ.get("DJANGO_LOG_FORMAT") == "json" else "plain",
+            "formatter": "json" if env.str("DJANGO_LOG_FORMAT", default="plain") == "json" else "plain",
         }
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
     # Replaces Django's own console handler, which would print every record twice.
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
