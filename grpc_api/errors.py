@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE
 from grpc_api.metrics import STORE_ERRORS
 from grpc_api.permissions import NotAllowed
-from readings.changes import ChangesPruned
+from readings.writes.changes import ChangesPruned
 from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
 
 logger = logging.getLogger(__name__)

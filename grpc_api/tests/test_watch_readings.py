@@ -13,7 +13,7 @@ from django.utils import timezone
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import create_server
-from readings.changes import changes_pruned
+from readings.writes.changes import prune_changes
 from readings.models import Meter, ReadingChange
 from testing.fixtures import import_file, ts
 
@@ -185,7 +185,7 @@ def test_a_token_older_than_the_log_is_out_of_range(stub, meters):
     write(stub, name, ("2019-01-01 00:15:00", 1.0))
     ReadingChange.objects.update(committed_at=datetime(2020, 1, 1, tzinfo=UTC))
 
-    assert changes_pruned() >= 1
+    assert prune_changes() >= 1
     with pytest.raises(grpc.RpcError) as error:
         list(stub.WatchReadings(pb.WatchReadingsRequest(meters=[name], resume_token=token)))
     assert error.value.code() == grpc.StatusCode.OUT_OF_RANGE

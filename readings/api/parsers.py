@@ -7,7 +7,7 @@ from rest_framework.parsers import BaseParser, JSONParser
 
 from readings.api.problems import PayloadTooLarge, Problem
 from readings.api.uploads import RowsSent, csv_rows
-from readings.csvfile import CsvError
+from readings.csvreader import CsvError
 
 
 def read_limited(stream, parser_context: dict | None) -> bytes:

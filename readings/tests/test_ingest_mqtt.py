@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from django.db import connections
 
-from readings.csvfile import clean_rows
+from readings.writes.rows import clean_rows
 from readings.models import Meter, RejectedMessage
 from testing.fixtures import REPO, ReconnectingWatcher, start_grpc_server_on, start_process, stop_process, wait_for
 from testing.influxd import free_port
