@@ -16,7 +16,8 @@ from readings.domain import SourceUnavailable
 from readings.mqtt.batches import BATCH_MESSAGES, BATCH_WAIT_SECONDS, Message, meter_level, store_batch, take_batch
 from readings.writes.counts import WriteCounts
 
-logger = logging.getLogger(__name__)
+# The name the consumer has always logged under: its lines are what operators grep for.
+logger = logging.getLogger("readings.ingest")
 
 HEARTBEAT_SECONDS = 2.0
 RETRY_SECONDS = (0.5, 30.0)  # first and longest wait before a failed commit is tried again
