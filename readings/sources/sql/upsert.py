@@ -59,14 +59,18 @@ class MeterChange:
     last: int = 0
 
 
-@dataclass(frozen=True)
-class _Staged:
-    """One meter's staged rows: how many, their span, and whether the store has readings in it."""
+@dataclass
+class _Span:
+    """One meter's staged rows: how many, and the first and last of their times (epoch seconds)."""
 
     rows: int
     first: int
     last: int
-    overlaps: bool
+
+    def add(self, epochs: np.ndarray) -> None:
+        self.rows += len(epochs)
+        self.first = min(self.first, int(epochs.min()))
+        self.last = max(self.last, int(epochs.max()))
 
 
 def upsert_readings(
@@ -89,20 +93,28 @@ def upsert_readings(
     with connection.cursor() as cursor:
         lock_meters(cursor, [meter.pk for meter in meters])
         _empty_staging_table(cursor)
-        staged = 0
+        # Counted as rows are staged: a scan of the staging table would cost as much as a merge.
+        spans: dict[int, _Span] = {}
         for batch in batches:
-            if report is None or not report.rows_invalid:
+            if len(batch) and (report is None or not report.rows_invalid):
                 columns = {"meter_id": batch.meter_ids, "line": batch.lines, "epoch": batch.epochs, "value": batch.values}
                 load_rows(cursor, STAGING_TABLE, columns)
-                staged += len(batch)
-        if not staged or (report is not None and report.rows_invalid):
+                _add_spans(spans, batch)
+        if not spans or (report is not None and report.rows_invalid):
             return WriteCounts()
         # Without statistics PostgreSQL plans the joins below as if the table were large: a scan
         # of every reading, which grew each live write with the store.
         analyze(cursor, STAGING_TABLE)
         if report is not None and not report.strictly_increasing:
-            _settle_repeated_times(cursor, meters[0], report, source)
-        return _merge_staging_table(cursor) if merge else WriteCounts()
+            spans[meters[0].pk].rows -= _settle_repeated_times(cursor, meters[0], report, source)
+        return _merge_staging_table(cursor, spans) if merge else WriteCounts()
+
+
+def _add_spans(spans: dict[int, _Span], batch: StagedRows) -> None:
+    for meter_id in np.unique(batch.meter_ids).tolist():
+        epochs = batch.epochs[batch.meter_ids == meter_id]
+        span = spans.setdefault(meter_id, _Span(0, int(epochs[0]), int(epochs[0])))
+        span.add(epochs)
 
 
 def _empty_staging_table(cursor) -> None:
@@ -118,7 +130,9 @@ def _empty_staging_table(cursor) -> None:
     cursor.execute(f"DELETE FROM {STAGING_TABLE}")
 
 
-def _settle_repeated_times(cursor, meter: Meter, report: RowReport, source: str) -> None:
+def _settle_repeated_times(cursor, meter: Meter, report: RowReport, source: str) -> int:
+    """Drop the rows that repeat a time with the same value (skipped in `report`); returns how
+    many. CsvError when a time is given two values."""
     cursor.execute(
         f"SELECT epoch FROM {STAGING_TABLE} GROUP BY epoch "
         "HAVING MIN(value) <> MAX(value) ORDER BY MIN(line) LIMIT 1"
@@ -148,18 +162,18 @@ def _settle_repeated_times(cursor, meter: Meter, report: RowReport, source: str)
         report.add_problem(RowProblem(line, "", f"duplicate of line {first_line}", "skipped"))
     report.rows_skipped += total - len(examples)
     cursor.execute(f"DELETE FROM {STAGING_TABLE} WHERE line IN (SELECT line FROM ({repeats}) AS r)")
+    return total
 
 
-def _merge_staging_table(cursor) -> WriteCounts:
-    staged = _staged_meters(cursor)
+def _merge_staging_table(cursor, spans: dict[int, _Span]) -> WriteCounts:
     # Into empty ranges a plain INSERT does, and nothing needs comparing; a write racing this one
     # into the same range then fails on the unique index instead of merging (an import reports
     # it and changes nothing).
-    overlaps = any(meter.overlaps for meter in staged.values())
+    overlaps = bool(_meters_with_readings_in(cursor, spans))
     if overlaps:
         figures = _compare_with_store(cursor)
     else:
-        figures = {meter_id: (s.rows, s.rows, 0, s.first, s.last) for meter_id, s in staged.items()}
+        figures = {meter_id: (s.rows, s.rows, 0, s.first, s.last) for meter_id, s in spans.items()}
     rows, inserted, updated = (sum(f[i] for f in figures.values()) for i in range(3))
     if inserted or updated:
         time_sql = time_of("s.epoch")
@@ -200,15 +214,15 @@ def _merge_staging_table(cursor) -> WriteCounts:
     return WriteCounts(inserted=inserted, updated=updated, unchanged=rows - inserted - updated)
 
 
-def _staged_meters(cursor) -> dict[int, _Staged]:
-    """Each staged meter's rows, and whether the store already has readings in their span."""
+def _meters_with_readings_in(cursor, spans: dict[int, _Span]) -> set[int]:
+    """The staged meters that already have readings within the span of their staged rows."""
+    values = ", ".join(["(%s, %s, %s)"] * len(spans))
     cursor.execute(
-        f"SELECT b.meter_id, b.n, b.lo, b.hi, EXISTS (SELECT 1 FROM {TABLE} AS r "
-        f"WHERE r.meter_id = b.meter_id AND r.time >= {time_of('b.lo')} AND r.time <= {time_of('b.hi')}) "
-        f"FROM (SELECT meter_id, COUNT(*) AS n, MIN(epoch) AS lo, MAX(epoch) AS hi "
-        f"FROM {STAGING_TABLE} GROUP BY meter_id) AS b"
+        f"WITH v (id, first, last) AS (VALUES {values}) SELECT v.id FROM v WHERE EXISTS (SELECT 1 FROM {TABLE} AS r "
+        f"WHERE r.meter_id = v.id AND r.time >= {time_of('v.first')} AND r.time <= {time_of('v.last')})",
+        [x for meter_id, span in spans.items() for x in (meter_id, span.first, span.last)],
     )
-    return {int(m): _Staged(int(n), int(a), int(b), bool(o)) for m, n, a, b, o in cursor.fetchall()}
+    return {int(row[0]) for row in cursor.fetchall()}
 
 
 def _compare_with_store(cursor) -> dict[int, tuple[int, int, int, int, int]]:
