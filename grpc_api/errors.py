@@ -15,8 +15,8 @@ from grpc_status import rpc_status
 from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE
 from grpc_api.metrics import STORE_ERRORS
 from grpc_api.permissions import NotAllowed
-from readings.writes.changes import ChangesPruned
 from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
+from readings.writes.changes import ChangesPruned
 
 logger = logging.getLogger(__name__)
 

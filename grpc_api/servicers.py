@@ -6,8 +6,8 @@ from grpc_api.errors import grpc_errors
 from grpc_api.permissions import require_write_token
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings import selectors
-from readings.writes import live
 from readings.domain import FieldViolation, InvalidArgument
+from readings.writes import live
 
 
 def _meter_range(request) -> dict:

@@ -13,8 +13,8 @@ from django.utils import timezone
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import create_server
-from readings.writes.changes import prune_changes
 from readings.models import Meter, ReadingChange
+from readings.writes.changes import prune_changes
 from testing.fixtures import import_file, ts
 
 # Transactional: the server's threads write and read with their own connections.

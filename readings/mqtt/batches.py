@@ -36,6 +36,8 @@ class MessageRejected(Exception):
 
 @dataclass
 class Message:
+    """A message as the broker delivered it, with what its acknowledgement needs."""
+
     topic: str
     payload: bytes
     mid: int = 0

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from readings.csvreader import CsvError, read_readings
-from readings.writes.rows import Ambiguous, RowReport
 from readings.models import Meter
 from readings.sources.base import (
     BucketStats,
@@ -22,6 +21,7 @@ from readings.sources.base import (
     bucket_index_stats,
     jumps_of,
 )
+from readings.writes.rows import Ambiguous, RowReport
 
 
 class CsvSource:

@@ -51,8 +51,6 @@ class RowReport:
     # True while every time seen is later than the one before: no duplicates are possible then.
     strictly_increasing: bool = True
     last_epoch: int | None = None
-    min_epoch: int | None = None
-    max_epoch: int | None = None
 
     def add_problem(self, problem: RowProblem) -> None:
         if problem.kind == "skipped":
@@ -342,9 +340,6 @@ def _note_order(epochs: np.ndarray, report: RowReport) -> None:
     if report.strictly_increasing:
         after_previous = report.last_epoch is None or first > report.last_epoch
         report.strictly_increasing = after_previous and bool(np.all(np.diff(epochs) > 0))
-    low, high = int(epochs.min()), int(epochs.max())
-    report.min_epoch = low if report.min_epoch is None else min(report.min_epoch, low)
-    report.max_epoch = high if report.max_epoch is None else max(report.max_epoch, high)
     report.last_epoch = last
 
 
