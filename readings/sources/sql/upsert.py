@@ -34,17 +34,18 @@ CHANGES_CHANNEL = "meterusage_readings"
 
 @dataclass(frozen=True)
 class StagedRows:
-    """Rows to upsert, columns of one length: each row's meter id, its place in its input (a
-    file's line, a write's position), its time in UTC epoch seconds and its value."""
+    """Rows to upsert, columns of one length: each row's meter id (or one id for all, a file's),
+    its place in its input (a file's line, a write's position), its time in UTC epoch seconds and
+    its value."""
 
-    meter_ids: np.ndarray
+    meter_ids: np.ndarray | int
     lines: np.ndarray
     epochs: np.ndarray
     values: np.ndarray
 
     @classmethod
     def of_meter(cls, meter_id: int, batch: ReadingBatch) -> "StagedRows":
-        return cls(np.full(len(batch), meter_id, dtype=np.int64), batch.lines, batch.epochs, batch.values)
+        return cls(meter_id, batch.lines, batch.epochs, batch.values)
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -111,10 +112,12 @@ def upsert_readings(
 
 
 def _add_spans(spans: dict[int, _Span], batch: StagedRows) -> None:
-    for meter_id in np.unique(batch.meter_ids).tolist():
-        epochs = batch.epochs[batch.meter_ids == meter_id]
-        span = spans.setdefault(meter_id, _Span(0, int(epochs[0]), int(epochs[0])))
-        span.add(epochs)
+    if isinstance(batch.meter_ids, np.ndarray):
+        by_meter = [(meter_id, batch.epochs[batch.meter_ids == meter_id]) for meter_id in np.unique(batch.meter_ids).tolist()]
+    else:
+        by_meter = [(batch.meter_ids, batch.epochs)]
+    for meter_id, epochs in by_meter:
+        spans.setdefault(meter_id, _Span(0, int(epochs[0]), int(epochs[0]))).add(epochs)
 
 
 def _empty_staging_table(cursor) -> None:
