@@ -30,6 +30,8 @@ CHANGES_TABLE = ReadingChange._meta.db_table
 METERS_TABLE = Meter._meta.db_table
 # The PostgreSQL channel a write notifies with the ids of the meters it changed.
 CHANGES_CHANNEL = "meterusage_readings"
+# Staged rows compared with the store straight away; more are first checked for readings in their span.
+COMPARE_AT_ONCE_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -169,20 +171,22 @@ def _settle_repeated_times(cursor, meter: Meter, report: RowReport, source: str)
 
 
 def _merge_staging_table(cursor, spans: dict[int, _Span]) -> WriteCounts:
-    # Into empty ranges a plain INSERT does, and nothing needs comparing; a write racing this one
-    # into the same range then fails on the unique index instead of merging (an import reports
-    # it and changes nothing).
-    overlaps = bool(_meters_with_readings_in(cursor, spans))
-    if overlaps:
+    # Rows whose spans hold no reading need no comparing (a fresh import: a join of every row
+    # saved); few rows are compared at once, which costs no more than asking.
+    if sum(span.rows for span in spans.values()) <= COMPARE_AT_ONCE_ROWS or _meters_with_readings_in(cursor, spans):
         figures = _compare_with_store(cursor)
     else:
         figures = {meter_id: (s.rows, s.rows, 0, s.first, s.last) for meter_id, s in spans.items()}
     rows, inserted, updated = (sum(f[i] for f in figures.values()) for i in range(3))
+    # Where no staged time has a reading yet, a plain INSERT does; a write racing this one into
+    # the same times then fails on the unique index instead of merging (an import reports it and
+    # changes nothing).
+    some_stored = inserted < rows
     if inserted or updated:
         time_sql = time_of("s.epoch")
         committed_at = connection.ops.adapt_datetimefield_value(timezone.now())
         # The change log first: once merged, a new value can no longer be told from an old one.
-        if overlaps:
+        if some_stored:
             cursor.execute(
                 f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
                 f"SELECT s.meter_id, {time_sql}, s.value, r.id IS NOT NULL, %s FROM {STAGING_TABLE} AS s "
@@ -203,7 +207,7 @@ def _merge_staging_table(cursor, spans: dict[int, _Span]) -> WriteCounts:
             )
         if inserted:
             # WHERE true: SQLite needs it to tell ON CONFLICT from a join constraint.
-            conflict = " ON CONFLICT (meter_id, time) DO NOTHING" if overlaps else ""
+            conflict = " ON CONFLICT (meter_id, time) DO NOTHING" if some_stored else ""
             cursor.execute(
                 f"INSERT INTO {TABLE} (meter_id, time, value) SELECT s.meter_id, {time_sql}, s.value "
                 f"FROM {STAGING_TABLE} AS s WHERE true{conflict}"
