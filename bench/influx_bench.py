@@ -73,13 +73,14 @@ def seed_rates(influxd, database: str, path: Path, args) -> dict:
     django.setup()
     import requests
 
-    from readings.csvfile import CsvReport, read_readings
-    from readings.services import readings_seed
+    from readings.csvreader import read_readings
     from readings.sources.influx.client import line_protocol
+    from readings.writes.imports import readings_seed
+    from readings.writes.rows import RowReport
 
     # The limit's request bodies: the same cleaned points, in the same batch sizes, built beforehand.
     bodies = []
-    for batch in read_readings(path, report=CsvReport()):
+    for batch in read_readings(path, report=RowReport()):
         for low in range(0, len(batch), args.batch_size):
             high = low + args.batch_size
             bodies.append(line_protocol("limit", batch.epochs[low:high], batch.values[low:high]))

@@ -91,7 +91,7 @@ class MqttSender:
     def __init__(self, url: str, topic: str, *, client_id: str = ""):
         import paho.mqtt.client as mqtt
 
-        from readings.ingest import broker_address
+        from readings.mqtt.consumer import broker_address
 
         address = broker_address(url)
         self.topic = topic

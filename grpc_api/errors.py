@@ -15,8 +15,8 @@ from grpc_status import rpc_status
 from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE, VIOLATIONS_CUT
 from grpc_api.rpc_metrics import STORE_ERRORS
 from grpc_api.permissions import NotAllowed
-from readings.changes import ChangesPruned
 from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
+from readings.writes.changes import ChangesPruned
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,9 @@ from grpc_api import convert, encode
 from grpc_api.errors import grpc_errors
 from grpc_api.permissions import require_write_token
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings import selectors, writes
+from readings import selectors
 from readings.domain import FieldViolation, InvalidArgument
+from readings.writes import live
 
 
 def _meter_range(request) -> dict:
@@ -98,12 +99,12 @@ class MeterUsageService(Service):
     @grpc_errors
     def WriteReadings(self, request, context):
         require_write_token(context)
-        rows = writes.rows_by_meter(
+        rows = live.rows_by_meter(
             [reading.meter for reading in request.readings],
             [convert.reading_time_text(reading) for reading in request.readings],
             [reading.value for reading in request.readings],
         )
-        counts = writes.readings_write(rows, unit="reading")
+        counts = live.readings_write(rows, unit="reading")
         return pb.WriteReadingsResponse(
             inserted_count=counts.inserted,
             updated_count=counts.updated,
@@ -111,6 +112,6 @@ class MeterUsageService(Service):
             skipped_count=counts.skipped,
             skipped=[
                 pb.RejectedReading(index=problem.line, meter=meter, value=problem.value, reason=problem.reason)
-                for meter, problem in counts.rejected
+                for meter, problem in counts.skipped_rows
             ],
         )

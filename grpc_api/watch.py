@@ -21,10 +21,10 @@ from django.db import close_old_connections, connection
 from grpc_api import convert
 from grpc_api.errors import status_for
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings import changes
 from readings.domain import InvalidArgument, instant_violation
 from readings.sources.sql.dialect import is_postgresql
 from readings.sources.sql.upsert import CHANGES_CHANNEL
+from readings.writes import changes
 
 logger = logging.getLogger(__name__)
 

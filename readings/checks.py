@@ -29,7 +29,8 @@ def check_readings_sources(app_configs, **kwargs):
 
 @register()
 def check_mqtt_settings(app_configs, **kwargs):
-    from readings.ingest import broker_address, meter_level
+    from readings.mqtt.batches import meter_level
+    from readings.mqtt.consumer import broker_address
 
     errors = []
     if settings.MQTT_URL:

@@ -11,7 +11,7 @@ from rest_framework.utils import json
 
 from gateway.api.problems import PayloadTooLarge, Problem
 from gateway.api.uploads import RowsSent, csv_rows
-from readings.csvfile import CsvError
+from readings.csvreader import CsvError
 
 
 def read_limited(stream, parser_context: dict | None) -> bytes:

@@ -20,11 +20,10 @@ from gateway.api.problems import Problem, summary_of
 from gateway.api.serializers import RejectedReadingDocument, WriteResultDocument
 from gateway.client import RpcFailed
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings.csvfile import (
+from readings.csvreader import CsvError, header_columns
+from readings.writes.rows import (
     TIME_COLUMN,
     VALUE_COLUMN,
-    CsvError,
-    header_columns,
     missing_value_reason,
     number_of_text,
 )

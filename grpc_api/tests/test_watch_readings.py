@@ -10,12 +10,13 @@ import pytest
 from django.utils import timezone
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings.changes import changes_pruned
 from readings.models import ReadingChange
+from readings.writes.changes import prune_changes
 from testing.helpers import import_file, ts, write_readings
 
 # Transactional: the server's threads write and read with their own connections.
 pytestmark = pytest.mark.django_db(transaction=True)
+
 
 @pytest.fixture
 def stub(write_server, settings):
@@ -158,7 +159,7 @@ def test_a_token_older_than_the_log_is_out_of_range(stub, meters):
     write_readings(stub, name, ("2019-01-01 00:15:00", 1.0))
     ReadingChange.objects.update(committed_at=datetime(2020, 1, 1, tzinfo=UTC))
 
-    assert changes_pruned() >= 1
+    assert prune_changes() >= 1
     with pytest.raises(grpc.RpcError) as error:
         list(stub.WatchReadings(pb.WatchReadingsRequest(meters=[name], resume_token=token)))
     assert error.value.code() == grpc.StatusCode.OUT_OF_RANGE

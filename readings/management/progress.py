@@ -2,7 +2,7 @@
 --ambiguous option."""
 import time
 
-from readings.csvfile import Ambiguous
+from readings.writes.rows import Ambiguous
 
 
 def add_ambiguous_argument(parser) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from readings.csvfile import Ambiguous, CsvError, CsvReport, read_readings
+from readings.csvreader import CsvError, read_readings
 from readings.models import Meter
 from readings.sources.base import (
     BucketStats,
@@ -21,6 +21,7 @@ from readings.sources.base import (
     bucket_index_stats,
     jumps_of,
 )
+from readings.writes.rows import Ambiguous, RowReport
 
 
 class CsvSource:
@@ -117,7 +118,7 @@ class CsvSource:
 def _load(path: Path, time_zone: str, ambiguous: Ambiguous) -> Series:
     """The file's readings, sorted and without repeats; CsvError for an invalid row or two
     values at one time."""
-    report = CsvReport()
+    report = RowReport()
     batches = list(read_readings(path, time_zone=time_zone, ambiguous=ambiguous, report=report))
     if report.rows_invalid:
         first = report.invalid_problems()[0]

@@ -5,6 +5,7 @@ import pytest
 from django.core.management import CommandError
 
 from readings.models import ImportRun, Meter, Reading
+from readings.sources.sql import upsert
 from testing.helpers import HEADER, import_file
 
 pytestmark = pytest.mark.django_db
@@ -171,7 +172,8 @@ def test_failure_late_in_a_large_file_writes_nothing(write_csv):
 
 def test_import_racing_another_into_the_same_range_fails_cleanly(existing_meter, write_csv, monkeypatch):
     # As if another import had written this range after this one looked at it.
-    monkeypatch.setattr("readings.sources.sql.upsert._range_has_readings", lambda meter, first, last: False)
+    monkeypatch.setattr(upsert, "COMPARE_AT_ONCE_ROWS", 0)
+    monkeypatch.setattr(upsert, "_meters_with_readings_in", lambda cursor, spans: set())
 
     with pytest.raises(CommandError, match="another import wrote readings of meter 'meter' in the same range"):
         import_file(write_csv(HEADER + "2018-12-31 23:45:00,2.0\n2019-01-01 00:00:00,3.0\n", "meter.csv"))

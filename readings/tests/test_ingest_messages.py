@@ -7,16 +7,17 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from readings.ingest import (
+from readings.mqtt.batches import (
     Message,
     MessageRejected,
-    broker_address,
     ingest_batch,
     meter_level,
     meter_of_topic,
     parse_payload,
 )
 from readings.models import Meter, Reading, RejectedMessage
+from readings.mqtt.consumer import broker_address
+from readings.writes.rows import clean_rows
 from testing.helpers import file_reason
 
 TOPIC = "meterusage/v1/meters/+/readings"
@@ -182,7 +183,8 @@ def test_api_lists_rejected_messages_for_staff(rejected):
 def test_a_batch_is_acknowledged_in_order_after_its_commit_and_only_on_its_connection(monkeypatch):
     from django.db import OperationalError
 
-    from readings import ingest
+    from readings.mqtt import consumer as ingest
+    from readings.writes.counts import WriteCounts
 
     events = []
 
@@ -191,7 +193,7 @@ def test_a_batch_is_acknowledged_in_order_after_its_commit_and_only_on_its_conne
             events.append(("failed",))
             raise OperationalError("the database is down")
         events.append(("committed", [m.mid for m in batch]))
-        return ingest.BatchCounts(messages=len(batch))
+        return WriteCounts(messages=len(batch))
 
     class Client:
         def ack(self, mid, qos):

@@ -1,8 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from readings.csvfile import DEFAULT_BATCH_SIZE, Ambiguous
+from readings.csvreader import DEFAULT_BATCH_SIZE
 from readings.management.progress import ProgressBar, add_ambiguous_argument
-from readings.services import ReadingsImportError, readings_import
+from readings.writes.imports import ReadingsImportError, readings_import
+from readings.writes.rows import Ambiguous
 
 
 class Command(BaseCommand):

@@ -5,7 +5,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from meterproject.metrics import serve_metrics
-from readings.ingest import BATCH_MESSAGES, BATCH_WAIT_SECONDS, Consumer, ConsumerOptions
+from readings.mqtt.batches import BATCH_MESSAGES, BATCH_WAIT_SECONDS
+from readings.mqtt.consumer import Consumer, ConsumerOptions
 
 
 class Command(BaseCommand):

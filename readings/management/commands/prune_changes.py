@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from readings.changes import changes_pruned
+from readings.writes.changes import prune_changes
 
 
 class Command(BaseCommand):
@@ -21,5 +21,5 @@ class Command(BaseCommand):
     def handle(self, *args, days, **options):
         if days < 0:
             raise CommandError("--days cannot be negative")
-        deleted = changes_pruned(older_than=timedelta(days=days))
+        deleted = prune_changes(older_than=timedelta(days=days))
         self.stdout.write(f"{deleted} changes older than {days:g} days deleted.")

@@ -1,15 +1,15 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from readings.csvfile import Ambiguous
 from readings.management.progress import ProgressBar, add_ambiguous_argument
 from readings.models import Meter
-from readings.services import (
+from readings.sources import readings_sources
+from readings.writes.imports import (
     ReadingsImportError,
     readings_seed,
     readings_seed_from_db,
     series_store_alias,
 )
-from readings.sources import readings_sources
+from readings.writes.rows import Ambiguous
 
 
 class Command(BaseCommand):

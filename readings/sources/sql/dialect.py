@@ -44,20 +44,26 @@ def time_parameter(epoch: int):
 
 
 def load_rows(cursor, table: str, columns: dict) -> None:
-    """Append equal-length numpy `columns` (name → array) to `table`: COPY on PostgreSQL,
-    one executemany on SQLite."""
+    """Append numpy `columns` (name → array, all of one length, or an int that every row has) to
+    `table`: COPY on PostgreSQL, one executemany on SQLite."""
     names = ", ".join(columns)
     if is_postgresql():
+        rows = next(len(column) for column in columns.values() if isinstance(column, np.ndarray))
+        arrays = {
+            name: column if isinstance(column, np.ndarray) else np.full(rows, column, dtype=np.int64)
+            for name, column in columns.items()
+        }
         sink = pa.BufferOutputStream()
         # Arrow writes the shortest text that reads back to the same double, so values stay exact.
-        pa_csv.write_csv(pa.table(columns), sink, write_options=pa_csv.WriteOptions(include_header=False))
+        pa_csv.write_csv(pa.table(arrays), sink, write_options=pa_csv.WriteOptions(include_header=False))
         with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
             copy.write(sink.getvalue().to_pybytes())
     else:
-        placeholders = ", ".join(["%s"] * len(columns))
+        # An int every row has is written into the statement: a parameter fewer to bind per row.
+        placeholders = ", ".join("%s" if isinstance(column, np.ndarray) else str(int(column)) for column in columns.values())
         cursor.executemany(
             f"INSERT INTO {table} ({names}) VALUES ({placeholders})",
-            zip(*(column.tolist() for column in columns.values())),
+            zip(*(column.tolist() for column in columns.values() if isinstance(column, np.ndarray))),
         )
 
 

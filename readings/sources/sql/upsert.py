@@ -1,87 +1,145 @@
-"""Writing readings into the relational store: upserts by (meter, time) through a staging table.
+"""Writing readings into the relational store: one upsert by (meter, time) through a staging table,
+for file imports (a million rows of one meter, streamed) and live writes (a few rows of many
+meters) alike.
 
-Every write also appends what it changed (new readings, new values for a time) to the change log
-that WatchReadings serves, in the same transaction and with the meter locked, so that within a
-meter the log's ids follow commit order; on PostgreSQL it then notifies the watching servers.
+Rows go to a temporary staging table first (one per connection, emptied for each write: COPY on
+PostgreSQL, one executemany on SQLite), analysed, then merged by (meter, time) in a few set-based
+statements; many rows whose spans hold no reading yet (a new meter's file) are inserted without
+being compared with the store row by row. The merge is the one place that appends what a write
+changed (new readings, new values for a time) to the change log that WatchReadings serves and keeps
+each meter's summary (count, first and last reading, data version) in step: in the write's
+transaction, with the meters locked, so that within a meter the log's ids follow commit order. On
+PostgreSQL it then notifies the watching servers.
 """
 import zoneinfo
-from collections.abc import Iterable
-
-import numpy as np
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 from django.db import connection
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
-from readings.csvfile import (
-    PROBLEMS_KEPT,
-    CsvError,
-    CsvReport,
-    ReadingBatch,
-    RowProblem,
-)
+from readings.csvreader import CsvError
 from readings.models import Meter, Reading, ReadingChange
-from readings.runs import note_readings_changed
 from readings.sources.sql.dialect import analyze, is_postgresql, load_rows, time_of
+from readings.writes.counts import WriteCounts
+from readings.writes.rows import PROBLEMS_KEPT, ReadingBatch, RowProblem, RowReport
 
-STAGING_TABLE = "readings_import_staging"
-LIVE_STAGING_TABLE = "readings_live_staging"
+STAGING_TABLE = "readings_staging"
 TABLE = Reading._meta.db_table
 CHANGES_TABLE = ReadingChange._meta.db_table
 METERS_TABLE = Meter._meta.db_table
 # The PostgreSQL channel a write notifies with the ids of the meters it changed.
 CHANGES_CHANNEL = "meterusage_readings"
+# Staged rows compared with the store straight away; more are first checked for readings in their span.
+COMPARE_AT_ONCE_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class StagedRows:
+    """Rows to upsert, columns of one length: each row's meter id (or one id for all, a file's),
+    its place in its input (a file's line, a write's position), its time in UTC epoch seconds and
+    its value."""
+
+    meter_ids: np.ndarray | int
+    lines: np.ndarray
+    epochs: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of_meter(cls, meter_id: int, batch: ReadingBatch) -> "StagedRows":
+        return cls(meter_id, batch.lines, batch.epochs, batch.values)
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+
+@dataclass(frozen=True)
+class MeterChange:
+    """What a write did to one meter: readings inserted, and the span (epoch seconds) of its rows."""
+
+    inserted: int = 0
+    first: int = 0
+    last: int = 0
+
+
+@dataclass
+class _Span:
+    """One meter's staged rows: how many, and the first and last of their times (epoch seconds)."""
+
+    rows: int
+    first: int
+    last: int
+
+    def add(self, epochs: np.ndarray) -> None:
+        self.rows += len(epochs)
+        self.first = min(self.first, int(epochs.min()))
+        self.last = max(self.last, int(epochs.max()))
 
 
 def upsert_readings(
-    *, meter: Meter, batches: Iterable[ReadingBatch], report: CsvReport, source: str, merge: bool = True
-) -> tuple[int, int]:
-    """Upsert batches of readings of one meter read from `source`; returns (inserted, updated).
-    With `merge` false the rows are only checked (duplicates included), not stored.
+    *,
+    meters: Sequence[Meter],
+    batches: Iterable[StagedRows],
+    report: RowReport | None = None,
+    source: str = "",
+    merge: bool = True,
+) -> WriteCounts:
+    """Upsert rows of `meters` by (meter, time); returns the readings inserted, updated and
+    unchanged. Must run inside a transaction. With `merge` false the rows are only checked.
 
-    Rows go to a temporary staging table first, then are merged by (meter, time) in two
-    set-based statements. Must run inside a transaction. Duplicate times within the input are
-    merged when their values agree (the later rows are reported as skipped in `report`) and raise
-    CsvError naming both lines when they differ.
+    Without `report`, rows must be distinct by (meter, time). With a file's `report` (rows of one
+    meter, numbered by line), staging stops at the file's first invalid row (rows are still read
+    to the end, to count every invalid one), and rows repeating a time are settled here: the later
+    ones are skipped (in `report`) when their values agree, CsvError names both lines of `source`
+    when they differ.
     """
     with connection.cursor() as cursor:
-        lock_meters(cursor, [meter.pk])
-        _create_staging_table(cursor)
+        lock_meters(cursor, [meter.pk for meter in meters])
+        _empty_staging_table(cursor)
+        # Counted as rows are staged: a scan of the staging table would cost as much as a merge.
+        spans: dict[int, _Span] = {}
         for batch in batches:
-            # Rows are still read to the end to count every invalid one, but no longer staged.
-            if not report.rows_invalid:
-                load_rows(cursor, STAGING_TABLE, {"line": batch.lines, "epoch": batch.epochs, "value": batch.values})
-        if report.rows_invalid or report.min_epoch is None:
-            _drop_staging_table(cursor)
-            return 0, 0
+            if len(batch) and (report is None or not report.rows_invalid):
+                columns = {"meter_id": batch.meter_ids, "line": batch.lines, "epoch": batch.epochs, "value": batch.values}
+                load_rows(cursor, STAGING_TABLE, columns)
+                _add_spans(spans, batch)
+        if not spans or (report is not None and report.rows_invalid):
+            return WriteCounts()
+        # Without statistics PostgreSQL plans the joins below as if the table were large: a scan
+        # of every reading, which grew each live write with the store.
         analyze(cursor, STAGING_TABLE)
-        if not report.strictly_increasing:
-            _merge_duplicate_rows(cursor, meter, report, source)
-        inserted, updated = _merge_staging_table(cursor, meter, report) if merge else (0, 0)
-        _drop_staging_table(cursor)
-        if inserted or updated:
-            notify_changes(cursor, [meter.pk])
-    _note_new_readings(meter, inserted, report)
-    if inserted or updated:
-        note_readings_changed(meter)
-    return inserted, updated
+        if report is not None and not report.strictly_increasing:
+            spans[meters[0].pk].rows -= _settle_repeated_times(cursor, meters[0], report, source)
+        return _merge_staging_table(cursor, spans) if merge else WriteCounts()
 
 
-def _create_staging_table(cursor) -> None:
-    _drop_staging_table(cursor)
+def _add_spans(spans: dict[int, _Span], batch: StagedRows) -> None:
+    if isinstance(batch.meter_ids, np.ndarray):
+        by_meter = [(meter_id, batch.epochs[batch.meter_ids == meter_id]) for meter_id in np.unique(batch.meter_ids).tolist()]
+    else:
+        by_meter = [(batch.meter_ids, batch.epochs)]
+    for meter_id, epochs in by_meter:
+        spans.setdefault(meter_id, _Span(0, int(epochs[0]), int(epochs[0]))).add(epochs)
+
+
+def _empty_staging_table(cursor) -> None:
+    # Made once per connection, emptied at the start of each write: small writes come often.
+    # PostgreSQL also empties it at commit (a truncation: rows deleted one by one would pile up as
+    # dead rows, which no vacuum of a temporary table clears), so the DELETE finds rows only when
+    # one transaction writes twice.
+    on_commit = " ON COMMIT DELETE ROWS" if is_postgresql() else ""
     cursor.execute(
-        f"CREATE TEMPORARY TABLE {STAGING_TABLE} "
-        "(line bigint NOT NULL, epoch bigint NOT NULL, value double precision NOT NULL)"
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (meter_id bigint NOT NULL, line bigint NOT NULL, "
+        f"epoch bigint NOT NULL, value double precision NOT NULL){on_commit}"
     )
+    cursor.execute(f"DELETE FROM {STAGING_TABLE}")
 
 
-def _drop_staging_table(cursor) -> None:
-    cursor.execute(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
-
-
-def _merge_duplicate_rows(cursor, meter: Meter, report: CsvReport, source: str) -> None:
+def _settle_repeated_times(cursor, meter: Meter, report: RowReport, source: str) -> int:
+    """Drop the rows that repeat a time with the same value (skipped in `report`); returns how
+    many. CsvError when a time is given two values."""
     cursor.execute(
         f"SELECT epoch FROM {STAGING_TABLE} GROUP BY epoch "
         "HAVING MIN(value) <> MAX(value) ORDER BY MIN(line) LIMIT 1"
@@ -111,70 +169,109 @@ def _merge_duplicate_rows(cursor, meter: Meter, report: CsvReport, source: str) 
         report.add_problem(RowProblem(line, "", f"duplicate of line {first_line}", "skipped"))
     report.rows_skipped += total - len(examples)
     cursor.execute(f"DELETE FROM {STAGING_TABLE} WHERE line IN (SELECT line FROM ({repeats}) AS r)")
+    return total
 
 
-def _merge_staging_table(cursor, meter: Meter, report: CsvReport) -> tuple[int, int]:
-    time_sql = time_of("s.epoch")
-    updated = 0
-    # A first import into an empty range needs no update pass.
-    overlaps = _range_has_readings(meter, report.min_epoch, report.max_epoch)
-    committed_at = connection.ops.adapt_datetimefield_value(timezone.now())
-    # The change log first: once merged, a new value can no longer be told from an old one.
-    if overlaps:
-        cursor.execute(
-            f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
-            f"SELECT %s, {time_sql}, s.value, r.id IS NOT NULL, %s FROM {STAGING_TABLE} AS s "
-            f"LEFT JOIN {TABLE} AS r ON r.meter_id = %s AND r.time = {time_sql} "
-            "WHERE r.id IS NULL OR r.value <> s.value",
-            [meter.pk, committed_at, meter.pk],
-        )
+def _merge_staging_table(cursor, spans: dict[int, _Span]) -> WriteCounts:
+    # Rows whose spans hold no reading need no comparing (a fresh import: a join of every row
+    # saved); few rows are compared at once, which costs no more than asking.
+    if sum(span.rows for span in spans.values()) <= COMPARE_AT_ONCE_ROWS or _meters_with_readings_in(cursor, spans):
+        figures = _compare_with_store(cursor)
     else:
-        cursor.execute(
-            f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
-            f"SELECT %s, {time_sql}, s.value, false, %s FROM {STAGING_TABLE} AS s",
-            [meter.pk, committed_at],
-        )
-    if overlaps:
-        cursor.execute(
-            f"UPDATE {TABLE} SET value = s.value FROM {STAGING_TABLE} AS s "
-            f"WHERE {TABLE}.meter_id = %s AND {TABLE}.time = {time_sql} AND {TABLE}.value <> s.value",
-            [meter.pk],
-        )
-        updated = cursor.rowcount
-    # Into an empty range a plain INSERT does; a write racing this one into the same range then
-    # fails on the unique index instead of merging (the import reports it and changes nothing).
-    # WHERE true: SQLite needs it to tell ON CONFLICT from a join constraint.
-    conflict = " ON CONFLICT (meter_id, time) DO NOTHING" if overlaps else ""
+        figures = {meter_id: (s.rows, s.rows, 0, s.first, s.last) for meter_id, s in spans.items()}
+    rows, inserted, updated = (sum(f[i] for f in figures.values()) for i in range(3))
+    # Where no staged time has a reading yet, a plain INSERT does; a write racing this one into
+    # the same times then fails on the unique index instead of merging (an import reports it and
+    # changes nothing).
+    some_stored = inserted < rows
+    if inserted or updated:
+        time_sql = time_of("s.epoch")
+        committed_at = connection.ops.adapt_datetimefield_value(timezone.now())
+        # The change log first: once merged, a new value can no longer be told from an old one.
+        if some_stored:
+            cursor.execute(
+                f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
+                f"SELECT s.meter_id, {time_sql}, s.value, r.id IS NOT NULL, %s FROM {STAGING_TABLE} AS s "
+                f"LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_sql} "
+                "WHERE r.id IS NULL OR r.value <> s.value",
+                [committed_at],
+            )
+        else:
+            cursor.execute(
+                f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
+                f"SELECT s.meter_id, {time_sql}, s.value, false, %s FROM {STAGING_TABLE} AS s",
+                [committed_at],
+            )
+        if updated:
+            cursor.execute(
+                f"UPDATE {TABLE} SET value = s.value FROM {STAGING_TABLE} AS s WHERE {TABLE}.meter_id = s.meter_id "
+                f"AND {TABLE}.time = {time_sql} AND {TABLE}.value <> s.value"
+            )
+        if inserted:
+            # WHERE true: SQLite needs it to tell ON CONFLICT from a join constraint.
+            conflict = " ON CONFLICT (meter_id, time) DO NOTHING" if some_stored else ""
+            cursor.execute(
+                f"INSERT INTO {TABLE} (meter_id, time, value) SELECT s.meter_id, {time_sql}, s.value "
+                f"FROM {STAGING_TABLE} AS s WHERE true{conflict}"
+            )
+        changed = {
+            meter_id: MeterChange(inserted=f[1], first=f[3], last=f[4])
+            for meter_id, f in figures.items() if f[1] or f[2]
+        }
+        _note_meters_changed(cursor, changed)
+        notify_changes(cursor, changed)
+    return WriteCounts(inserted=inserted, updated=updated, unchanged=rows - inserted - updated)
+
+
+def _meters_with_readings_in(cursor, spans: dict[int, _Span]) -> set[int]:
+    """The staged meters that already have readings within the span of their staged rows."""
+    values = ", ".join(["(%s, %s, %s)"] * len(spans))
     cursor.execute(
-        f"INSERT INTO {TABLE} (meter_id, time, value) SELECT %s, {time_sql}, s.value "
-        f"FROM {STAGING_TABLE} AS s WHERE true{conflict}",
-        [meter.pk],
+        f"WITH v (id, first, last) AS (VALUES {values}) SELECT v.id FROM v WHERE EXISTS (SELECT 1 FROM {TABLE} AS r "
+        f"WHERE r.meter_id = v.id AND r.time >= {time_of('v.first')} AND r.time <= {time_of('v.last')})",
+        [x for meter_id, span in spans.items() for x in (meter_id, span.first, span.last)],
     )
-    return cursor.rowcount, updated
+    return {int(row[0]) for row in cursor.fetchall()}
 
 
-def _range_has_readings(meter: Meter, first: int, last: int) -> bool:
-    return Reading.objects.filter(
-        meter=meter,
-        time__gte=datetime.fromtimestamp(first, UTC),
-        time__lte=datetime.fromtimestamp(last, UTC),
-    ).exists()
+def _compare_with_store(cursor) -> dict[int, tuple[int, int, int, int, int]]:
+    """Per staged meter: rows, how many are new, how many give a new value, first and last epoch."""
+    cursor.execute(
+        "SELECT s.meter_id, COUNT(*), SUM(CASE WHEN r.id IS NULL THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN r.id IS NOT NULL AND r.value <> s.value THEN 1 ELSE 0 END), MIN(s.epoch), MAX(s.epoch) "
+        f"FROM {STAGING_TABLE} AS s LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_of('s.epoch')} "
+        "GROUP BY s.meter_id"
+    )
+    return {int(row[0]): tuple(int(x) for x in row[1:]) for row in cursor.fetchall()}
 
 
-def _note_new_readings(meter: Meter, inserted: int, report: CsvReport) -> None:
-    """Keep the meter's count and first/last times (the sql source's summary) in step."""
-    if not inserted:
+def note_meters_changed(*, changes: Mapping[int, MeterChange]) -> None:
+    """Keep the summaries of meters whose readings changed in step (see `_note_meters_changed`);
+    for a write the merge does not see, such as points written to a series store."""
+    with connection.cursor() as cursor:
+        _note_meters_changed(cursor, changes)
+
+
+def _note_meters_changed(cursor, changes: Mapping[int, MeterChange]) -> None:
+    """Each changed meter's count, first/last reading and data version, in one statement: the one
+    place a write keeps a meter's summary (what the sql source answers from) in step. Expressions,
+    so that two writes into one meter cannot lose each other's counts."""
+    if not changes:
         return
-    first = Value(datetime.fromtimestamp(report.min_epoch, UTC))
-    last = Value(datetime.fromtimestamp(report.max_epoch, UTC))
-    # Expressions, so that two writes into one meter cannot lose each other's counts.
-    Meter.objects.filter(pk=meter.pk).update(
-        reading_count=F("reading_count") + inserted,
-        first_reading_at=Least(Coalesce("first_reading_at", first), first),
-        last_reading_at=Greatest(Coalesce("last_reading_at", last), last),
-        updated_at=timezone.now(),
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(changes))
+    params = [x for meter_id, change in changes.items() for x in (meter_id, change.inserted, change.first, change.last)]
+    first, last = time_of("v.first"), time_of("v.last")
+    cursor.execute(
+        f"WITH v (id, inserted, first, last) AS (VALUES {rows}) "
+        f"UPDATE {METERS_TABLE} SET reading_count = {METERS_TABLE}.reading_count + v.inserted, "
+        f"first_reading_at = CASE WHEN v.inserted > 0 AND ({METERS_TABLE}.first_reading_at IS NULL "
+        f"OR {METERS_TABLE}.first_reading_at > {first}) THEN {first} ELSE {METERS_TABLE}.first_reading_at END, "
+        f"last_reading_at = CASE WHEN v.inserted > 0 AND ({METERS_TABLE}.last_reading_at IS NULL "
+        f"OR {METERS_TABLE}.last_reading_at < {last}) THEN {last} ELSE {METERS_TABLE}.last_reading_at END, "
+        f"data_version = {METERS_TABLE}.data_version + 1, updated_at = %s "
+        f"FROM v WHERE {METERS_TABLE}.id = v.id",
+        [*params, connection.ops.adapt_datetimefield_value(timezone.now())],
     )
-    meter.refresh_from_db(fields=["reading_count", "first_reading_at", "last_reading_at", "updated_at"])
 
 
 def lock_meters(cursor, meter_ids: Iterable[int]) -> None:
@@ -188,93 +285,3 @@ def notify_changes(cursor, meter_ids: Iterable[int]) -> None:
     """Tell the watching servers (on commit: NOTIFY waits for it) which meters changed."""
     if is_postgresql():
         cursor.execute("SELECT pg_notify(%s, %s)", [CHANGES_CHANNEL, ",".join(map(str, sorted(set(meter_ids))))])
-
-
-def upsert_live_readings(
-    writes: list[tuple[Meter, np.ndarray, np.ndarray]],
-) -> dict[int, tuple[int, int]]:
-    """Upsert the readings of several meters at once, each given as (meter, epochs, values) with
-    distinct times per entry; a later entry's value for a (meter, time) wins over an earlier one
-    (a correction). Returns {meter id: (inserted, updated)}. Must run inside a transaction.
-
-    Sized for many small writes (API calls, MQTT messages gathered into one transaction): one
-    staging table and a handful of statements for all of them.
-    """
-    writes = [w for w in writes if len(w[1])]
-    if not writes:
-        return {}
-    meter_ids = np.concatenate([np.full(len(epochs), meter.pk, dtype=np.int64) for meter, epochs, _ in writes])
-    epochs = np.concatenate([w[1] for w in writes]).astype(np.int64)
-    values = np.concatenate([w[2] for w in writes]).astype(np.float64)
-    # The last entry for each (meter, time) wins: a stable sort keeps the entries' order.
-    order = np.lexsort((np.arange(len(epochs)), epochs, meter_ids))
-    meter_ids, epochs, values = meter_ids[order], epochs[order], values[order]
-    last = np.ones(len(epochs), dtype=bool)
-    last[:-1] = (meter_ids[1:] != meter_ids[:-1]) | (epochs[1:] != epochs[:-1])
-    meter_ids, epochs, values = meter_ids[last], epochs[last], values[last]
-
-    time_sql = time_of("s.epoch")
-    joined = (
-        f"FROM {LIVE_STAGING_TABLE} AS s LEFT JOIN {TABLE} AS r "
-        f"ON r.meter_id = s.meter_id AND r.time = {time_sql}"
-    )
-    committed_at = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        lock_meters(cursor, set(meter_ids.tolist()))
-        # Made once per connection, empty at the start of each write: small writes come often.
-        # PostgreSQL empties it at commit (a truncation: rows deleted one by one would pile up
-        # as dead rows, which no vacuum of a temporary table clears).
-        on_commit = " ON COMMIT DELETE ROWS" if is_postgresql() else ""
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {LIVE_STAGING_TABLE} "
-            f"(meter_id bigint NOT NULL, epoch bigint NOT NULL, value double precision NOT NULL){on_commit}"
-        )
-        if not is_postgresql():
-            cursor.execute(f"DELETE FROM {LIVE_STAGING_TABLE}")
-        load_rows(cursor, LIVE_STAGING_TABLE, {"meter_id": meter_ids, "epoch": epochs, "value": values})
-        # Without statistics PostgreSQL plans the joins below as if the table were large: a scan
-        # of every reading, which grew each write with the store.
-        analyze(cursor, LIVE_STAGING_TABLE)
-        cursor.execute(
-            "SELECT s.meter_id, SUM(CASE WHEN r.id IS NULL THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN r.id IS NOT NULL AND r.value <> s.value THEN 1 ELSE 0 END), "
-            f"MIN(s.epoch), MAX(s.epoch) {joined} GROUP BY s.meter_id"
-        )
-        found = {row[0]: tuple(int(x) for x in row[1:]) for row in cursor.fetchall()}
-        cursor.execute(
-            f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
-            f"SELECT s.meter_id, {time_sql}, s.value, r.id IS NOT NULL, %s {joined} "
-            "WHERE r.id IS NULL OR r.value <> s.value",
-            [committed_at],
-        )
-        cursor.execute(
-            f"UPDATE {TABLE} SET value = s.value FROM {LIVE_STAGING_TABLE} AS s "
-            f"WHERE {TABLE}.meter_id = s.meter_id AND {TABLE}.time = {time_sql} AND {TABLE}.value <> s.value"
-        )
-        cursor.execute(
-            f"INSERT INTO {TABLE} (meter_id, time, value) SELECT s.meter_id, {time_sql}, s.value "
-            f"FROM {LIVE_STAGING_TABLE} AS s WHERE true ON CONFLICT (meter_id, time) DO NOTHING"
-        )
-        changed = {meter_id: figures for meter_id, figures in found.items() if figures[0] or figures[1]}
-        if changed:
-            _note_live_changes(cursor, changed)
-            notify_changes(cursor, changed)
-    return {meter_id: (inserted, updated) for meter_id, (inserted, updated, *_) in found.items()}
-
-
-def _note_live_changes(cursor, changed: dict[int, tuple[int, int, int, int]]) -> None:
-    """Each changed meter's count, first/last reading and data version, in one statement."""
-    rows = ", ".join(["(%s, %s, %s, %s)"] * len(changed))
-    params = [x for meter_id, (inserted, _, first, last) in changed.items() for x in (meter_id, inserted, first, last)]
-    first, last = time_of("v.first"), time_of("v.last")
-    cursor.execute(
-        f"WITH v (id, inserted, first, last) AS (VALUES {rows}) "
-        f"UPDATE {METERS_TABLE} SET reading_count = {METERS_TABLE}.reading_count + v.inserted, "
-        f"first_reading_at = CASE WHEN v.inserted > 0 AND ({METERS_TABLE}.first_reading_at IS NULL "
-        f"OR {METERS_TABLE}.first_reading_at > {first}) THEN {first} ELSE {METERS_TABLE}.first_reading_at END, "
-        f"last_reading_at = CASE WHEN v.inserted > 0 AND ({METERS_TABLE}.last_reading_at IS NULL "
-        f"OR {METERS_TABLE}.last_reading_at < {last}) THEN {last} ELSE {METERS_TABLE}.last_reading_at END, "
-        f"data_version = {METERS_TABLE}.data_version + 1, updated_at = %s "
-        f"FROM v WHERE {METERS_TABLE}.id = v.id",
-        [*params, connection.ops.adapt_datetimefield_value(timezone.now())],
-    )

@@ -1,8 +1,9 @@
-"""The change log that WatchReadings serves: reading changes as writes committed them.
+"""The change log that WatchReadings serves: reading changes as writes committed them, read by
+position and pruned by age.
 
 A watch's position is, per meter, the id of the last change it was sent. Within a meter ids follow
-commit order (writes lock the meter, see sql/upsert.py); across meters they need not, which is
-why positions are kept per meter and never as one number.
+commit order (writes lock the meter, see readings/sources/sql/upsert.py); across meters they need
+not, which is why positions are kept per meter and never as one number.
 """
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -117,7 +118,7 @@ def changes_after(positions: dict[int, int], *, limit: int = CHANGES_PAGE) -> li
     return [Change(int(i), int(m), int(e), float(v), bool(r), float(c)) for i, m, e, v, r, c in rows]
 
 
-def changes_pruned(*, older_than: timedelta | None = None) -> int:
+def prune_changes(*, older_than: timedelta | None = None) -> int:
     """Delete changes committed before `older_than` ago (CHANGE_LOG_DAYS by default), noting on
     each meter how far its log was pruned; returns how many were deleted."""
     older_than = older_than if older_than is not None else timedelta(days=settings.CHANGE_LOG_DAYS)

@@ -1,47 +1,30 @@
-"""Reading meter CSV files (`time,meterusage`) into clean, UTC, columnar batches.
+"""The rules every writer cleans rows by: a file import, a seed, the gRPC and HTTP writes, MQTT.
 
-One reader serves every consumer (the SQL import, the InfluxDB seed, the CSV source), so a file
-is cleaned the same way wherever it goes. Files stream in blocks through pyarrow's CSV reader,
-which keeps memory flat for files of any length; pandas' own pyarrow engine cannot stream.
+Rows arrive as text (a time and a value, as a CSV file holds them) and leave as clean, UTC,
+columnar batches, or as problems with the reasons an import gives: `skipped` rows carry no value,
+`invalid` rows fail the write. Naive times are read in the meter's zone; those of an hour that
+repeats when clocks go back wait until every row is in hand, since only the rows' order tells which
+pass they belong to.
 """
-import codecs
-import csv
 import enum
 import math
 import re
 import zoneinfo
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 
 from readings.domain import MAX_EPOCH, MIN_EPOCH, SPAN_TEXT
 
 TIME_COLUMN = "time"
 VALUE_COLUMN = "meterusage"
-DEFAULT_BATCH_SIZE = 100_000
-READ_BLOCK_BYTES = 1 << 20
 PROBLEMS_KEPT = 1000
 # Markers of a missing value, beside the empty string and what float() reads as NaN or infinite.
 MISSING_MARKERS = frozenset({"na", "n/a", "null", "none"})
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
-_BINARY_SNIFF_BYTES = 64 * 1024
-
-
-class CsvError(ValueError):
-    """A file that cannot be read as meter readings; names the file and, where known, the line."""
-
-    def __init__(self, path: Path | str, message: str, *, line: int | None = None):
-        self.path = str(path)
-        self.line = line
-        self.message = message
-        where = f"{self.path}: line {line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)
@@ -58,8 +41,8 @@ class RowProblem:
 
 
 @dataclass
-class CsvReport:
-    """What a read found, filled in as batches are consumed."""
+class RowReport:
+    """What cleaning found, filled in as rows are cleaned (a file's batches as they are read)."""
 
     rows_read: int = 0
     rows_skipped: int = 0
@@ -68,8 +51,6 @@ class CsvReport:
     # True while every time seen is later than the one before: no duplicates are possible then.
     strictly_increasing: bool = True
     last_epoch: int | None = None
-    min_epoch: int | None = None
-    max_epoch: int | None = None
 
     def add_problem(self, problem: RowProblem) -> None:
         if problem.kind == "skipped":
@@ -95,56 +76,6 @@ class ReadingBatch:
         return len(self.epochs)
 
 
-def check_is_file(path: Path) -> None:
-    """Raise CsvError unless `path` is a regular file."""
-    if not path.exists():
-        raise CsvError(path, "no such file")
-    if path.is_dir():
-        raise CsvError(path, "is a directory, not a CSV file")
-    if not path.is_file():
-        raise CsvError(path, "is not a regular file")
-
-
-def check_is_text(path: Path) -> None:
-    """Raise CsvError unless the file is non-empty and its start looks like UTF-8 text."""
-    with path.open("rb") as f:
-        head = f.read(_BINARY_SNIFF_BYTES)
-    if not head:
-        raise CsvError(path, "the file is empty; expected the header 'time,meterusage'")
-    nul = head.find(b"\x00")
-    if nul >= 0:
-        raise CsvError(path, f"is not a text CSV file (binary data at byte {nul})")
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        decoder.decode(head, final=False)
-    except UnicodeDecodeError as exc:
-        raise CsvError(path, f"is not UTF-8 text (invalid byte at offset {exc.start})") from None
-
-
-def read_header(path: Path) -> list[str]:
-    """The file's column names, stripped and lower-cased; checks that both columns are there."""
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        first_line = f.readline()
-    return header_columns(first_line, path)
-
-
-def header_columns(first_line: str, source: Path | str) -> list[str]:
-    """The column names of a header line (of a file, or of CSV text sent to the API)."""
-    names = next(csv.reader([first_line]), [])
-    columns = [name.strip().lower() for name in names]
-    if TIME_COLUMN not in columns or VALUE_COLUMN not in columns:
-        found = first_line.strip()
-        raise CsvError(
-            source,
-            f"expected the header '{TIME_COLUMN},{VALUE_COLUMN}', found {found!r}",
-            line=1,
-        )
-    for name in (TIME_COLUMN, VALUE_COLUMN):
-        if columns.count(name) > 1:
-            raise CsvError(source, f"the header names the column {name!r} twice", line=1)
-    return columns
-
-
 class Ambiguous(enum.Enum):
     """How naive wall times in an hour that repeats when clocks go back are read."""
 
@@ -156,7 +87,7 @@ class Ambiguous(enum.Enum):
 
 
 @dataclass
-class _RepeatedHourRows:
+class RepeatedHourRows:
     """Rows of repeated hours, held back until the end of the file shows which pass each is in."""
 
     lines: list[np.ndarray] = field(default_factory=list)
@@ -165,122 +96,17 @@ class _RepeatedHourRows:
     texts: list[list[str]] = field(default_factory=list)
 
 
-def read_readings(
-    path: Path | str,
-    *,
-    time_zone: str = "UTC",
-    ambiguous: Ambiguous = Ambiguous.INFER,
-    report: CsvReport | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> Iterator[ReadingBatch]:
-    """Yield the file's clean readings in batches of at most `batch_size` rows.
-
-    Rows without a value (empty, NaN, infinite) are skipped and invalid rows are recorded in
-    `report`; a row with the wrong number of fields, or a file that is not CSV text, raises
-    CsvError. Times with a UTC offset are instants; naive times are read in `time_zone`, those of
-    an hour that repeats when clocks go back as `ambiguous` says (read last, once the whole file
-    has shown their order). Times are returned as UTC epoch seconds.
-    """
-    report = CsvReport() if report is None else report
-    path = Path(path)
-    check_is_file(path)
-    check_is_text(path)
-    columns = read_header(path)
-    zone = zoneinfo.ZoneInfo(time_zone)
-    repeated = _RepeatedHourRows()
-    bytes_total = path.stat().st_size
-    malformed: list[tuple[int | None, int, int, str]] = []
-
-    def on_invalid_row(row) -> str:
-        malformed.append((row.number, row.expected_columns, row.actual_columns, row.text))
-        return "skip"
-
-    source = pa.OSFile(str(path))
-    try:
-        reader = pa_csv.open_csv(
-            source,
-            read_options=pa_csv.ReadOptions(
-                skip_rows=1,
-                column_names=columns,
-                use_threads=False,
-                # Blocks of 1 MiB (~40,000 rows): the reader reads a few dozen ahead, so this is
-                # what bounds memory, whatever the file's length.
-                block_size=READ_BLOCK_BYTES,
-            ),
-            # Blank lines stay rows, so that row number and file line keep in step.
-            parse_options=pa_csv.ParseOptions(
-                ignore_empty_lines=False, invalid_row_handler=on_invalid_row
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=[TIME_COLUMN, VALUE_COLUMN],
-                column_types={TIME_COLUMN: pa.string(), VALUE_COLUMN: pa.string()},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid as exc:  # the reader parses its first block as it opens
-        source.close()
-        raise CsvError(path, _arrow_message(exc)) from None
-    next_line = 2
-    try:
-        while True:
-            # A row that does not parse fails the file, whatever the rest holds: rows the reader
-            # set aside while opening or reading count as much as those of a later block.
-            if malformed:
-                raise _malformed_row_error(path, malformed[0])
-            try:
-                record_batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowInvalid as exc:
-                raise CsvError(path, _arrow_message(exc)) from None
-            if malformed:
-                raise _malformed_row_error(path, malformed[0])
-            for start in range(0, record_batch.num_rows, batch_size):
-                chunk = record_batch.slice(start, batch_size)
-                batch = _clean(chunk, next_line, zone, ambiguous, report, repeated)
-                next_line += chunk.num_rows
-                if len(batch):
-                    yield batch
-            if on_progress is not None:
-                on_progress(min(source.tell(), bytes_total), bytes_total)
-        if malformed:
-            raise _malformed_row_error(path, malformed[0])
-        batch = _resolve_repeated_hours(repeated, zone, report)
-        if len(batch):
-            yield batch
-        report.problems.sort(key=lambda problem: problem.line)
-    finally:
-        source.close()
-
-
-def _arrow_message(exc: Exception) -> str:
-    text = str(exc)
-    if "UTF8" in text or "UTF-8" in text:
-        return "is not UTF-8 text"
-    return f"cannot be read as CSV: {text}"
-
-
-def _malformed_row_error(path: Path, row: tuple[int | None, int, int, str]) -> CsvError:
-    line, expected, actual, text = row
-    hint = ""
-    if actual == expected + 1 and re.search(r"\d,\d+\s*$", text or ""):
-        hint = " (a decimal comma? values need a decimal point)"
-    return CsvError(
-        path, f"expected {expected} fields, found {actual}: {text!r}{hint}", line=line
-    )
-
-
-def _clean(
+def clean_chunk(
     chunk: pa.RecordBatch,
     first_line: int,
     zone: zoneinfo.ZoneInfo,
     ambiguous: Ambiguous,
-    report: CsvReport,
-    repeated: _RepeatedHourRows,
+    report: RowReport,
+    repeated: RepeatedHourRows,
     positions: np.ndarray | None = None,
 ) -> ReadingBatch:
+    """The clean readings of a chunk of text rows numbered from `first_line` (or by `positions`);
+    problems go to `report`, rows of a repeated hour wait in `repeated`."""
     times = chunk.column(TIME_COLUMN)
     values = chunk.column(VALUE_COLUMN)
     lines = np.arange(first_line, first_line + chunk.num_rows, dtype=np.int64) if positions is None else positions
@@ -381,6 +207,8 @@ def _parse_time_text(raw: str) -> tuple[int | None, bool, str]:
         except OverflowError:
             return MIN_EPOCH - 1, True, ""  # refused as outside the span served
     return int((parsed - _EPOCH).total_seconds()), False, ""
+
+
 def _parse_values(values: pa.Array, lines: np.ndarray, problems: list[RowProblem]) -> tuple[np.ndarray, np.ndarray]:
     """Values as float64 (NaN where missing), and a mask of the rows whose value parsed."""
     try:
@@ -460,7 +288,7 @@ def _to_utc_epochs(
     return epochs, exists, held
 
 
-def _resolve_repeated_hours(rows: _RepeatedHourRows, zone: zoneinfo.ZoneInfo, report: CsvReport) -> ReadingBatch:
+def resolve_repeated_hours(rows: RepeatedHourRows, zone: zoneinfo.ZoneInfo, report: RowReport) -> ReadingBatch:
     """The held rows of repeated hours, each read in the pass the file's order puts it in: per
     night, the rows before a step back in time are the first pass, those after it the second.
     Where a night's rows show no step (or more than one), the file cannot tell: its rows with a
@@ -505,16 +333,13 @@ def _undecided_reason(text: str, naive: int, zone: zoneinfo.ZoneInfo) -> str:
     )
 
 
-def _note_order(epochs: np.ndarray, report: CsvReport) -> None:
+def _note_order(epochs: np.ndarray, report: RowReport) -> None:
     if not len(epochs):
         return
     first, last = int(epochs[0]), int(epochs[-1])
     if report.strictly_increasing:
         after_previous = report.last_epoch is None or first > report.last_epoch
         report.strictly_increasing = after_previous and bool(np.all(np.diff(epochs) > 0))
-    low, high = int(epochs.min()), int(epochs.max())
-    report.min_epoch = low if report.min_epoch is None else min(report.min_epoch, low)
-    report.max_epoch = high if report.max_epoch is None else max(report.max_epoch, high)
     report.last_epoch = last
 
 
@@ -528,7 +353,7 @@ def clean_rows(
     positions: list[int] | None = None,
     unit: str = "reading",
     groups: np.ndarray | None = None,
-) -> tuple[ReadingBatch, CsvReport]:
+) -> tuple[ReadingBatch, RowReport]:
     """Rows given as text, as a file would hold them (a write through the API, an MQTT message),
     cleaned by the rules files are cleaned by, with the same reasons. Rows are numbered from
     `first_line` (or by `positions`) and named by `unit` ("line", "reading") in the reasons of
@@ -539,17 +364,17 @@ def clean_rows(
     of the same value is skipped, different values for one time are both invalid) rather than in
     the store.
     """
-    report = CsvReport()
+    report = RowReport()
     if len(times) != len(values):
         raise ValueError("times and values differ in length")
     chunk = pa.record_batch(
         [pa.array(times, pa.string()), pa.array(values, pa.string())], names=[TIME_COLUMN, VALUE_COLUMN]
     )
-    repeated = _RepeatedHourRows()
+    repeated = RepeatedHourRows()
     zone = zoneinfo.ZoneInfo(time_zone)
     numbers = None if positions is None else np.asarray(positions, dtype=np.int64)
-    batch = _clean(chunk, first_line, zone, ambiguous, report, repeated, numbers)
-    late = _resolve_repeated_hours(repeated, zone, report)
+    batch = clean_chunk(chunk, first_line, zone, ambiguous, report, repeated, numbers)
+    late = resolve_repeated_hours(repeated, zone, report)
     if len(late):
         batch = ReadingBatch(*(np.concatenate(pair) for pair in zip(
             (batch.lines, batch.epochs, batch.values), (late.lines, late.epochs, late.values)
@@ -560,7 +385,7 @@ def clean_rows(
 
 
 def _settle_duplicates(
-    batch: ReadingBatch, report: CsvReport, zone: zoneinfo.ZoneInfo, unit: str, groups: np.ndarray | None = None
+    batch: ReadingBatch, report: RowReport, zone: zoneinfo.ZoneInfo, unit: str, groups: np.ndarray | None = None
 ) -> ReadingBatch:
     if len(batch) < 2:
         return batch

@@ -1,26 +1,24 @@
-"""Writes: CSV files of readings into the relational store (import) and into a series store such
-as InfluxDB (seed), each one atomic where the store allows and recorded as an ImportRun."""
-from collections.abc import Callable
+"""File writes: CSV files of readings into the relational store (import) and into a series store
+such as InfluxDB (seed), each one atomic where the store allows and recorded as an ImportRun: its
+counts and the rows it set aside, finished as succeeded or failed whatever happens in between."""
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
-from readings.csvfile import (
-    DEFAULT_BATCH_SIZE,
-    Ambiguous,
-    CsvError,
-    CsvReport,
-    check_is_file,
-    read_readings,
-)
-from readings.domain import MAX_EPOCH, MIN_EPOCH, check_meter_name, time_zone_named
+from readings.csvreader import DEFAULT_BATCH_SIZE, CsvError, check_is_file, read_readings
+from readings.domain import MAX_EPOCH, MIN_EPOCH, SourceUnavailable, check_meter_name, time_zone_named
 from readings.models import ImportRun, Meter
-from readings.runs import ReadingsImportError, RunCounts, note_readings_changed, run_recorded, run_started
 from readings.sources import Series, SeriesStore, readings_sources
 from readings.sources.sql import SqlSource
-from readings.sources.sql.upsert import upsert_readings
+from readings.sources.sql.upsert import MeterChange, StagedRows, note_meters_changed, upsert_readings
+from readings.writes.counts import WriteCounts
+from readings.writes.rows import Ambiguous, ReadingBatch, RowReport
 
 FROM_DB_BATCH = 50_000
 
@@ -30,12 +28,84 @@ __all__ = [
 ]
 
 
+class ReadingsImportError(Exception):
+    """A write that failed and changed nothing it could roll back; `run` is its recorded ImportRun."""
+
+    def __init__(self, message: str, *, run: ImportRun | None = None):
+        super().__init__(message)
+        self.run = run
+
+
 def meter_name_for(path: Path) -> str:
     """The meter a file is imported into when none is named: its stem, as a slug."""
     return slugify(path.stem) or "meter"
 
 
-def _file_run(
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def start_run(
+    *, meter_name: str, meter: Meter | None, target: str, time_zone: str, dry_run: bool, path: Path | None = None
+) -> ImportRun:
+    """Record a running ImportRun of `path` (None: the relational store is the input)."""
+    return ImportRun.objects.create(
+        meter_name=meter_name,
+        meter=meter,
+        target=target,
+        file_name=str(path) if path else "relational store",
+        file_size=path.stat().st_size if path else None,
+        file_sha256=file_sha256(path) if path else "",
+        time_zone=time_zone,
+        dry_run=dry_run,
+    )
+
+
+@contextmanager
+def record_run(*, run: ImportRun, report: RowReport, counts: WriteCounts):
+    """Finish `run` as succeeded with `counts`, or as failed (raising ReadingsImportError for
+    the errors a user can act on)."""
+    try:
+        yield
+    except (CsvError, SourceUnavailable) as exc:
+        _fail_run(run, report, counts, str(exc))
+        raise ReadingsImportError(str(exc), run=run) from None
+    except IntegrityError as exc:
+        message = (
+            f"{run.file_name}: another import wrote readings of meter {run.meter_name!r} in the same "
+            f"range at the same time; nothing was imported, run it again ({exc})"
+        )
+        _fail_run(run, report, counts, message)
+        raise ReadingsImportError(message, run=run) from None
+    except BaseException as exc:
+        _fail_run(run, report, counts, f"{type(exc).__name__}: {exc}")
+        raise
+    _finish_run(run, report, counts, status=ImportRun.Status.SUCCEEDED)
+
+
+def _fail_run(run: ImportRun, report: RowReport, counts: WriteCounts, error: str) -> None:
+    # The relational store rolled back: nothing was inserted, updated or left unchanged there.
+    rolled_back = WriteCounts(points=counts.points)
+    _finish_run(run, report, rolled_back, status=ImportRun.Status.FAILED, error=error)
+
+
+def _finish_run(run: ImportRun, report: RowReport, counts: WriteCounts, *, status: str, error: str = "") -> None:
+    run.status = status
+    run.error = error
+    run.finished_at = timezone.now()
+    run.rows_read = report.rows_read
+    run.rows_skipped = report.rows_skipped
+    run.rows_invalid = report.rows_invalid
+    run.rows_inserted = counts.inserted
+    run.rows_updated = counts.updated
+    run.rows_unchanged = counts.unchanged
+    run.points_written = counts.points
+    run.rejected_rows = [p.as_dict() for p in report.problems]
+    run.save()
+
+
+def _start_file_run(
     *, path: Path, meter_name: str | None, time_zone: str | None, target: str, dry_run: bool
 ) -> tuple[ImportRun, Meter | None]:
     """Check the file and the names, then record a running ImportRun for it."""
@@ -54,13 +124,13 @@ def _file_run(
         time_zone_named(zone)
     except ValueError as exc:
         raise ReadingsImportError(f"--tz: {exc}") from None
-    run = run_started(
+    run = start_run(
         meter_name=meter_name, meter=existing, target=target, time_zone=zone, dry_run=dry_run, path=path
     )
     return run, existing
 
 
-def _raise_if_invalid(report: CsvReport, source: str) -> None:
+def _raise_if_invalid(report: RowReport, source: str) -> None:
     if not report.rows_invalid:
         return
     shown = report.invalid_problems()[:5]
@@ -68,6 +138,17 @@ def _raise_if_invalid(report: CsvReport, source: str) -> None:
     more = f"; and {report.rows_invalid - len(shown)} more" if report.rows_invalid > len(shown) else ""
     noun = "row" if report.rows_invalid == 1 else "rows"
     raise CsvError(source, f"{report.rows_invalid} invalid {noun}, nothing imported: {details}{more}")
+
+
+def _upsert_file(
+    *, meter: Meter, batches: Iterable[ReadingBatch], report: RowReport, run: ImportRun, merge: bool = True
+) -> WriteCounts:
+    """Upsert a file's batches into the relational store, duplicates settled as a file's are."""
+    staged: Iterator[StagedRows] = (StagedRows.of_meter(meter.pk, batch) for batch in batches)
+    counts = upsert_readings(meters=[meter], batches=staged, report=report, source=run.file_name, merge=merge)
+    if counts.inserted or counts.updated:
+        meter.refresh_from_db(fields=["reading_count", "first_reading_at", "last_reading_at", "updated_at"])
+    return counts
 
 
 def readings_import(
@@ -87,20 +168,18 @@ def readings_import(
     when the file has an invalid row or cannot be read.
     """
     path = Path(path)
-    run, existing = _file_run(
+    run, existing = _start_file_run(
         path=path, meter_name=meter_name, time_zone=time_zone, target=ImportRun.Target.SQL, dry_run=dry_run
     )
-    report, counts = CsvReport(), RunCounts()
-    with run_recorded(run, report, counts):
+    report, counts = RowReport(), WriteCounts()
+    with record_run(run=run, report=report, counts=counts):
         with transaction.atomic():
             meter = existing or Meter.objects.create(name=run.meter_name, time_zone=run.time_zone)
             batches = read_readings(
                 path, time_zone=run.time_zone, ambiguous=ambiguous, report=report, batch_size=batch_size,
                 on_progress=on_progress,
             )
-            counts.inserted, counts.updated = upsert_readings(
-                meter=meter, batches=batches, report=report, source=run.file_name
-            )
+            counts.add(_upsert_file(meter=meter, batches=batches, report=report, run=run))
             _raise_if_invalid(report, run.file_name)
             if dry_run:
                 transaction.set_rollback(True)
@@ -146,20 +225,18 @@ def readings_seed(
     path = Path(path)
     alias = series_store_alias(source_alias)
     store = readings_sources[alias]
-    run, existing = _file_run(
+    run, existing = _start_file_run(
         path=path, meter_name=meter_name, time_zone=time_zone, target=ImportRun.Target.INFLUXDB, dry_run=dry_run
     )
-    report, counts = CsvReport(), RunCounts(merged=mirror)
-    with run_recorded(run, report, counts):
+    report, counts = RowReport(), WriteCounts()
+    with record_run(run=run, report=report, counts=counts):
         store.prepare_writes(create=create_database and not dry_run)
         with transaction.atomic():
             meter = existing or Meter.objects.create(name=run.meter_name, time_zone=run.time_zone, source=alias)
             read = {"time_zone": run.time_zone, "ambiguous": ambiguous}
             batches = read_readings(path, report=report, **read)
             if mirror:
-                counts.inserted, counts.updated = upsert_readings(
-                    meter=meter, batches=batches, report=report, source=run.file_name
-                )
+                counts.add(_upsert_file(meter=meter, batches=batches, report=report, run=run))
             else:
                 _check_without_storing(meter, path, report, run, read)
             _raise_if_invalid(report, run.file_name)
@@ -174,23 +251,22 @@ def readings_seed(
                 # A repeated reading was sent twice but is one point: count the readings.
                 counts.points = report.rows_read - report.rows_skipped
                 if counts.points:
-                    note_readings_changed(meter)
+                    note_meters_changed(changes={meter.pk: MeterChange()})
         if not dry_run or existing:
             run.meter = meter
     return run
 
 
-def _check_without_storing(meter: Meter, path: Path, report: CsvReport, run: ImportRun, read: dict) -> None:
+def _check_without_storing(meter: Meter, path: Path, report: RowReport, run: ImportRun, read: dict) -> None:
     """Read everything (counting invalid rows); stage it only when duplicates are possible."""
     for _ in read_readings(path, report=report, **read):
         pass
     if not report.rows_invalid and not report.strictly_increasing:
         # Times out of order: conflicting duplicates are found the way an import finds them,
         # and counted as skipped in `report`.
-        scratch = CsvReport(strictly_increasing=False)
-        upsert_readings(
-            meter=meter, batches=read_readings(path, report=scratch, **read),
-            report=scratch, source=run.file_name, merge=False,
+        scratch = RowReport(strictly_increasing=False)
+        _upsert_file(
+            meter=meter, batches=read_readings(path, report=scratch, **read), report=scratch, run=run, merge=False
         )
         report.rows_skipped = scratch.rows_skipped
         report.problems = scratch.problems
@@ -207,13 +283,13 @@ def readings_seed_from_db(
     """Write every reading the relational store holds for `meter` to a series store."""
     store = readings_sources[series_store_alias(source_alias)]
     relational = _relational_source()
-    run = run_started(
+    run = start_run(
         meter_name=meter.name, meter=meter, target=ImportRun.Target.INFLUXDB,
         time_zone=meter.time_zone, dry_run=dry_run,
     )
-    report, counts = CsvReport(), RunCounts(merged=False)
+    report, counts = RowReport(), WriteCounts()
     position = None
-    with run_recorded(run, report, counts):
+    with record_run(run=run, report=report, counts=counts):
         store.prepare_writes(create=create_database and not dry_run)
         while True:
             batch = relational.read(meter, start=MIN_EPOCH, end=MAX_EPOCH, after=position, limit=FROM_DB_BATCH)
@@ -224,7 +300,7 @@ def readings_seed_from_db(
             if not dry_run:
                 store.write(meter.name, batch, batch_size=batch_size, on_written=counts.add_points)
         if counts.points:
-            note_readings_changed(meter)
+            note_meters_changed(changes={meter.pk: MeterChange()})
     return run
 
 

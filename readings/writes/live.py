@@ -1,25 +1,26 @@
 """Live writes: readings as meters send them (WriteReadings, the HTTP write, MQTT messages).
 
 Rows arrive as text, cleaned by the rules and with the reasons of a file import
-(`csvfile.clean_rows`); a write is atomic: any invalid row refuses all of it, rows without a value
-are skipped and reported. Upserts go through `upsert_live_readings`, which also feeds the change
-log that WatchReadings serves. A meter served by a series store (InfluxDB) gets the readings
-there too, before the relational transaction commits, as `seed_influx` does.
+(`readings.writes.rows.clean_rows`); a write is atomic: any invalid row refuses all of it, rows
+without a value are skipped and reported. Writes go through the one upsert of the relational store
+(`readings.sources.sql.upsert`), which also feeds the change log that WatchReadings serves. A meter
+served by a series store (InfluxDB) gets the readings there too, before the relational transaction
+commits, as `seed_influx` does.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from readings.csvfile import Ambiguous, RowProblem, clean_rows
 from readings.domain import MAX_WRITE_ROWS, FieldViolation, InvalidArgument, MeterNotFound, check_meter_name
 from readings.models import Meter
 from readings.selectors import forget_meters
 from readings.sources import Series, SeriesStore, readings_sources
 from readings.sources.csv import CsvSource
-from readings.sources.sql.upsert import upsert_live_readings
-
+from readings.sources.sql.upsert import StagedRows, upsert_readings
+from readings.writes.counts import WriteCounts
+from readings.writes.rows import Ambiguous, RowProblem, clean_rows
 
 
 @dataclass
@@ -46,15 +47,6 @@ class CleanWrite:
     @property
     def rows_skipped(self) -> int:
         return len(self.problems)
-
-
-@dataclass
-class WriteCounts:
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    rejected: list[tuple[str, RowProblem]] = field(default_factory=list)  # (meter name, problem)
 
 
 class RowsInvalid(InvalidArgument):
@@ -135,32 +127,30 @@ def store_writes(writes: list[CleanWrite]) -> WriteCounts:
     """Commit the cleaned writes in one transaction and count what they did together. Where
     several writes give one (meter, time), the later one's value is stored; a reading counts as
     inserted, updated or unchanged against the store as it was before the transaction."""
+    writes_with_rows = [w for w in writes if len(w.epochs)]
+    meters = list({w.meter.pk: w.meter for w in writes_with_rows}.values())
     with transaction.atomic():
-        changed = upsert_live_readings([(w.meter, w.epochs, w.values) for w in writes])
+        counts = upsert_readings(meters=meters, batches=[_later_wins(writes_with_rows)]) if meters else WriteCounts()
         _write_series_stores(writes)
     # The meters kept for a second would still show their counts from before the write.
     forget_meters()
-    counts = WriteCounts()
-    for inserted, updated in changed.values():
-        counts.inserted += inserted
-        counts.updated += updated
-    distinct = sum(len(np.unique(w.epochs)) for w in _by_meter(writes))
-    counts.unchanged = distinct - counts.inserted - counts.updated
     for w in writes:
         counts.skipped += w.rows_skipped
-        counts.rejected.extend((w.meter.name, p) for p in w.problems)
+        counts.skipped_rows.extend((w.meter.name, p) for p in w.problems)
     return counts
 
 
-def _by_meter(writes: list[CleanWrite]) -> list[CleanWrite]:
-    merged: dict[int, CleanWrite] = {}
-    for w in writes:
-        seen = merged.get(w.meter.pk)
-        merged[w.meter.pk] = w if seen is None else CleanWrite(
-            w.meter, np.concatenate([seen.epochs, w.epochs]), np.concatenate([seen.values, w.values]),
-            seen.rows_read + w.rows_read, seen.problems + w.problems,
-        )
-    return list(merged.values())
+def _later_wins(writes: list[CleanWrite]) -> StagedRows:
+    """The writes' rows, one per (meter, time): the last write's value for it, a correction."""
+    meter_ids = np.concatenate([np.full(len(w.epochs), w.meter.pk, dtype=np.int64) for w in writes])
+    epochs = np.concatenate([w.epochs for w in writes]).astype(np.int64)
+    values = np.concatenate([w.values for w in writes]).astype(np.float64)
+    # A stable sort keeps the writes' order within each (meter, time); the last of each run wins.
+    order = np.lexsort((np.arange(len(epochs)), epochs, meter_ids))
+    meter_ids, epochs, values = meter_ids[order], epochs[order], values[order]
+    last = np.ones(len(epochs), dtype=bool)
+    last[:-1] = (meter_ids[1:] != meter_ids[:-1]) | (epochs[1:] != epochs[:-1])
+    return StagedRows(meter_ids[last], order[last], epochs[last], values[last])
 
 
 def _write_series_stores(writes: list[CleanWrite]) -> None:

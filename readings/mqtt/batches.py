@@ -1,0 +1,215 @@
+"""MQTT messages as received, taken in batches, parsed and committed: each message is cleaned
+alone, the good ones stored in one transaction with the rejections of the bad ones."""
+import hashlib
+import json
+import logging
+import queue
+import time
+from dataclasses import dataclass, field, replace
+
+from django.db import DatabaseError, transaction
+
+from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
+from readings.models import Meter, RejectedMessage
+from readings.writes.counts import WriteCounts
+from readings.writes.live import (
+    RowsIn,
+    RowsInvalid,
+    clean_write,
+    clean_writes_together,
+    meters_for_write,
+    store_writes,
+)
+
+# The name the consumer has always logged under: its lines are what operators grep for.
+logger = logging.getLogger("readings.ingest")
+
+BATCH_MESSAGES = 500
+BATCH_WAIT_SECONDS = 0.05
+# Readings of one message; a file of more is an import, not a live message.
+MAX_MESSAGE_READINGS = 10_000
+
+
+class MessageRejected(Exception):
+    """A message that cannot be used, with the reason kept in its RejectedMessage."""
+
+
+@dataclass
+class Message:
+    """A message as the broker delivered it, with what its acknowledgement needs."""
+
+    topic: str
+    payload: bytes
+    mid: int = 0
+    qos: int = 1
+    received: float = field(default_factory=time.monotonic)
+    # Which connection delivered it: acknowledgements go back on that connection only.
+    connection: int = 0
+
+
+def take_batch(inbox: queue.Queue, *, block: bool, batch_messages: int, batch_wait: float) -> list[Message]:
+    """Up to `batch_messages` messages of `inbox`: the first, and what arrives within `batch_wait`
+    of it (without `block`, only what is there already)."""
+    try:
+        first = inbox.get(timeout=0.25) if block else inbox.get_nowait()
+    except queue.Empty:
+        return []
+    batch = [first]
+    deadline = time.monotonic() + batch_wait
+    while len(batch) < batch_messages:
+        try:
+            if block:
+                batch.append(inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+            else:
+                batch.append(inbox.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
+def meter_level(topic_filter: str) -> int:
+    """Which level of a topic names the meter: the one the filter's single `+` stands for."""
+    levels = topic_filter.split("/")
+    if levels.count("+") != 1 or "#" in levels:
+        raise ValueError(f"MQTT topic {topic_filter!r}: one '+' stands for the meter name, and no '#'")
+    return levels.index("+")
+
+
+def meter_of_topic(topic: str, level: int) -> str:
+    levels = topic.split("/")
+    return levels[level] if level < len(levels) else ""
+
+
+def parse_payload(meter_name: str, payload: bytes) -> RowsIn:
+    """The readings of one message as rows of its meter; MessageRejected when its shape is wrong.
+    Times and values are checked later, by the rules of a file."""
+    try:
+        document = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MessageRejected("payload is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise MessageRejected(f"payload is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise MessageRejected(f"payload is a JSON {_json_kind(document)}, not an object with time and value, or readings")
+    if "readings" in document:
+        readings = document["readings"]
+        if not isinstance(readings, list):
+            raise MessageRejected(f"readings is a JSON {_json_kind(readings)}, not an array")
+        if not readings:
+            raise MessageRejected("readings is empty")
+        if len(readings) > MAX_MESSAGE_READINGS:
+            raise MessageRejected(f"{len(readings)} readings in one message; at most {MAX_MESSAGE_READINGS}")
+        where = "readings[{}]"
+    else:
+        readings, where = [document], "payload"
+    times, values = [], []
+    for index, reading in enumerate(readings):
+        place = where.format(index)
+        if not isinstance(reading, dict) or "time" not in reading or "value" not in reading:
+            raise MessageRejected(f"{place} is not an object with time and value")
+        if not isinstance(reading["time"], str):
+            raise MessageRejected(f"{place}: time is a JSON {_json_kind(reading['time'])}, not a string")
+        if isinstance(reading["value"], (dict, list)):
+            raise MessageRejected(f"{place}: value is a JSON {_json_kind(reading['value'])}, not a number")
+        times.append(reading["time"])
+        values.append(reading["value"])
+    return RowsIn(meter_name, times, values)
+
+
+def _json_kind(value) -> str:
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
+def ingest_batch(messages: list[Message], *, level: int, create_meters: bool, channel: str = "mqtt") -> WriteCounts:
+    """Clean each message, then store the good ones and record the bad ones in one transaction.
+    A database error propagates (nothing is committed then)."""
+    rejections: list[RejectedMessage] = []
+    parsed: list[tuple[Message, RowsIn]] = []
+    for message in messages:
+        name = meter_of_topic(message.topic, level)
+        try:
+            parsed.append((message, parse_payload(name, message.payload)))
+        except MessageRejected as exc:
+            rejections.append(rejection(message, name, str(exc), channel))
+    meters = _meters({rows.meter_name for _, rows in parsed}, create_meters)
+    by_meter: dict[str, list[tuple[Message, RowsIn]]] = {}
+    for message, rows in parsed:
+        meter = meters[rows.meter_name]
+        if isinstance(meter, str):
+            rejections.append(rejection(message, rows.meter_name, meter, channel))
+        else:
+            by_meter.setdefault(rows.meter_name, []).append((message, rows))
+    writes = []
+    for name, entries in by_meter.items():
+        # A meter's messages are cleaned in one pass; only when one of them holds an invalid row
+        # is each cleaned on its own, to reject just that one.
+        together = clean_writes_together(meters[name], [rows for _, rows in entries])
+        if together is not None:
+            writes.append(together)
+            continue
+        for message, rows in entries:
+            try:
+                writes.append(clean_write(meters[name], rows))
+            except RowsInvalid as exc:
+                reason = "; ".join(f"reading {p.line}: {p.reason} (value {p.value!r})" for _, p in exc.problems)
+                rejections.append(rejection(message, rows.meter_name, reason, channel))
+    with transaction.atomic():
+        counts = store_writes(writes) if writes else WriteCounts()
+        # A rejection committed before (its acknowledgement was lost) is not recorded again.
+        RejectedMessage.objects.bulk_create(rejections, ignore_conflicts=True)
+    # Counts of a batch are added up for a while: the skipped rows they name are not kept.
+    return replace(counts, messages=len(messages), rejected=len(rejections), skipped_rows=[])
+
+
+def _meters(names: set[str], create: bool) -> dict[str, Meter | str]:
+    """Each meter named, or why a message for it cannot be used."""
+    try:
+        return dict(meters_for_write(sorted(names), create=create))
+    except (MeterNotFound, InvalidArgument):
+        pass
+    found: dict[str, Meter | str] = {}
+    for name in names:
+        try:
+            found[name] = meters_for_write([name], create=create)[name]
+        except MeterNotFound as exc:
+            found[name] = f"{exc} (INGEST_CREATE_METERS is off)"
+        except InvalidArgument as exc:
+            found[name] = "; ".join(v.description for v in exc.violations)
+    return found
+
+
+def rejection(message: Message, meter_name: str, reason: str, channel: str) -> RejectedMessage:
+    excerpt = message.payload[: RejectedMessage.EXCERPT_CHARS * 4].decode("utf-8", "replace")
+    return RejectedMessage(
+        channel=channel, topic=message.topic[:500], meter_name=meter_name[:200],
+        payload_excerpt=excerpt[: RejectedMessage.EXCERPT_CHARS], payload_size=len(message.payload),
+        payload_sha256=hashlib.sha256(message.payload).hexdigest(), reason=reason,
+    )
+
+
+def store_batch(messages: list[Message], *, level: int, create_meters: bool) -> WriteCounts:
+    """ingest_batch, and when a batch fails for a reason other than the store being unreachable,
+    each message alone: one that still fails is rejected with its error, so that it cannot hold
+    back the others for ever. Unreachable stores propagate: the caller waits and tries again."""
+    try:
+        return ingest_batch(messages, level=level, create_meters=create_meters)
+    except (DatabaseError, SourceUnavailable):
+        raise
+    except Exception as exc:
+        if len(messages) == 1:
+            logger.exception("message on %s could not be stored; recorded as rejected", messages[0].topic)
+            return _reject_alone(messages[0], level, f"could not be stored: {type(exc).__name__}: {exc}")
+        logger.exception("a batch of %d messages failed; storing them one by one", len(messages))
+    total = WriteCounts()
+    for message in messages:
+        total.add(store_batch([message], level=level, create_meters=create_meters))
+    return total
+
+
+def _reject_alone(message: Message, level: int, reason: str) -> WriteCounts:
+    with transaction.atomic():
+        RejectedMessage.objects.bulk_create(
+            [rejection(message, meter_of_topic(message.topic, level), reason, "mqtt")], ignore_conflicts=True
+        )
+    return WriteCounts(messages=1, rejected=1)
