@@ -119,7 +119,7 @@ def import_file(*paths, **options) -> str:
 
 def file_reason(time_text: str, value_text: str) -> str:
     """The reason a file import gives for a row of this time and value."""
-    from readings.csvfile import clean_rows
+    from readings.writes.rows import clean_rows
 
     _, report = clean_rows([time_text], [value_text])
     return report.problems[0].reason
