@@ -1,9 +1,13 @@
-"""Translations between protobuf messages and the plain values of readings.selectors."""
+"""Translations between protobuf messages and the plain values of readings (selectors, writes)."""
+from datetime import datetime, timedelta
+
 import numpy as np
 from google.protobuf import duration_pb2, timestamp_pb2
+from google.type import datetime_pb2
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.domain import Instant, Window
+from readings.writes.rows import TypedTimes, parse_time_text
 
 # The one mapping between the contract's Window enum and the domain's windows.
 PROTO_WINDOWS = {
@@ -14,6 +18,7 @@ PROTO_WINDOWS = {
     Window.MONTH: pb.WINDOW_MONTH,
 }
 _WINDOWS_OF_PROTO = {value: window for window, value in PROTO_WINDOWS.items()}
+_EPOCH = datetime(1970, 1, 1)
 
 
 def instant(stamp: timestamp_pb2.Timestamp) -> Instant:
@@ -106,12 +111,62 @@ def aggregates_response(result) -> pb.AggregateReadingsResponse:
     return response
 
 
-def reading_time_text(reading) -> str:
-    """A ReadingInput's time as the text a file would hold, so that it is cleaned by the file's
-    rules: an instant as RFC 3339 (fractions kept, and refused as in files), or the text sent."""
-    if reading.WhichOneof("when") == "time":
-        try:
-            return reading.time.ToJsonString()
-        except ValueError:  # outside years 1 to 9999: named as sent
-            return f"{reading.time.seconds}s{reading.time.nanos:+d}ns since 1970-01-01T00:00:00Z"
-    return reading.local_time
+def reading_times(readings) -> TypedTimes:
+    """The times of WriteReadings' readings, in types: instants as epoch seconds, wall times as
+    wall-clock seconds (read in each meter's zone later), local_time text by the rules of files.
+    A time that cannot be one is refused here with the reason a file's row would get."""
+    count = len(readings)
+    seconds = np.zeros(count, dtype=np.int64)
+    instant = np.zeros(count, dtype=bool)
+    texts, refused = [""] * count, {}
+    for row, reading in enumerate(readings):
+        kind = reading.WhichOneof("when")
+        if kind == "time":
+            seconds[row], instant[row], texts[row] = reading.time.seconds, True, _instant_text(reading.time)
+            if reading.time.nanos:
+                refused[row] = f"time {texts[row]!r} has fractional seconds; whole seconds are expected"
+        elif kind == "wall_time":
+            texts[row] = _wall_text(reading.wall_time)
+            parsed, is_instant, reason = _wall_seconds(reading.wall_time, texts[row])
+            if reason:
+                refused[row] = reason
+            else:
+                seconds[row], instant[row] = parsed, is_instant
+        elif kind == "local_time":
+            texts[row] = reading.local_time
+            parsed, is_instant, reason = parse_time_text(reading.local_time)
+            if parsed is None:
+                refused[row] = reason
+            else:
+                seconds[row], instant[row] = parsed, is_instant
+        else:
+            refused[row] = "time is empty"
+    return TypedTimes(seconds, instant, texts, refused)
+
+
+def _instant_text(stamp: timestamp_pb2.Timestamp) -> str:
+    """How an instant is quoted in reasons: RFC 3339, or its count of seconds where it has none."""
+    try:
+        return stamp.ToJsonString()
+    except ValueError:  # outside years 1 to 9999
+        return f"{stamp.seconds}s{stamp.nanos:+d}ns since 1970-01-01T00:00:00Z"
+
+
+def _wall_text(wall: datetime_pb2.DateTime) -> str:
+    return f"{wall.year:04d}-{wall.month:02d}-{wall.day:02d} {wall.hours:02d}:{wall.minutes:02d}:{wall.seconds:02d}"
+
+
+def _wall_seconds(wall: datetime_pb2.DateTime, text: str) -> tuple[int, bool, str]:
+    """(wall-clock seconds, or UTC seconds with a utc_offset; whether an instant; the reason it is none)."""
+    if wall.HasField("time_zone"):
+        return 0, False, f"time {text!r} names a time zone; send it without (the meter's zone) or as an instant"
+    try:
+        moment = datetime(wall.year, wall.month, wall.day, wall.hours, wall.minutes, wall.seconds)
+    except ValueError:
+        return 0, False, f"time {text!r} is not a date and time that exists"
+    if wall.nanos:
+        return 0, False, f"time {text!r} has fractional seconds; whole seconds are expected"
+    naive = (moment - _EPOCH) // timedelta(seconds=1)
+    if wall.HasField("utc_offset"):
+        return naive - wall.utc_offset.seconds, True, ""
+    return naive, False, ""

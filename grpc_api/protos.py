@@ -21,6 +21,10 @@ def generate(out_dir: Path) -> list[Path]:
     from grpc_tools import protoc  # a development tool, not needed to serve
 
     well_known = Path(protoc.__file__).parent / "_proto"
+    # google/type/*.proto (civil times) ship with googleapis-common-protos, whose modules serve them.
+    import google.type
+
+    googleapis = Path(google.type.__path__[0]).parent.parent
     protos = sorted(p.relative_to(PROTO_ROOT).as_posix() for p in PROTO_ROOT.rglob("*.proto"))
     out_dir.mkdir(parents=True, exist_ok=True)
     status = protoc.main(
@@ -28,6 +32,7 @@ def generate(out_dir: Path) -> list[Path]:
             "protoc",
             f"--proto_path={PROTO_ROOT}",
             f"--proto_path={well_known}",
+            f"--proto_path={googleapis}",
             f"--python_out={out_dir}",
             f"--pyi_out={out_dir}",
             f"--grpc_python_out={out_dir}",

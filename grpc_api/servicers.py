@@ -101,7 +101,7 @@ class MeterUsageService(Service):
         require_write_token(context)
         rows = live.rows_by_meter(
             [reading.meter for reading in request.readings],
-            [convert.reading_time_text(reading) for reading in request.readings],
+            convert.reading_times(request.readings),
             [reading.value for reading in request.readings],
         )
         counts = live.readings_write(rows, unit="reading")

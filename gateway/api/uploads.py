@@ -1,24 +1,28 @@
 """Readings sent to the HTTP API (a CSV file or JSON), written through the gRPC service
 (WriteReadings) with the gateway's write token.
 
-The gateway only reads the body's structure (header, fields, JSON shape) and each value's number:
-times go to the service as the text sent, and the service cleans every row by the rules of a file
-import. A CSV row is named by its line in the file, a JSON reading by its index in the list, and
-the service's reasons are put in those terms, so that a file gets the reasons `import_readings`
-gives it.
+The gateway reads the body's structure (header, fields, JSON shape) and puts each row in the
+contract's types: the value as a number, the time as an instant (it carried a UTC offset) or a
+wall time in the meter's zone, each read by the rules every writer uses; the service cleans the
+rows by the rules of a file import from there. A CSV row is named by its line in the file, a JSON
+reading by its index in the list, and the service's reasons are put in those terms, so that a file
+gets the reasons `import_readings` gives it.
 """
 import csv
 import io
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from google.type import datetime_pb2
 
 from gateway import client
 from gateway.api.problems import Problem, summary_of
 from gateway.api.serializers import RejectedReadingDocument, WriteResultDocument
 from gateway.client import RpcFailed
+from grpc_api.convert import timestamp
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.csvreader import CsvError, header_columns
 from readings.writes.rows import (
@@ -26,9 +30,11 @@ from readings.writes.rows import (
     VALUE_COLUMN,
     missing_value_reason,
     number_of_text,
+    parse_time_text,
 )
 
 CSV_BODY = "the CSV body"
+_EPOCH = datetime(1970, 1, 1)
 _READING_INDEX = re.compile(r"^readings\[(\d+)\]$")
 # The service names readings by their index in the request ("duplicate of reading 3", "readings 3
 # and 7 both give time ..."); a file names them by line.
@@ -53,13 +59,16 @@ class RowsSent:
     invalid: dict[int, str] = field(default_factory=dict)  # position in the rows → reason
 
     def add(self, number: int, time: str, value) -> None:
+        seconds, _has_offset, time_reason = parse_time_text(time)
+        if seconds is None:  # read by the grammar every writer uses, reason and all
+            self.invalid[len(self.numbers)] = time_reason
         text = "" if value is None else value if isinstance(value, str) else _number_text(value)
         try:
             if isinstance(value, bool):  # JSON true is no reading
                 raise ValueError(f"{VALUE_COLUMN} {value!r} is not a number")
             number_value = float(value) if isinstance(value, (int, float)) else number_of_text(text)
         except ValueError as exc:
-            self.invalid[len(self.numbers)] = str(exc)
+            self.invalid.setdefault(len(self.numbers), str(exc))
             number_value = math.nan
         self.numbers.append(number)
         self.times.append(time)
@@ -69,6 +78,18 @@ class RowsSent:
 
     def __len__(self) -> int:
         return len(self.numbers)
+
+
+def reading_time(text: str) -> dict:
+    """A time as sent, in the contract's types: an instant where it carries a UTC offset, else a
+    wall time in the meter's zone (the service knows the zone and reads it there)."""
+    seconds, has_offset, _reason = parse_time_text(text)
+    if has_offset:
+        return {"time": timestamp(seconds)}
+    wall = _EPOCH + timedelta(seconds=seconds)
+    return {"wall_time": datetime_pb2.DateTime(
+        year=wall.year, month=wall.month, day=wall.day, hours=wall.hour, minutes=wall.minute, seconds=wall.second,
+    )}
 
 
 def _number_text(value) -> str:
@@ -151,9 +172,9 @@ def readings_write(*, meter: str, rows: RowsSent) -> dict:
         # A request without readings names no meter: the path's meter must still be one.
         client.call("GetMeter", pb.GetMeterRequest(name=meter))
     request = pb.WriteReadingsRequest(readings=[
-        # A value that is no number goes without a time: the service refuses the write for it
-        # (nothing is written) and still names every other invalid row.
-        pb.ReadingInput(meter=meter, local_time="" if i in rows.invalid else time, value=value)
+        # A row whose time or value is none goes without a time: the service refuses the write
+        # for it (nothing is written) and still names every other invalid row.
+        pb.ReadingInput(meter=meter, value=value, **({} if i in rows.invalid else reading_time(time)))
         for i, (time, value) in enumerate(zip(rows.times, rows.values))
     ])
     try:

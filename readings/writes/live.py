@@ -20,18 +20,19 @@ from readings.sources import Series, SeriesStore, readings_sources
 from readings.sources.csv import CsvSource
 from readings.sources.sql.upsert import StagedRows, upsert_readings
 from readings.writes.counts import WriteCounts
-from readings.writes.rows import Ambiguous, RowProblem, clean_rows
+from readings.writes.rows import Ambiguous, RowProblem, TypedTimes, clean_rows, clean_typed_rows
 
 
 @dataclass
 class RowsIn:
     """Rows of one meter as sent: times as text (naive wall times in the meter's zone, or with a
-    UTC offset), values as text (or numbers). Rows are numbered from `first_line`, or by
+    UTC offset) and values as text or numbers, as messages carry them; or, from a gRPC write,
+    times already in types and values as numbers. Rows are numbered from `first_line`, or by
     `positions` (their places in a request that mixes meters)."""
 
     meter_name: str
-    times: list[str]
-    values: list
+    times: list[str] | TypedTimes
+    values: list | np.ndarray
     first_line: int = 1
     positions: list[int] | None = None
 
@@ -86,12 +87,15 @@ def meters_for_write(names: list[str], *, create: bool = False) -> dict[str, Met
 
 def clean_write(meter: Meter, rows: RowsIn, *, unit: str = "reading", ambiguous: Ambiguous = Ambiguous.INFER) -> CleanWrite:
     """The rows cleaned in the meter's zone; RowsInvalid when any row is invalid."""
-    times = [str(t) for t in rows.times]
-    values = [_value_text(v) for v in rows.values]
-    batch, report = clean_rows(
-        times, values, time_zone=meter.time_zone, ambiguous=ambiguous, first_line=rows.first_line,
-        positions=rows.positions, unit=unit,
-    )
+    if isinstance(rows.times, TypedTimes):
+        batch, report = clean_typed_rows(
+            rows.times, rows.values, time_zone=meter.time_zone, ambiguous=ambiguous, positions=rows.positions, unit=unit,
+        )
+    else:
+        batch, report = clean_rows(
+            [str(t) for t in rows.times], [_value_text(v) for v in rows.values], time_zone=meter.time_zone,
+            ambiguous=ambiguous, first_line=rows.first_line, positions=rows.positions, unit=unit,
+        )
     invalid = [(meter.name, p) for p in report.problems if p.kind == "invalid"]
     if invalid:
         raise RowsInvalid(invalid, unit, count=report.rows_invalid)
@@ -186,12 +190,14 @@ def readings_write(
     return store_writes(cleaned)
 
 
-def rows_by_meter(meter_names: list[str], times: list[str], values: list) -> list[RowsIn]:
+def rows_by_meter(meter_names: list[str], times: list[str] | TypedTimes, values) -> list[RowsIn]:
     """Rows of a request that mixes meters, grouped per meter, each keeping its place (from 0)."""
-    groups: dict[str, RowsIn] = {}
-    for position, (name, time, value) in enumerate(zip(meter_names, times, values)):
-        group = groups.setdefault(name, RowsIn(name, [], [], positions=[]))
-        group.times.append(time)
-        group.values.append(value)
-        group.positions.append(position)
-    return list(groups.values())
+    places: dict[str, list[int]] = {}
+    for position, name in enumerate(meter_names):
+        places.setdefault(name, []).append(position)
+    if isinstance(times, TypedTimes):
+        values = np.asarray(values, dtype=np.float64)
+        return [RowsIn(name, times.take(rows), values[rows], positions=rows) for name, rows in places.items()]
+    return [
+        RowsIn(name, [times[i] for i in rows], [values[i] for i in rows], positions=rows) for name, rows in places.items()
+    ]

@@ -10,6 +10,7 @@ import enum
 import math
 import re
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -118,18 +119,56 @@ def clean_chunk(
         times = times.filter(pa.array(keep))
         values = values.filter(pa.array(keep))
         lines = lines[keep]
-    report.rows_read += len(lines)
     problems: list[RowProblem] = []
-
     seconds, time_ok, instant = _parse_times(times, lines, problems)
-    time_ok &= _within_supported_years(seconds, time_ok, lines, times, problems)
-    epochs, local_ok, held = _to_utc_epochs(seconds, time_ok & ~instant, zone, ambiguous, lines, times, problems)
     numbers, value_ok = _parse_values(values, lines, problems)
+    parsed = ParsedRows(lines, seconds, instant, time_ok, numbers, value_ok, _texts_of(times), _texts_of(values))
+    return _clean_parsed(parsed, problems, zone, ambiguous, report, repeated)
+
+
+@dataclass
+class ParsedRows:
+    """Rows whose times and values are read, not yet checked against the calendar and the meter's
+    zone: times as epoch seconds (UTC for instants, wall-clock seconds for naive times), values as
+    numbers (NaN or infinite: none). `time_ok` and `value_ok` are False where reading failed (the
+    reason is already a problem); `time_text(i)` and `value_text(i)` quote row i in reasons."""
+
+    lines: np.ndarray
+    seconds: np.ndarray
+    instant: np.ndarray
+    time_ok: np.ndarray
+    values: np.ndarray
+    value_ok: np.ndarray
+    time_text: Callable[[int], str]
+    value_text: Callable[[int], str]
+
+
+def _texts_of(column: pa.Array) -> Callable[[int], str]:
+    return lambda i: column[int(i)].as_py()
+
+
+def _clean_parsed(
+    rows: ParsedRows,
+    problems: list[RowProblem],
+    zone: zoneinfo.ZoneInfo,
+    ambiguous: Ambiguous,
+    report: RowReport,
+    repeated: RepeatedHourRows,
+) -> ReadingBatch:
+    """The rules past reading: the span served, the meter's zone, values that are none, repeated
+    hours held back. Problems found here and before go to `report`."""
+    lines, seconds, numbers = rows.lines, rows.seconds, rows.values
+    report.rows_read += len(lines)
+    time_ok = rows.time_ok & _within_supported_years(seconds, rows.time_ok, lines, rows.time_text, problems)
+    epochs, local_ok, held = _to_utc_epochs(
+        seconds, time_ok & ~rows.instant, zone, ambiguous, lines, rows.time_text, problems
+    )
+    value_ok = rows.value_ok
     ok = time_ok & local_ok & value_ok
 
     has_value = np.isfinite(numbers)
     for i in np.flatnonzero(ok & ~has_value):
-        raw = values[i].as_py()
+        raw = rows.value_text(i)
         problems.append(RowProblem(int(lines[i]), raw, missing_value_reason(raw, numbers[i]), "skipped"))
     # Rows of a repeated hour wait for the end of the file, those without a value too: the
     # order of a first pass without values still tells a second pass apart.
@@ -138,7 +177,7 @@ def clean_chunk(
         repeated.lines.append(lines[hold])
         repeated.naive.append(seconds[hold])
         repeated.values.append(numbers[hold])
-        repeated.texts.append([times[int(i)].as_py() for i in np.flatnonzero(hold)])
+        repeated.texts.append([rows.time_text(i) for i in np.flatnonzero(hold)])
     ok &= has_value & ~held
     for problem in sorted(problems, key=lambda p: p.line):
         report.add_problem(problem)
@@ -164,7 +203,7 @@ def _parse_times(
     ok = np.ones(len(times), dtype=bool)
     instant = none.copy()
     for i, raw in enumerate(times.to_pylist()):
-        parsed, has_offset, reason = _parse_time_text(raw)
+        parsed, has_offset, reason = parse_time_text(raw)
         if parsed is None:
             ok[i] = False
             problems.append(RowProblem(int(lines[i]), raw, reason, "invalid"))
@@ -178,18 +217,21 @@ _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _within_supported_years(
-    seconds: np.ndarray, time_ok: np.ndarray, lines: np.ndarray, times: pa.Array, problems: list[RowProblem]
+    seconds: np.ndarray, time_ok: np.ndarray, lines: np.ndarray, time_text: Callable[[int], str],
+    problems: list[RowProblem],
 ) -> np.ndarray:
     """Times the service can serve (years 1 to 9999, a day's margin for any zone's offset)."""
     inside = (seconds >= MIN_EPOCH) & (seconds <= MAX_EPOCH)
     for i in np.flatnonzero(time_ok & ~inside):
-        raw = times[i].as_py()
+        raw = time_text(i)
         problems.append(RowProblem(int(lines[i]), raw, f"time {raw!r} is outside {SPAN_TEXT}", "invalid"))
     return inside
 
 
-def _parse_time_text(raw: str) -> tuple[int | None, bool, str]:
-    """(seconds, whether the text carried a UTC offset, reason when it is no time)."""
+def parse_time_text(raw: str) -> tuple[int | None, bool, str]:
+    """A time as text, by the one grammar every reader uses: (seconds — UTC for a time with a
+    UTC offset, wall-clock seconds for a naive one —, whether it carried an offset, the reason
+    when it is no time)."""
     text = raw.strip()
     if not text:
         return None, False, "time is empty"
@@ -259,7 +301,7 @@ def _to_utc_epochs(
     zone: zoneinfo.ZoneInfo,
     ambiguous: Ambiguous,
     lines: np.ndarray,
-    times: pa.Array,
+    time_text: Callable[[int], str],
     problems: list[RowProblem],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """UTC epoch seconds of the `wall` rows, naive wall times in `zone` (the others pass through);
@@ -279,7 +321,7 @@ def _to_utc_epochs(
     for i in np.flatnonzero(localized.isna() & wall):
         if stamps[i].tz_localize(zone.key, ambiguous=True, nonexistent="NaT") is pd.NaT:
             exists[i] = False
-            raw = times[i].as_py()
+            raw = time_text(i)
             problems.append(
                 RowProblem(int(lines[i]), raw, f"time {raw!r} does not exist in {zone.key} (clocks moved forward)", "invalid")
             )
@@ -374,6 +416,65 @@ def clean_rows(
     zone = zoneinfo.ZoneInfo(time_zone)
     numbers = None if positions is None else np.asarray(positions, dtype=np.int64)
     batch = clean_chunk(chunk, first_line, zone, ambiguous, report, repeated, numbers)
+    return _settle_rows_in_hand(batch, repeated, zone, report, unit, groups), report
+
+
+@dataclass
+class TypedTimes:
+    """Times that came in types (a gRPC write), one per row: epoch seconds (UTC for an instant,
+    wall-clock seconds for a naive time), whether each is an instant, how each is quoted in
+    reasons, and the reasons of those refused while being read (by row, from 0)."""
+
+    seconds: np.ndarray
+    instant: np.ndarray
+    texts: list[str]
+    refused: dict[int, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.seconds)
+
+    def take(self, rows: list[int]) -> "TypedTimes":
+        at = {row: i for i, row in enumerate(rows)}
+        return TypedTimes(
+            self.seconds[rows], self.instant[rows], [self.texts[row] for row in rows],
+            {at[row]: reason for row, reason in self.refused.items() if row in at},
+        )
+
+
+def clean_typed_rows(
+    times: TypedTimes,
+    values: np.ndarray,
+    *,
+    time_zone: str = "UTC",
+    ambiguous: Ambiguous = Ambiguous.INFER,
+    positions: list[int],
+    unit: str = "reading",
+) -> tuple[ReadingBatch, RowReport]:
+    """Rows whose times and values came in types, cleaned by the rules of `clean_rows` from the
+    point where text would have been read; nothing is turned into text to be read again."""
+    report = RowReport()
+    lines = np.asarray(positions, dtype=np.int64)
+    numbers = np.asarray(values, dtype=np.float64)
+    time_ok = np.ones(len(lines), dtype=bool)
+    problems = []
+    for row, reason in times.refused.items():
+        time_ok[row] = False
+        problems.append(RowProblem(int(lines[row]), times.texts[row], reason, "invalid"))
+    parsed = ParsedRows(
+        lines, times.seconds.astype(np.int64), times.instant, time_ok, numbers, np.ones(len(lines), dtype=bool),
+        lambda i: times.texts[int(i)], lambda i: repr(float(numbers[int(i)])),
+    )
+    repeated = RepeatedHourRows()
+    zone = zoneinfo.ZoneInfo(time_zone)
+    batch = _clean_parsed(parsed, problems, zone, ambiguous, report, repeated)
+    return _settle_rows_in_hand(batch, repeated, zone, report, unit, None), report
+
+
+def _settle_rows_in_hand(
+    batch: ReadingBatch, repeated: RepeatedHourRows, zone: zoneinfo.ZoneInfo, report: RowReport, unit: str,
+    groups: np.ndarray | None,
+) -> ReadingBatch:
+    """Rows all in hand, past the rules of each row: the repeated hours resolved, duplicates settled."""
     late = resolve_repeated_hours(repeated, zone, report)
     if len(late):
         batch = ReadingBatch(*(np.concatenate(pair) for pair in zip(
@@ -381,7 +482,7 @@ def clean_rows(
         )))
     batch = _settle_duplicates(batch, report, zone, unit, groups)
     report.problems.sort(key=lambda problem: problem.line)
-    return batch, report
+    return batch
 
 
 def _settle_duplicates(

@@ -25,63 +25,64 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.type import datetime_pb2 as google_dot_type_dot_datetime__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmeterusage/v1/meter_usage.proto\x12\rmeterusage.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x02\n\x05Meter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x1a\n\rreading_count\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x36\n\x12\x66irst_reading_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_reading_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14readings_unavailable\x18\n \x01(\tB\x10\n\x0e_reading_count\"\xc7\x01\n\x11ListMetersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06search\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x11\n\ttime_zone\x18\x05 \x01(\t\x12\x0c\n\x04unit\x18\x06 \x01(\t\x12\x19\n\x0chas_readings\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x10\n\x08order_by\x18\x08 \x01(\t\x12\x0c\n\x04skip\x18\t \x01(\x05\x42\x0f\n\r_has_readings\"g\n\x12ListMetersResponse\x12$\n\x06meters\x18\x01 \x03(\x0b\x32\x14.meterusage.v1.Meter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x1f\n\x0fGetMeterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x07Reading\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\x02 \x01(\x01\"\xd4\x01\n\x13ListReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12)\n\x04view\x18\x06 \x01(\x0e\x32\x1b.meterusage.v1.ReadingsView\"x\n\x14ListReadingsResponse\x12(\n\x08readings\x18\x01 \x03(\x0b\x32\x16.meterusage.v1.Reading\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05times\x18\x03 \x03(\x03\x12\x0e\n\x06values\x18\x04 \x03(\x01\"\xae\x01\n\x15StreamReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresume_token\x18\x04 \x01(\t\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\"M\n\x16StreamReadingsResponse\x12\r\n\x05times\x18\x01 \x03(\x03\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\"\xc1\x01\n\x18\x41ggregateReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06window\x18\x04 \x01(\x0e\x32\x15.meterusage.v1.Window\x12\x11\n\ttime_zone\x18\x05 \x01(\t\"\xfc\x01\n\x06\x42ucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x16\n\x0e\x65xpected_count\x18\x04 \x01(\x03\x12\x10\n\x08\x63overage\x18\x05 \x01(\x01\x12\x0b\n\x03sum\x18\x06 \x01(\x01\x12\x11\n\x04mean\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03min\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03max\x18\t \x01(\x01H\x02\x88\x01\x01\x42\x07\n\x05_meanB\x06\n\x04_minB\x06\n\x04_max\"\xd8\x01\n\x19\x41ggregateReadingsResponse\x12&\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x15.meterusage.v1.Bucket\x12$\n\x05total\x18\x02 \x01(\x0b\x32\x15.meterusage.v1.Bucket\x12,\n\x08min_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08max_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x05 \x01(\t\"\x85\x01\n\x16GetCompletenessRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x03Gap\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmissing_count\x18\x03 \x01(\x03\"\xd3\x01\n\x17GetCompletenessResponse\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x65xpected_count\x18\x02 \x01(\x03\x12\x15\n\rpresent_count\x18\x03 \x01(\x03\x12\x15\n\rmissing_count\x18\x04 \x01(\x03\x12\x10\n\x08\x63overage\x18\x05 \x01(\x01\x12 \n\x04gaps\x18\x06 \x03(\x0b\x32\x12.meterusage.v1.Gap\x12\x11\n\tgap_count\x18\x07 \x01(\x03\"v\n\x0cReadingInput\x12\r\n\x05meter\x18\x01 \x01(\t\x12*\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x14\n\nlocal_time\x18\x03 \x01(\tH\x00\x12\r\n\x05value\x18\x04 \x01(\x01\x42\x06\n\x04when\"E\n\x14WriteReadingsRequest\x12-\n\x08readings\x18\x01 \x03(\x0b\x32\x1b.meterusage.v1.ReadingInput\"N\n\x0fRejectedReading\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05meter\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xa7\x01\n\x15WriteReadingsResponse\x12\x16\n\x0einserted_count\x18\x01 \x01(\x03\x12\x15\n\rupdated_count\x18\x02 \x01(\x03\x12\x17\n\x0funchanged_count\x18\x03 \x01(\x03\x12\x15\n\rskipped_count\x18\x04 \x01(\x03\x12/\n\x07skipped\x18\x05 \x03(\x0b\x32\x1e.meterusage.v1.RejectedReading\"\x83\x01\n\x14WatchReadingsRequest\x12\x0e\n\x06meters\x18\x01 \x03(\t\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcatch_up_only\x18\x04 \x01(\x08\"\x9a\x01\n\rReadingChange\x12\r\n\x05meter\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x10\n\x08replaced\x18\x04 \x01(\x08\x12/\n\x0b\x63ommit_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x15WatchReadingsResponse\x12-\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1c.meterusage.v1.ReadingChange\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\x12\x11\n\tcaught_up\x18\x03 \x01(\x08*`\n\x0cReadingsView\x12\x1d\n\x19READINGS_VIEW_UNSPECIFIED\x10\x00\x12\x16\n\x12READINGS_VIEW_ROWS\x10\x01\x12\x19\n\x15READINGS_VIEW_COLUMNS\x10\x02*{\n\x06Window\x12\x16\n\x12WINDOW_UNSPECIFIED\x10\x00\x12\x15\n\x11WINDOW_15_MINUTES\x10\x01\x12\x0f\n\x0bWINDOW_HOUR\x10\x02\x12\x0e\n\nWINDOW_DAY\x10\x03\x12\x0f\n\x0bWINDOW_WEEK\x10\x04\x12\x10\n\x0cWINDOW_MONTH\x10\x05\x32\xe6\x05\n\x11MeterUsageService\x12Q\n\nListMeters\x12 .meterusage.v1.ListMetersRequest\x1a!.meterusage.v1.ListMetersResponse\x12@\n\x08GetMeter\x12\x1e.meterusage.v1.GetMeterRequest\x1a\x14.meterusage.v1.Meter\x12W\n\x0cListReadings\x12\".meterusage.v1.ListReadingsRequest\x1a#.meterusage.v1.ListReadingsResponse\x12_\n\x0eStreamReadings\x12$.meterusage.v1.StreamReadingsRequest\x1a%.meterusage.v1.StreamReadingsResponse0\x01\x12\x66\n\x11\x41ggregateReadings\x12\'.meterusage.v1.AggregateReadingsRequest\x1a(.meterusage.v1.AggregateReadingsResponse\x12`\n\x0fGetCompleteness\x12%.meterusage.v1.GetCompletenessRequest\x1a&.meterusage.v1.GetCompletenessResponse\x12Z\n\rWriteReadings\x12#.meterusage.v1.WriteReadingsRequest\x1a$.meterusage.v1.WriteReadingsResponse\x12\\\n\rWatchReadings\x12#.meterusage.v1.WatchReadingsRequest\x1a$.meterusage.v1.WatchReadingsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmeterusage/v1/meter_usage.proto\x12\rmeterusage.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1agoogle/type/datetime.proto\"\xc3\x02\n\x05Meter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x1a\n\rreading_count\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x36\n\x12\x66irst_reading_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_reading_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14readings_unavailable\x18\n \x01(\tB\x10\n\x0e_reading_count\"\xc7\x01\n\x11ListMetersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06search\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x11\n\ttime_zone\x18\x05 \x01(\t\x12\x0c\n\x04unit\x18\x06 \x01(\t\x12\x19\n\x0chas_readings\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x10\n\x08order_by\x18\x08 \x01(\t\x12\x0c\n\x04skip\x18\t \x01(\x05\x42\x0f\n\r_has_readings\"g\n\x12ListMetersResponse\x12$\n\x06meters\x18\x01 \x03(\x0b\x32\x14.meterusage.v1.Meter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x1f\n\x0fGetMeterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x07Reading\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\x02 \x01(\x01\"\xd4\x01\n\x13ListReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12)\n\x04view\x18\x06 \x01(\x0e\x32\x1b.meterusage.v1.ReadingsView\"x\n\x14ListReadingsResponse\x12(\n\x08readings\x18\x01 \x03(\x0b\x32\x16.meterusage.v1.Reading\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05times\x18\x03 \x03(\x03\x12\x0e\n\x06values\x18\x04 \x03(\x01\"\xae\x01\n\x15StreamReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresume_token\x18\x04 \x01(\t\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\"M\n\x16StreamReadingsResponse\x12\r\n\x05times\x18\x01 \x03(\x03\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\"\xc1\x01\n\x18\x41ggregateReadingsRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06window\x18\x04 \x01(\x0e\x32\x15.meterusage.v1.Window\x12\x11\n\ttime_zone\x18\x05 \x01(\t\"\xfc\x01\n\x06\x42ucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x16\n\x0e\x65xpected_count\x18\x04 \x01(\x03\x12\x10\n\x08\x63overage\x18\x05 \x01(\x01\x12\x0b\n\x03sum\x18\x06 \x01(\x01\x12\x11\n\x04mean\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03min\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03max\x18\t \x01(\x01H\x02\x88\x01\x01\x42\x07\n\x05_meanB\x06\n\x04_minB\x06\n\x04_max\"\xd8\x01\n\x19\x41ggregateReadingsResponse\x12&\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x15.meterusage.v1.Bucket\x12$\n\x05total\x18\x02 \x01(\x0b\x32\x15.meterusage.v1.Bucket\x12,\n\x08min_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08max_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x05 \x01(\t\"\x85\x01\n\x16GetCompletenessRequest\x12\r\n\x05meter\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x03Gap\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmissing_count\x18\x03 \x01(\x03\"\xd3\x01\n\x17GetCompletenessResponse\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x65xpected_count\x18\x02 \x01(\x03\x12\x15\n\rpresent_count\x18\x03 \x01(\x03\x12\x15\n\rmissing_count\x18\x04 \x01(\x03\x12\x10\n\x08\x63overage\x18\x05 \x01(\x01\x12 \n\x04gaps\x18\x06 \x03(\x0b\x32\x12.meterusage.v1.Gap\x12\x11\n\tgap_count\x18\x07 \x01(\x03\"\xa2\x01\n\x0cReadingInput\x12\r\n\x05meter\x18\x01 \x01(\t\x12*\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12*\n\twall_time\x18\x05 \x01(\x0b\x32\x15.google.type.DateTimeH\x00\x12\x14\n\nlocal_time\x18\x03 \x01(\tH\x00\x12\r\n\x05value\x18\x04 \x01(\x01\x42\x06\n\x04when\"E\n\x14WriteReadingsRequest\x12-\n\x08readings\x18\x01 \x03(\x0b\x32\x1b.meterusage.v1.ReadingInput\"N\n\x0fRejectedReading\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05meter\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xa7\x01\n\x15WriteReadingsResponse\x12\x16\n\x0einserted_count\x18\x01 \x01(\x03\x12\x15\n\rupdated_count\x18\x02 \x01(\x03\x12\x17\n\x0funchanged_count\x18\x03 \x01(\x03\x12\x15\n\rskipped_count\x18\x04 \x01(\x03\x12/\n\x07skipped\x18\x05 \x03(\x0b\x32\x1e.meterusage.v1.RejectedReading\"\x83\x01\n\x14WatchReadingsRequest\x12\x0e\n\x06meters\x18\x01 \x03(\t\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcatch_up_only\x18\x04 \x01(\x08\"\x9a\x01\n\rReadingChange\x12\r\n\x05meter\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x10\n\x08replaced\x18\x04 \x01(\x08\x12/\n\x0b\x63ommit_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x15WatchReadingsResponse\x12-\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1c.meterusage.v1.ReadingChange\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\x12\x11\n\tcaught_up\x18\x03 \x01(\x08*`\n\x0cReadingsView\x12\x1d\n\x19READINGS_VIEW_UNSPECIFIED\x10\x00\x12\x16\n\x12READINGS_VIEW_ROWS\x10\x01\x12\x19\n\x15READINGS_VIEW_COLUMNS\x10\x02*{\n\x06Window\x12\x16\n\x12WINDOW_UNSPECIFIED\x10\x00\x12\x15\n\x11WINDOW_15_MINUTES\x10\x01\x12\x0f\n\x0bWINDOW_HOUR\x10\x02\x12\x0e\n\nWINDOW_DAY\x10\x03\x12\x0f\n\x0bWINDOW_WEEK\x10\x04\x12\x10\n\x0cWINDOW_MONTH\x10\x05\x32\xe6\x05\n\x11MeterUsageService\x12Q\n\nListMeters\x12 .meterusage.v1.ListMetersRequest\x1a!.meterusage.v1.ListMetersResponse\x12@\n\x08GetMeter\x12\x1e.meterusage.v1.GetMeterRequest\x1a\x14.meterusage.v1.Meter\x12W\n\x0cListReadings\x12\".meterusage.v1.ListReadingsRequest\x1a#.meterusage.v1.ListReadingsResponse\x12_\n\x0eStreamReadings\x12$.meterusage.v1.StreamReadingsRequest\x1a%.meterusage.v1.StreamReadingsResponse0\x01\x12\x66\n\x11\x41ggregateReadings\x12\'.meterusage.v1.AggregateReadingsRequest\x1a(.meterusage.v1.AggregateReadingsResponse\x12`\n\x0fGetCompleteness\x12%.meterusage.v1.GetCompletenessRequest\x1a&.meterusage.v1.GetCompletenessResponse\x12Z\n\rWriteReadings\x12#.meterusage.v1.WriteReadingsRequest\x1a$.meterusage.v1.WriteReadingsResponse\x12\\\n\rWatchReadings\x12#.meterusage.v1.WatchReadingsRequest\x1a$.meterusage.v1.WatchReadingsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meterusage.v1.meter_usage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_READINGSVIEW']._serialized_start=3431
-  _globals['_READINGSVIEW']._serialized_end=3527
-  _globals['_WINDOW']._serialized_start=3529
-  _globals['_WINDOW']._serialized_end=3652
-  _globals['_METER']._serialized_start=116
-  _globals['_METER']._serialized_end=439
-  _globals['_LISTMETERSREQUEST']._serialized_start=442
-  _globals['_LISTMETERSREQUEST']._serialized_end=641
-  _globals['_LISTMETERSRESPONSE']._serialized_start=643
-  _globals['_LISTMETERSRESPONSE']._serialized_end=746
-  _globals['_GETMETERREQUEST']._serialized_start=748
-  _globals['_GETMETERREQUEST']._serialized_end=779
-  _globals['_READING']._serialized_start=781
-  _globals['_READING']._serialized_end=847
-  _globals['_LISTREADINGSREQUEST']._serialized_start=850
-  _globals['_LISTREADINGSREQUEST']._serialized_end=1062
-  _globals['_LISTREADINGSRESPONSE']._serialized_start=1064
-  _globals['_LISTREADINGSRESPONSE']._serialized_end=1184
-  _globals['_STREAMREADINGSREQUEST']._serialized_start=1187
-  _globals['_STREAMREADINGSREQUEST']._serialized_end=1361
-  _globals['_STREAMREADINGSRESPONSE']._serialized_start=1363
-  _globals['_STREAMREADINGSRESPONSE']._serialized_end=1440
-  _globals['_AGGREGATEREADINGSREQUEST']._serialized_start=1443
-  _globals['_AGGREGATEREADINGSREQUEST']._serialized_end=1636
-  _globals['_BUCKET']._serialized_start=1639
-  _globals['_BUCKET']._serialized_end=1891
-  _globals['_AGGREGATEREADINGSRESPONSE']._serialized_start=1894
-  _globals['_AGGREGATEREADINGSRESPONSE']._serialized_end=2110
-  _globals['_GETCOMPLETENESSREQUEST']._serialized_start=2113
-  _globals['_GETCOMPLETENESSREQUEST']._serialized_end=2246
-  _globals['_GAP']._serialized_start=2248
-  _globals['_GAP']._serialized_end=2370
-  _globals['_GETCOMPLETENESSRESPONSE']._serialized_start=2373
-  _globals['_GETCOMPLETENESSRESPONSE']._serialized_end=2584
-  _globals['_READINGINPUT']._serialized_start=2586
-  _globals['_READINGINPUT']._serialized_end=2704
-  _globals['_WRITEREADINGSREQUEST']._serialized_start=2706
-  _globals['_WRITEREADINGSREQUEST']._serialized_end=2775
-  _globals['_REJECTEDREADING']._serialized_start=2777
-  _globals['_REJECTEDREADING']._serialized_end=2855
-  _globals['_WRITEREADINGSRESPONSE']._serialized_start=2858
-  _globals['_WRITEREADINGSRESPONSE']._serialized_end=3025
-  _globals['_WATCHREADINGSREQUEST']._serialized_start=3028
-  _globals['_WATCHREADINGSREQUEST']._serialized_end=3159
-  _globals['_READINGCHANGE']._serialized_start=3162
-  _globals['_READINGCHANGE']._serialized_end=3316
-  _globals['_WATCHREADINGSRESPONSE']._serialized_start=3318
-  _globals['_WATCHREADINGSRESPONSE']._serialized_end=3429
-  _globals['_METERUSAGESERVICE']._serialized_start=3655
-  _globals['_METERUSAGESERVICE']._serialized_end=4397
+  _globals['_READINGSVIEW']._serialized_start=3504
+  _globals['_READINGSVIEW']._serialized_end=3600
+  _globals['_WINDOW']._serialized_start=3602
+  _globals['_WINDOW']._serialized_end=3725
+  _globals['_METER']._serialized_start=144
+  _globals['_METER']._serialized_end=467
+  _globals['_LISTMETERSREQUEST']._serialized_start=470
+  _globals['_LISTMETERSREQUEST']._serialized_end=669
+  _globals['_LISTMETERSRESPONSE']._serialized_start=671
+  _globals['_LISTMETERSRESPONSE']._serialized_end=774
+  _globals['_GETMETERREQUEST']._serialized_start=776
+  _globals['_GETMETERREQUEST']._serialized_end=807
+  _globals['_READING']._serialized_start=809
+  _globals['_READING']._serialized_end=875
+  _globals['_LISTREADINGSREQUEST']._serialized_start=878
+  _globals['_LISTREADINGSREQUEST']._serialized_end=1090
+  _globals['_LISTREADINGSRESPONSE']._serialized_start=1092
+  _globals['_LISTREADINGSRESPONSE']._serialized_end=1212
+  _globals['_STREAMREADINGSREQUEST']._serialized_start=1215
+  _globals['_STREAMREADINGSREQUEST']._serialized_end=1389
+  _globals['_STREAMREADINGSRESPONSE']._serialized_start=1391
+  _globals['_STREAMREADINGSRESPONSE']._serialized_end=1468
+  _globals['_AGGREGATEREADINGSREQUEST']._serialized_start=1471
+  _globals['_AGGREGATEREADINGSREQUEST']._serialized_end=1664
+  _globals['_BUCKET']._serialized_start=1667
+  _globals['_BUCKET']._serialized_end=1919
+  _globals['_AGGREGATEREADINGSRESPONSE']._serialized_start=1922
+  _globals['_AGGREGATEREADINGSRESPONSE']._serialized_end=2138
+  _globals['_GETCOMPLETENESSREQUEST']._serialized_start=2141
+  _globals['_GETCOMPLETENESSREQUEST']._serialized_end=2274
+  _globals['_GAP']._serialized_start=2276
+  _globals['_GAP']._serialized_end=2398
+  _globals['_GETCOMPLETENESSRESPONSE']._serialized_start=2401
+  _globals['_GETCOMPLETENESSRESPONSE']._serialized_end=2612
+  _globals['_READINGINPUT']._serialized_start=2615
+  _globals['_READINGINPUT']._serialized_end=2777
+  _globals['_WRITEREADINGSREQUEST']._serialized_start=2779
+  _globals['_WRITEREADINGSREQUEST']._serialized_end=2848
+  _globals['_REJECTEDREADING']._serialized_start=2850
+  _globals['_REJECTEDREADING']._serialized_end=2928
+  _globals['_WRITEREADINGSRESPONSE']._serialized_start=2931
+  _globals['_WRITEREADINGSRESPONSE']._serialized_end=3098
+  _globals['_WATCHREADINGSREQUEST']._serialized_start=3101
+  _globals['_WATCHREADINGSREQUEST']._serialized_end=3232
+  _globals['_READINGCHANGE']._serialized_start=3235
+  _globals['_READINGCHANGE']._serialized_end=3389
+  _globals['_WATCHREADINGSRESPONSE']._serialized_start=3391
+  _globals['_WATCHREADINGSRESPONSE']._serialized_end=3502
+  _globals['_METERUSAGESERVICE']._serialized_start=3728
+  _globals['_METERUSAGESERVICE']._serialized_end=4470
 # @@protoc_insertion_point(module_scope)

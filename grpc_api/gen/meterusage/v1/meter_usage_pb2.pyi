@@ -3,6 +3,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.type import datetime_pb2 as _datetime_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -247,16 +248,18 @@ class GetCompletenessResponse(_message.Message):
     def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., expected_count: _Optional[int] = ..., present_count: _Optional[int] = ..., missing_count: _Optional[int] = ..., coverage: _Optional[float] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., gap_count: _Optional[int] = ...) -> None: ...
 
 class ReadingInput(_message.Message):
-    __slots__ = ("meter", "time", "local_time", "value")
+    __slots__ = ("meter", "time", "wall_time", "local_time", "value")
     METER_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    WALL_TIME_FIELD_NUMBER: _ClassVar[int]
     LOCAL_TIME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     meter: str
     time: _timestamp_pb2.Timestamp
+    wall_time: _datetime_pb2.DateTime
     local_time: str
     value: float
-    def __init__(self, meter: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., local_time: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    def __init__(self, meter: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wall_time: _Optional[_Union[_datetime_pb2.DateTime, _Mapping]] = ..., local_time: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
 
 class WriteReadingsRequest(_message.Message):
     __slots__ = ("readings",)
