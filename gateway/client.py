@@ -25,6 +25,7 @@ from grpc_api.contract import (
     STORE_UNAVAILABLE,
     VIOLATIONS_CUT,
 )
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from readings.domain import FieldViolation
 
@@ -68,6 +69,8 @@ class RpcFailed(Exception):
     violations: list[FieldViolation] = field(default_factory=list)
     # How many violations the service found: more than `violations` when it sent the first only.
     violation_count: int = 0
+    # A write refused for its readings: the first of them, in types (meterusage.v1.RefusedReading).
+    refused: list = field(default_factory=list)
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.detail}"
@@ -83,15 +86,17 @@ def rpc_failed(error: grpc.RpcError) -> RpcFailed:
         # gRPC's own text names the addresses it tried: the log keeps it, clients get less.
         logger.warning("the gRPC service is unavailable: %s", detail)
         detail = "the gRPC service is unavailable"
-    violations, count = [], 0
+    violations, count, refused = [], 0, []
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         for each in details:
-            bad_request, info = error_details_pb2.BadRequest(), error_details_pb2.ErrorInfo()
+            bad_request, info, readings = error_details_pb2.BadRequest(), error_details_pb2.ErrorInfo(), pb.RefusedReadings()
             if each.Unpack(bad_request):
                 violations += [FieldViolation(v.field, v.description) for v in bad_request.field_violations]
             elif each.Unpack(info) and info.reason == VIOLATIONS_CUT and info.domain == ERROR_DOMAIN:
                 count = int(info.metadata.get("violation_count", "0") or 0)
-    return RpcFailed(code, detail, violations, max(count, len(violations)))
+            elif each.Unpack(readings):
+                refused = list(readings.readings)
+    return RpcFailed(code, detail, violations, max(count, len(violations)), refused)
 
 
 def _status_details(error: grpc.RpcError) -> list:

@@ -6,8 +6,9 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from google.type import datetime_pb2
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
-from readings.domain import Instant, Window
-from readings.writes.rows import TypedTimes, parse_time_text
+from readings.domain import FieldViolation, Instant, InvalidArgument, Window
+from readings.writes.live import RowsInvalid
+from readings.writes.rows import Code, TimeRead, TypedTimes, parse_time_text
 
 # The one mapping between the contract's Window enum and the domain's windows.
 PROTO_WINDOWS = {
@@ -111,6 +112,34 @@ def aggregates_response(result) -> pb.AggregateReadingsResponse:
     return response
 
 
+# How a client may name its rows in reasons (WriteReadingsRequest.row_unit), beside "reading".
+ROW_UNITS = ("line", "row")
+
+
+def row_naming(request: pb.WriteReadingsRequest) -> tuple[str, np.ndarray | None]:
+    """How reasons name the request's readings: by index ("reading 3"), or by the client's own
+    row numbers in its unit ("line 12")."""
+    if not request.row_unit:
+        return "reading", None
+    if request.row_unit not in ROW_UNITS:
+        raise InvalidArgument(FieldViolation("row_unit", f"must be empty or one of {', '.join(ROW_UNITS)}"))
+    return request.row_unit, np.array([reading.row_number for reading in request.readings], dtype=np.int64)
+
+
+def refused_readings(error: RowsInvalid, limit: int) -> pb.RefusedReadings:
+    """The readings a write was refused for, in types: the first `limit`, and how many in all."""
+    return pb.RefusedReadings(
+        readings=[
+            pb.RefusedReading(
+                index=problem.line, meter=meter, field=problem.code.field if problem.code else "",
+                reason=problem.code or "", description=problem.reason,
+            )
+            for meter, problem in error.problems[:limit]
+        ],
+        refused_count=error.count,
+    )
+
+
 def reading_times(readings) -> TypedTimes:
     """The times of WriteReadings' readings, in types: instants as epoch seconds, wall times as
     wall-clock seconds (read in each meter's zone later), local_time text by the rules of files.
@@ -124,23 +153,20 @@ def reading_times(readings) -> TypedTimes:
         if kind == "time":
             seconds[row], instant[row], texts[row] = reading.time.seconds, True, _instant_text(reading.time)
             if reading.time.nanos:
-                refused[row] = f"time {texts[row]!r} has fractional seconds; whole seconds are expected"
-        elif kind == "wall_time":
+                refused[row] = (Code.TIME_FRACTIONAL, f"time {texts[row]!r} has fractional seconds; whole seconds are expected")
+            continue
+        if kind == "wall_time":
             texts[row] = _wall_text(reading.wall_time)
-            parsed, is_instant, reason = _wall_seconds(reading.wall_time, texts[row])
-            if reason:
-                refused[row] = reason
-            else:
-                seconds[row], instant[row] = parsed, is_instant
+            read = _wall_seconds(reading.wall_time, texts[row])
         elif kind == "local_time":
             texts[row] = reading.local_time
-            parsed, is_instant, reason = parse_time_text(reading.local_time)
-            if parsed is None:
-                refused[row] = reason
-            else:
-                seconds[row], instant[row] = parsed, is_instant
+            read = parse_time_text(reading.local_time)
         else:
-            refused[row] = "time is empty"
+            read = TimeRead(None, code=Code.TIME_EMPTY, reason="time is empty")
+        if read.seconds is None:
+            refused[row] = (read.code, read.reason)
+        else:
+            seconds[row], instant[row] = read.seconds, read.instant
     return TypedTimes(seconds, instant, texts, refused)
 
 
@@ -156,17 +182,18 @@ def _wall_text(wall: datetime_pb2.DateTime) -> str:
     return f"{wall.year:04d}-{wall.month:02d}-{wall.day:02d} {wall.hours:02d}:{wall.minutes:02d}:{wall.seconds:02d}"
 
 
-def _wall_seconds(wall: datetime_pb2.DateTime, text: str) -> tuple[int, bool, str]:
-    """(wall-clock seconds, or UTC seconds with a utc_offset; whether an instant; the reason it is none)."""
+def _wall_seconds(wall: datetime_pb2.DateTime, text: str) -> TimeRead:
+    """Wall-clock seconds of a civil time (UTC seconds, an instant, when it has a utc_offset)."""
     if wall.HasField("time_zone"):
-        return 0, False, f"time {text!r} names a time zone; send it without (the meter's zone) or as an instant"
+        reason = f"time {text!r} names a time zone; send it without (the meter's zone) or as an instant"
+        return TimeRead(None, code=Code.TIME_WITH_ZONE, reason=reason)
     try:
         moment = datetime(wall.year, wall.month, wall.day, wall.hours, wall.minutes, wall.seconds)
     except ValueError:
-        return 0, False, f"time {text!r} is not a date and time that exists"
+        return TimeRead(None, code=Code.TIME_NOT_A_TIME, reason=f"time {text!r} is not a date and time that exists")
     if wall.nanos:
-        return 0, False, f"time {text!r} has fractional seconds; whole seconds are expected"
+        return TimeRead(None, code=Code.TIME_FRACTIONAL, reason=f"time {text!r} has fractional seconds; whole seconds are expected")
     naive = (moment - _EPOCH) // timedelta(seconds=1)
     if wall.HasField("utc_offset"):
-        return naive - wall.utc_offset.seconds, True, ""
-    return naive, False, ""
+        return TimeRead(naive - wall.utc_offset.seconds, True)
+    return TimeRead(naive)

@@ -12,11 +12,13 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from grpc_api import convert
 from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE, VIOLATIONS_CUT
-from grpc_api.rpc_metrics import STORE_ERRORS
 from grpc_api.permissions import NotAllowed
+from grpc_api.rpc_metrics import STORE_ERRORS
 from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
 from readings.writes.changes import ChangesPruned
+from readings.writes.live import RowsInvalid
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ def _invalid(error: InvalidArgument) -> grpc.Status:
     if count > VIOLATIONS_IN_MESSAGE:
         message += f"; and {count - VIOLATIONS_IN_MESSAGE} more"
     details = [error_details_pb2.BadRequest(field_violations=sent)]
+    if isinstance(error, RowsInvalid):
+        details.append(convert.refused_readings(error, VIOLATIONS_SENT))
     if count > len(sent):
         details.append(error_details_pb2.ErrorInfo(
             reason=VIOLATIONS_CUT, domain=ERROR_DOMAIN, metadata={"violation_count": str(count)},

@@ -99,12 +99,13 @@ class MeterUsageService(Service):
     @grpc_errors
     def WriteReadings(self, request, context):
         require_write_token(context)
+        unit, names = convert.row_naming(request)
         rows = live.rows_by_meter(
             [reading.meter for reading in request.readings],
             convert.reading_times(request.readings),
             [reading.value for reading in request.readings],
         )
-        counts = live.readings_write(rows, unit="reading")
+        counts = live.readings_write(rows, unit=unit, names=names)
         return pb.WriteReadingsResponse(
             inserted_count=counts.inserted,
             updated_count=counts.updated,

@@ -11,7 +11,6 @@ gets the reasons `import_readings` gives it.
 import csv
 import io
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -35,20 +34,13 @@ from readings.writes.rows import (
 
 CSV_BODY = "the CSV body"
 _EPOCH = datetime(1970, 1, 1)
-_READING_INDEX = re.compile(r"^readings\[(\d+)\]$")
-# The service names readings by their index in the request ("duplicate of reading 3", "readings 3
-# and 7 both give time ..."); a file names them by line.
-_ONE_READING = re.compile(r"\breading (\d+)\b")
-_TWO_READINGS = re.compile(r"\breadings (\d+) and (\d+)\b")
-# What the service appends to a reason in a field violation.
-_VIOLATION_SUFFIX = re.compile(r" \(meter .*, value .*\)$")
 
 
 @dataclass
 class RowsSent:
     """Rows of one meter as sent: `numbers` name them (file lines, or list indexes),
-    `sent` are the values as sent (`texts` as text), `invalid` the reasons of values that are no
-    number, by position."""
+    `sent` are the values as sent (`texts` as text), `invalid` the reasons of rows whose time or
+    value cannot be read, by position."""
 
     unit: str  # "line" or "index"
     numbers: list[int] = field(default_factory=list)
@@ -59,9 +51,9 @@ class RowsSent:
     invalid: dict[int, str] = field(default_factory=dict)  # position in the rows → reason
 
     def add(self, number: int, time: str, value) -> None:
-        seconds, _has_offset, time_reason = parse_time_text(time)
-        if seconds is None:  # read by the grammar every writer uses, reason and all
-            self.invalid[len(self.numbers)] = time_reason
+        read = parse_time_text(time)
+        if read.seconds is None:  # read by the grammar every writer uses, reason and all
+            self.invalid[len(self.numbers)] = read.reason
         text = "" if value is None else value if isinstance(value, str) else _number_text(value)
         try:
             if isinstance(value, bool):  # JSON true is no reading
@@ -83,10 +75,10 @@ class RowsSent:
 def reading_time(text: str) -> dict:
     """A time as sent, in the contract's types: an instant where it carries a UTC offset, else a
     wall time in the meter's zone (the service knows the zone and reads it there)."""
-    seconds, has_offset, _reason = parse_time_text(text)
-    if has_offset:
-        return {"time": timestamp(seconds)}
-    wall = _EPOCH + timedelta(seconds=seconds)
+    read = parse_time_text(text)
+    if read.instant:
+        return {"time": timestamp(read.seconds)}
+    wall = _EPOCH + timedelta(seconds=read.seconds)
     return {"wall_time": datetime_pb2.DateTime(
         year=wall.year, month=wall.month, day=wall.day, hours=wall.hour, minutes=wall.minute, seconds=wall.second,
     )}
@@ -171,11 +163,17 @@ def readings_write(*, meter: str, rows: RowsSent) -> dict:
     if not len(rows):
         # A request without readings names no meter: the path's meter must still be one.
         client.call("GetMeter", pb.GetMeterRequest(name=meter))
-    request = pb.WriteReadingsRequest(readings=[
+    # A file's rows are named by their lines in the service's reasons; JSON readings by their
+    # index, which is their index in the request too.
+    by_line = rows.unit == "line"
+    request = pb.WriteReadingsRequest(row_unit="line" if by_line else "", readings=[
         # A row whose time or value is none goes without a time: the service refuses the write
         # for it (nothing is written) and still names every other invalid row.
-        pb.ReadingInput(meter=meter, value=value, **({} if i in rows.invalid else reading_time(time)))
-        for i, (time, value) in enumerate(zip(rows.times, rows.values))
+        pb.ReadingInput(
+            meter=meter, value=value, row_number=number if by_line else 0,
+            **({} if i in rows.invalid else reading_time(time)),
+        )
+        for i, (number, time, value) in enumerate(zip(rows.numbers, rows.times, rows.values))
     ])
     try:
         response = client.call("WriteReadings", request, token=settings.GRPC_WRITE_TOKEN)
@@ -202,28 +200,15 @@ def _skip_reason(skipped: pb.RejectedReading, rows: RowsSent) -> str:
     value = rows.values[skipped.index]
     if not math.isfinite(value):  # a missing value: named as the text sent ("empty value", "NA (missing)")
         return missing_value_reason(rows.texts[skipped.index], value)
-    return _in_rows_terms(skipped.reason, rows)
-
-
-def _in_rows_terms(reason: str, rows: RowsSent) -> str:
-    """A reason of the service with its reading indexes put as the rows' own numbers."""
-    if rows.unit == "index":
-        return reason
-    line = lambda match: str(rows.numbers[int(match)])  # noqa: E731
-    reason = _TWO_READINGS.sub(lambda m: f"lines {line(m[1])} and {line(m[2])}", reason)
-    return _ONE_READING.sub(lambda m: f"line {line(m[1])}", reason)
+    return skipped.reason
 
 
 def _refused_rows(failed: RpcFailed, rows: RowsSent) -> list[dict]:
-    """The rows a refused write names, with the gateway's own reasons for values that are no number."""
-    if not failed.violations:
-        return []
-    reasons: dict[int, str] = {}
-    for violation in failed.violations:
-        found = _READING_INDEX.match(violation.field)
-        if found is None or int(found[1]) >= len(rows):
-            return []  # not about rows (too many of them, the meter): the failure as it is
-        reasons[int(found[1])] = _in_rows_terms(_VIOLATION_SUFFIX.sub("", violation.description), rows)
+    """The rows a refused write names (the service's reasons already name rows as the body
+    does), with the gateway's own reasons for rows it could not read."""
+    reasons = {refused.index: refused.description for refused in failed.refused if refused.index < len(rows)}
+    if not reasons:
+        return []  # not refused for its rows (too many of them, the meter): the failure as it is
     reasons.update(rows.invalid)
     return [row_error(rows, i, reason) for i, reason in sorted(reasons.items())]
 

@@ -70,3 +70,51 @@ def test_a_typed_time_that_is_no_reading_time_is_refused_as_a_files_row_would_be
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details().startswith(f"readings[0]: {reason}")
     assert stored(meter) == {}
+
+
+def refused_readings(error: grpc.RpcError) -> pb.RefusedReadings:
+    from grpc_status import rpc_status
+
+    found = pb.RefusedReadings()
+    assert any(detail.Unpack(found) for detail in rpc_status.from_call(error).details)
+    return found
+
+
+def test_a_refusal_names_each_reading_in_types(write_server, new_meter):
+    meter = new_meter()
+
+    with pytest.raises(grpc.RpcError) as raised:
+        write(
+            write_server.stub,
+            pb.ReadingInput(meter=meter, wall_time=wall("2019-01-01 00:15:00"), value=1.0),
+            pb.ReadingInput(meter=meter, local_time="yesterday", value=2.0),
+            pb.ReadingInput(meter=meter, wall_time=wall("2019-01-01 00:15:00"), value=3.0),
+        )
+
+    refused = refused_readings(raised.value)
+    assert refused.refused_count == 2
+    assert [(r.index, r.meter, r.field, r.reason) for r in refused.readings] == [
+        (1, meter, "time", "TIME_NOT_A_TIME"),
+        (2, meter, "time", "CONFLICTING_VALUES"),
+    ]
+    assert refused.readings[1].description == (
+        "readings 0 and 2 both give time 2019-01-01 00:15:00 with different values (1.0 and 3.0)"
+    )
+
+
+def test_reasons_name_readings_in_the_clients_own_rows(write_server, new_meter):
+    meter = new_meter()
+    stub = write_server.stub
+
+    answer = stub.WriteReadings(pb.WriteReadingsRequest(row_unit="line", readings=[
+        pb.ReadingInput(meter=meter, local_time="2019-01-01 00:15:00", value=1.0, row_number=12),
+        pb.ReadingInput(meter=meter, local_time="2019-01-01 00:15:00", value=1.0, row_number=40),
+    ]), timeout=10, metadata=WRITER)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.WriteReadings(pb.WriteReadingsRequest(row_unit="lines of a poem", readings=[
+            pb.ReadingInput(meter=meter, local_time="2019-01-01 00:15:00", value=1.0),
+        ]), timeout=10, metadata=WRITER)
+
+    assert [(s.index, s.reason) for s in answer.skipped] == [(1, "duplicate of line 12")]
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == "row_unit: must be empty or one of line, row"

@@ -51,13 +51,13 @@ class CleanWrite:
 
 
 class RowsInvalid(InvalidArgument):
-    """Rows that fail a write, each named by its position (line or reading) and reason."""
+    """Rows that fail a write: (meter name, problem) each, the problem's line the row's place in
+    the request (`readings[i]`); `count` of them in all."""
 
-    def __init__(self, problems: list[tuple[str, RowProblem]], unit: str, count: int = 0):
+    def __init__(self, problems: list[tuple[str, RowProblem]], count: int = 0):
         self.problems = problems
         violations = [
-            FieldViolation(f"{unit}s[{problem.line}]" if unit != "line" else f"line {problem.line}",
-                           f"{problem.reason} (meter {meter!r}, value {problem.value!r})")
+            FieldViolation(f"readings[{problem.line}]", f"{problem.reason} (meter {meter!r}, value {problem.value!r})")
             for meter, problem in problems
         ]
         super().__init__(*violations, count=count)
@@ -85,11 +85,16 @@ def meters_for_write(names: list[str], *, create: bool = False) -> dict[str, Met
     return found
 
 
-def clean_write(meter: Meter, rows: RowsIn, *, unit: str = "reading", ambiguous: Ambiguous = Ambiguous.INFER) -> CleanWrite:
-    """The rows cleaned in the meter's zone; RowsInvalid when any row is invalid."""
+def clean_write(
+    meter: Meter, rows: RowsIn, *, unit: str = "reading", names: np.ndarray | None = None,
+    ambiguous: Ambiguous = Ambiguous.INFER,
+) -> CleanWrite:
+    """The rows cleaned in the meter's zone; RowsInvalid when any row is invalid. Reasons name
+    rows by `unit` and `names` (the client's numbers by position), else by position."""
     if isinstance(rows.times, TypedTimes):
         batch, report = clean_typed_rows(
-            rows.times, rows.values, time_zone=meter.time_zone, ambiguous=ambiguous, positions=rows.positions, unit=unit,
+            rows.times, rows.values, time_zone=meter.time_zone, ambiguous=ambiguous, positions=rows.positions,
+            unit=unit, names=names,
         )
     else:
         batch, report = clean_rows(
@@ -98,7 +103,7 @@ def clean_write(meter: Meter, rows: RowsIn, *, unit: str = "reading", ambiguous:
         )
     invalid = [(meter.name, p) for p in report.problems if p.kind == "invalid"]
     if invalid:
-        raise RowsInvalid(invalid, unit, count=report.rows_invalid)
+        raise RowsInvalid(invalid, count=report.rows_invalid)
     return CleanWrite(meter, batch.epochs, batch.values, report.rows_read, list(report.problems))
 
 
@@ -166,14 +171,15 @@ def _write_series_stores(writes: list[CleanWrite]) -> None:
 
 
 def readings_write(
-    rows: list[RowsIn], *, unit: str = "reading", create_meters: bool | None = None,
-    ambiguous: Ambiguous = Ambiguous.INFER,
+    rows: list[RowsIn], *, unit: str = "reading", names: np.ndarray | None = None,
+    create_meters: bool | None = None, ambiguous: Ambiguous = Ambiguous.INFER,
 ) -> WriteCounts:
     """Write rows of one or more meters atomically, each meter's rows cleaned together (as one
-    file would be); RowsInvalid names every invalid row and nothing is written then."""
+    file would be); RowsInvalid names every invalid row and nothing is written then. Reasons name
+    rows by `unit` and `names` (the client's numbers by position), else by position."""
     total_rows = sum(len(r.times) for r in rows)
     if total_rows > MAX_WRITE_ROWS:
-        raise InvalidArgument(FieldViolation(f"{unit}s", f"{total_rows} rows in one write; at most {MAX_WRITE_ROWS}"))
+        raise InvalidArgument(FieldViolation("readings", f"{total_rows} rows in one write; at most {MAX_WRITE_ROWS}"))
     if create_meters is None:
         create_meters = settings.INGEST_CREATE_METERS
     meters = meters_for_write([r.meter_name for r in rows], create=create_meters)
@@ -181,12 +187,12 @@ def readings_write(
     count = 0
     for r in rows:
         try:
-            cleaned.append(clean_write(meters[r.meter_name], r, unit=unit, ambiguous=ambiguous))
+            cleaned.append(clean_write(meters[r.meter_name], r, unit=unit, names=names, ambiguous=ambiguous))
         except RowsInvalid as exc:
             invalid.extend(exc.problems)
             count += exc.count
     if invalid:
-        raise RowsInvalid(sorted(invalid, key=lambda item: item[1].line), unit, count=count)
+        raise RowsInvalid(sorted(invalid, key=lambda item: item[1].line), count=count)
     return store_writes(cleaned)
 
 

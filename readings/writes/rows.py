@@ -13,6 +13,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +29,26 @@ MISSING_MARKERS = frozenset({"na", "n/a", "null", "none"})
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
 
+class Code(enum.StrEnum):
+    """Why a row is set aside, for programs (the reason says it for people)."""
+
+    TIME_EMPTY = "TIME_EMPTY"
+    TIME_NOT_A_TIME = "TIME_NOT_A_TIME"
+    TIME_FRACTIONAL = "TIME_FRACTIONAL"
+    TIME_WITH_ZONE = "TIME_WITH_ZONE"
+    TIME_OUT_OF_SPAN = "TIME_OUT_OF_SPAN"
+    TIME_SKIPPED_BY_CLOCK = "TIME_SKIPPED_BY_CLOCK"
+    TIME_AMBIGUOUS = "TIME_AMBIGUOUS"
+    VALUE_NOT_A_NUMBER = "VALUE_NOT_A_NUMBER"
+    VALUE_MISSING = "VALUE_MISSING"
+    DUPLICATE_ROW = "DUPLICATE_ROW"
+    CONFLICTING_VALUES = "CONFLICTING_VALUES"
+
+    @property
+    def field(self) -> str:
+        return "value" if self.name.startswith("VALUE") else "time"
+
+
 @dataclass(frozen=True)
 class RowProblem:
     """A data row set aside: `skipped` rows carry no value, `invalid` rows fail the import."""
@@ -36,6 +57,7 @@ class RowProblem:
     value: str
     reason: str
     kind: str  # "skipped" or "invalid"
+    code: Code | None = None
 
     def as_dict(self) -> dict:
         return {"line": self.line, "value": self.value, "reason": self.reason, "kind": self.kind}
@@ -169,7 +191,7 @@ def _clean_parsed(
     has_value = np.isfinite(numbers)
     for i in np.flatnonzero(ok & ~has_value):
         raw = rows.value_text(i)
-        problems.append(RowProblem(int(lines[i]), raw, missing_value_reason(raw, numbers[i]), "skipped"))
+        problems.append(RowProblem(int(lines[i]), raw, missing_value_reason(raw, numbers[i]), "skipped", Code.VALUE_MISSING))
     # Rows of a repeated hour wait for the end of the file, those without a value too: the
     # order of a first pass without values still tells a second pass apart.
     hold = held & time_ok & value_ok
@@ -203,12 +225,12 @@ def _parse_times(
     ok = np.ones(len(times), dtype=bool)
     instant = none.copy()
     for i, raw in enumerate(times.to_pylist()):
-        parsed, has_offset, reason = parse_time_text(raw)
-        if parsed is None:
+        read = parse_time_text(raw)
+        if read.seconds is None:
             ok[i] = False
-            problems.append(RowProblem(int(lines[i]), raw, reason, "invalid"))
+            problems.append(RowProblem(int(lines[i]), raw, read.reason, "invalid", read.code))
         else:
-            seconds[i], instant[i] = parsed, has_offset
+            seconds[i], instant[i] = read.seconds, read.instant
     return seconds, ok, instant
 
 
@@ -224,31 +246,39 @@ def _within_supported_years(
     inside = (seconds >= MIN_EPOCH) & (seconds <= MAX_EPOCH)
     for i in np.flatnonzero(time_ok & ~inside):
         raw = time_text(i)
-        problems.append(RowProblem(int(lines[i]), raw, f"time {raw!r} is outside {SPAN_TEXT}", "invalid"))
+        problems.append(RowProblem(int(lines[i]), raw, f"time {raw!r} is outside {SPAN_TEXT}", "invalid", Code.TIME_OUT_OF_SPAN))
     return inside
 
 
-def parse_time_text(raw: str) -> tuple[int | None, bool, str]:
-    """A time as text, by the one grammar every reader uses: (seconds — UTC for a time with a
-    UTC offset, wall-clock seconds for a naive one —, whether it carried an offset, the reason
-    when it is no time)."""
+class TimeRead(NamedTuple):
+    """A time read from text: seconds (UTC for a time with a UTC offset, wall-clock seconds for a
+    naive one; None when it is no time), whether it carried an offset, and why it is no time."""
+
+    seconds: int | None
+    instant: bool = False
+    code: Code | None = None
+    reason: str = ""
+
+
+def parse_time_text(raw: str) -> TimeRead:
+    """A time as text, by the one grammar every reader uses."""
     text = raw.strip()
     if not text:
-        return None, False, "time is empty"
+        return TimeRead(None, code=Code.TIME_EMPTY, reason="time is empty")
     if "\n" in text or "\r" in text:
-        return None, False, f"time {raw!r} holds a line break"
+        return TimeRead(None, code=Code.TIME_NOT_A_TIME, reason=f"time {raw!r} holds a line break")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        return None, False, f"time {raw!r} is not a timestamp like 2019-01-01 00:15:00"
+        return TimeRead(None, code=Code.TIME_NOT_A_TIME, reason=f"time {raw!r} is not a timestamp like 2019-01-01 00:15:00")
     if parsed.microsecond:
-        return None, False, f"time {raw!r} has fractional seconds; whole seconds are expected"
+        return TimeRead(None, code=Code.TIME_FRACTIONAL, reason=f"time {raw!r} has fractional seconds; whole seconds are expected")
     if parsed.tzinfo is not None:
         try:
-            return (parsed - _EPOCH_UTC) // timedelta(seconds=1), True, ""
+            return TimeRead((parsed - _EPOCH_UTC) // timedelta(seconds=1), True)
         except OverflowError:
-            return MIN_EPOCH - 1, True, ""  # refused as outside the span served
-    return int((parsed - _EPOCH).total_seconds()), False, ""
+            return TimeRead(MIN_EPOCH - 1, True)  # refused as outside the span served
+    return TimeRead(int((parsed - _EPOCH).total_seconds()))
 
 
 def _parse_values(values: pa.Array, lines: np.ndarray, problems: list[RowProblem]) -> tuple[np.ndarray, np.ndarray]:
@@ -266,7 +296,7 @@ def _parse_values(values: pa.Array, lines: np.ndarray, problems: list[RowProblem
             numbers[i] = number_of_text(raw)
         except ValueError as exc:
             ok[i] = False
-            problems.append(RowProblem(int(lines[i]), raw, str(exc), "invalid"))
+            problems.append(RowProblem(int(lines[i]), raw, str(exc), "invalid", Code.VALUE_NOT_A_NUMBER))
     return numbers, ok
 
 
@@ -323,7 +353,10 @@ def _to_utc_epochs(
             exists[i] = False
             raw = time_text(i)
             problems.append(
-                RowProblem(int(lines[i]), raw, f"time {raw!r} does not exist in {zone.key} (clocks moved forward)", "invalid")
+                RowProblem(
+                    int(lines[i]), raw, f"time {raw!r} does not exist in {zone.key} (clocks moved forward)", "invalid",
+                    Code.TIME_SKIPPED_BY_CLOCK,
+                )
             )
         else:
             held[i] = True
@@ -352,7 +385,9 @@ def resolve_repeated_hours(rows: RepeatedHourRows, zone: zoneinfo.ZoneInfo, repo
             first_pass[rows_of_night[:second]] = True
             decided[rows_of_night] = True
     for i in np.flatnonzero(~decided & np.isfinite(values)):
-        report.add_problem(RowProblem(int(lines[i]), texts[i], _undecided_reason(texts[i], int(naive[i]), zone), "invalid"))
+        report.add_problem(RowProblem(
+            int(lines[i]), texts[i], _undecided_reason(texts[i], int(naive[i]), zone), "invalid", Code.TIME_AMBIGUOUS,
+        ))
     keep = decided & np.isfinite(values)
     stamps = pd.DatetimeIndex(naive[keep].astype("datetime64[s]"))
     epochs = np.asarray(stamps.tz_localize(zone.key, ambiguous=first_pass[keep]).tz_convert("UTC").as_unit("s").asi8)
@@ -428,7 +463,7 @@ class TypedTimes:
     seconds: np.ndarray
     instant: np.ndarray
     texts: list[str]
-    refused: dict[int, str] = field(default_factory=dict)
+    refused: dict[int, tuple[Code, str]] = field(default_factory=dict)  # row → (code, reason)
 
     def __len__(self) -> int:
         return len(self.seconds)
@@ -449,17 +484,19 @@ def clean_typed_rows(
     ambiguous: Ambiguous = Ambiguous.INFER,
     positions: list[int],
     unit: str = "reading",
+    names: np.ndarray | None = None,
 ) -> tuple[ReadingBatch, RowReport]:
     """Rows whose times and values came in types, cleaned by the rules of `clean_rows` from the
-    point where text would have been read; nothing is turned into text to be read again."""
+    point where text would have been read; nothing is turned into text to be read again. Reasons
+    name rows by `unit` and `names[position]` (the client's own numbers), else by position."""
     report = RowReport()
     lines = np.asarray(positions, dtype=np.int64)
     numbers = np.asarray(values, dtype=np.float64)
     time_ok = np.ones(len(lines), dtype=bool)
     problems = []
-    for row, reason in times.refused.items():
+    for row, (code, reason) in times.refused.items():
         time_ok[row] = False
-        problems.append(RowProblem(int(lines[row]), times.texts[row], reason, "invalid"))
+        problems.append(RowProblem(int(lines[row]), times.texts[row], reason, "invalid", code))
     parsed = ParsedRows(
         lines, times.seconds.astype(np.int64), times.instant, time_ok, numbers, np.ones(len(lines), dtype=bool),
         lambda i: times.texts[int(i)], lambda i: repr(float(numbers[int(i)])),
@@ -467,12 +504,12 @@ def clean_typed_rows(
     repeated = RepeatedHourRows()
     zone = zoneinfo.ZoneInfo(time_zone)
     batch = _clean_parsed(parsed, problems, zone, ambiguous, report, repeated)
-    return _settle_rows_in_hand(batch, repeated, zone, report, unit, None), report
+    return _settle_rows_in_hand(batch, repeated, zone, report, unit, None, names), report
 
 
 def _settle_rows_in_hand(
     batch: ReadingBatch, repeated: RepeatedHourRows, zone: zoneinfo.ZoneInfo, report: RowReport, unit: str,
-    groups: np.ndarray | None,
+    groups: np.ndarray | None, names: np.ndarray | None = None,
 ) -> ReadingBatch:
     """Rows all in hand, past the rules of each row: the repeated hours resolved, duplicates settled."""
     late = resolve_repeated_hours(repeated, zone, report)
@@ -480,14 +517,17 @@ def _settle_rows_in_hand(
         batch = ReadingBatch(*(np.concatenate(pair) for pair in zip(
             (batch.lines, batch.epochs, batch.values), (late.lines, late.epochs, late.values)
         )))
-    batch = _settle_duplicates(batch, report, zone, unit, groups)
+    batch = _settle_duplicates(batch, report, zone, unit, groups, names)
     report.problems.sort(key=lambda problem: problem.line)
     return batch
 
 
 def _settle_duplicates(
-    batch: ReadingBatch, report: RowReport, zone: zoneinfo.ZoneInfo, unit: str, groups: np.ndarray | None = None
+    batch: ReadingBatch, report: RowReport, zone: zoneinfo.ZoneInfo, unit: str, groups: np.ndarray | None = None,
+    names: np.ndarray | None = None,
 ) -> ReadingBatch:
+    """Repeats of a time in rows all in hand: the same value again is skipped, another value makes
+    both invalid. Rows are named by `unit` and their number (`names[line]`, else the line)."""
     if len(batch) < 2:
         return batch
     group = np.zeros(len(batch), dtype=np.int64) if groups is None else groups[batch.lines]
@@ -497,6 +537,7 @@ def _settle_duplicates(
     if not len(repeats):
         return batch
     lines, values = batch.lines[order], batch.values[order]
+    name = (lambda line: int(line)) if names is None else (lambda line: int(names[line]))  # noqa: E731
     drop = np.zeros(len(order), dtype=bool)
     first = np.arange(len(order))
     for i in repeats:
@@ -504,14 +545,16 @@ def _settle_duplicates(
         head = first[i]
         drop[i] = True
         if values[i] == values[head]:
-            report.add_problem(RowProblem(int(lines[i]), repr(float(values[i])), f"duplicate of {unit} {lines[head]}", "skipped"))
+            report.add_problem(RowProblem(
+                int(lines[i]), repr(float(values[i])), f"duplicate of {unit} {name(lines[head])}", "skipped", Code.DUPLICATE_ROW,
+            ))
         else:
             local = datetime.fromtimestamp(int(epochs[i]), UTC).astimezone(zone)
             report.add_problem(RowProblem(
                 int(lines[i]), repr(float(values[i])),
-                f"{unit}s {lines[head]} and {lines[i]} both give time {local:%Y-%m-%d %H:%M:%S} "
+                f"{unit}s {name(lines[head])} and {name(lines[i])} both give time {local:%Y-%m-%d %H:%M:%S} "
                 f"with different values ({float(values[head])!r} and {float(values[i])!r})",
-                "invalid",
+                "invalid", Code.CONFLICTING_VALUES,
             ))
     keep = np.sort(order[~drop])
     return ReadingBatch(batch.lines[keep], batch.epochs[keep], batch.values[keep])

@@ -24,7 +24,7 @@ from readings.csvreader import CsvError
 from readings.models import Meter, Reading, ReadingChange
 from readings.sources.sql.dialect import analyze, is_postgresql, load_rows, time_of
 from readings.writes.counts import WriteCounts
-from readings.writes.rows import PROBLEMS_KEPT, ReadingBatch, RowProblem, RowReport
+from readings.writes.rows import PROBLEMS_KEPT, Code, ReadingBatch, RowProblem, RowReport
 
 STAGING_TABLE = "readings_staging"
 TABLE = Reading._meta.db_table
@@ -166,7 +166,7 @@ def _settle_repeated_times(cursor, meter: Meter, report: RowReport, source: str)
     cursor.execute(f"{repeats} ORDER BY s.line LIMIT {PROBLEMS_KEPT}")
     examples = cursor.fetchall()
     for line, first_line in examples:
-        report.add_problem(RowProblem(line, "", f"duplicate of line {first_line}", "skipped"))
+        report.add_problem(RowProblem(line, "", f"duplicate of line {first_line}", "skipped", Code.DUPLICATE_ROW))
     report.rows_skipped += total - len(examples)
     cursor.execute(f"DELETE FROM {STAGING_TABLE} WHERE line IN (SELECT line FROM ({repeats}) AS r)")
     return total

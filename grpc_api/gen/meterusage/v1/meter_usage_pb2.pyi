@@ -248,24 +248,50 @@ class GetCompletenessResponse(_message.Message):
     def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., expected_count: _Optional[int] = ..., present_count: _Optional[int] = ..., missing_count: _Optional[int] = ..., coverage: _Optional[float] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., gap_count: _Optional[int] = ...) -> None: ...
 
 class ReadingInput(_message.Message):
-    __slots__ = ("meter", "time", "wall_time", "local_time", "value")
+    __slots__ = ("meter", "time", "wall_time", "local_time", "value", "row_number")
     METER_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     WALL_TIME_FIELD_NUMBER: _ClassVar[int]
     LOCAL_TIME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    ROW_NUMBER_FIELD_NUMBER: _ClassVar[int]
     meter: str
     time: _timestamp_pb2.Timestamp
     wall_time: _datetime_pb2.DateTime
     local_time: str
     value: float
-    def __init__(self, meter: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wall_time: _Optional[_Union[_datetime_pb2.DateTime, _Mapping]] = ..., local_time: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    row_number: int
+    def __init__(self, meter: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wall_time: _Optional[_Union[_datetime_pb2.DateTime, _Mapping]] = ..., local_time: _Optional[str] = ..., value: _Optional[float] = ..., row_number: _Optional[int] = ...) -> None: ...
 
 class WriteReadingsRequest(_message.Message):
-    __slots__ = ("readings",)
+    __slots__ = ("readings", "row_unit")
     READINGS_FIELD_NUMBER: _ClassVar[int]
+    ROW_UNIT_FIELD_NUMBER: _ClassVar[int]
     readings: _containers.RepeatedCompositeFieldContainer[ReadingInput]
-    def __init__(self, readings: _Optional[_Iterable[_Union[ReadingInput, _Mapping]]] = ...) -> None: ...
+    row_unit: str
+    def __init__(self, readings: _Optional[_Iterable[_Union[ReadingInput, _Mapping]]] = ..., row_unit: _Optional[str] = ...) -> None: ...
+
+class RefusedReadings(_message.Message):
+    __slots__ = ("readings", "refused_count")
+    READINGS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    readings: _containers.RepeatedCompositeFieldContainer[RefusedReading]
+    refused_count: int
+    def __init__(self, readings: _Optional[_Iterable[_Union[RefusedReading, _Mapping]]] = ..., refused_count: _Optional[int] = ...) -> None: ...
+
+class RefusedReading(_message.Message):
+    __slots__ = ("index", "meter", "field", "reason", "description")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    meter: str
+    field: str
+    reason: str
+    description: str
+    def __init__(self, index: _Optional[int] = ..., meter: _Optional[str] = ..., field: _Optional[str] = ..., reason: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class RejectedReading(_message.Message):
     __slots__ = ("index", "meter", "value", "reason")
