@@ -29,17 +29,20 @@ class StrictBooleanFilter(django_filters.BooleanFilter):
     field_class = StrictBooleanField
 
 
+def time_range_filters(field: str, what: str) -> tuple[django_filters.Filter, django_filters.Filter]:
+    """The `..._after` (included) and `..._before` (excluded) filters of a time field."""
+    return (
+        django_filters.IsoDateTimeFilter(field_name=field, lookup_expr="gte", help_text=f"{what} at or after this RFC 3339 time."),
+        django_filters.IsoDateTimeFilter(field_name=field, lookup_expr="lt", help_text=f"{what} before this RFC 3339 time."),
+    )
+
+
 class ImportRunFilter(django_filters.FilterSet):
     meter = django_filters.CharFilter(field_name="meter_name", help_text="Name of the meter imported into.")
     status = django_filters.ChoiceFilter(choices=ImportRun.Status.choices, help_text="Outcome of the run.")
     target = django_filters.ChoiceFilter(choices=ImportRun.Target.choices, help_text="Store imported into.")
     dry_run = StrictBooleanFilter(help_text="Only dry runs (true) or real ones (false).")
-    started_after = django_filters.IsoDateTimeFilter(
-        field_name="started_at", lookup_expr="gte", help_text="Runs started at or after this RFC 3339 time."
-    )
-    started_before = django_filters.IsoDateTimeFilter(
-        field_name="started_at", lookup_expr="lt", help_text="Runs started before this RFC 3339 time."
-    )
+    started_after, started_before = time_range_filters("started_at", "Runs started")
 
     class Meta:
         model = ImportRun
@@ -50,12 +53,7 @@ class RejectedMessageFilter(django_filters.FilterSet):
     channel = django_filters.CharFilter(help_text="Where the message came from (mqtt).")
     meter = django_filters.CharFilter(field_name="meter_name", help_text="Name of the meter its topic named.")
     topic = django_filters.CharFilter(help_text="Exact topic.")
-    received_after = django_filters.IsoDateTimeFilter(
-        field_name="received_at", lookup_expr="gte", help_text="Messages received at or after this RFC 3339 time."
-    )
-    received_before = django_filters.IsoDateTimeFilter(
-        field_name="received_at", lookup_expr="lt", help_text="Messages received before this RFC 3339 time."
-    )
+    received_after, received_before = time_range_filters("received_at", "Messages received")
 
     class Meta:
         model = RejectedMessage

@@ -33,6 +33,7 @@ from readings.writes.rows import (
 )
 
 CSV_BODY = "the CSV body"
+WRITE_COUNTS = ("inserted", "updated", "unchanged", "skipped")
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -183,10 +184,8 @@ def readings_write(*, meter: str, rows: RowsSent) -> dict:
             raise rows_refused(refused, failed.violation_count) from None
         raise
     return WriteResultDocument.build(
-        inserted=response.inserted_count,
-        updated=response.updated_count,
-        unchanged=response.unchanged_count,
-        skipped=response.skipped_count,
+        # Each count of the document is the service's <name>_count.
+        **{name: getattr(response, f"{name}_count") for name in WRITE_COUNTS},
         rejected=[
             RejectedReadingDocument.build(
                 **{rows.unit: rows.numbers[s.index]}, value=rows.sent[s.index], reason=_skip_reason(s, rows),

@@ -7,15 +7,7 @@ from datetime import datetime, time
 import numpy as np
 
 from readings.models import Meter
-from readings.sources.base import (
-    BucketStats,
-    Extremes,
-    Jumps,
-    MeterSummary,
-    Series,
-    SourceUnavailable,
-    jumps_of,
-)
+from readings.sources.base import BucketStats, Extremes, Jumps, MeterSummary, Series, SourceUnavailable, jumps_of
 from readings.sources.influx.client import (
     DEFAULT_WRITE_BATCH,
     InfluxClient,

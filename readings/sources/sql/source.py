@@ -5,14 +5,7 @@ import numpy as np
 from django.db import DatabaseError, connection
 
 from readings.models import Meter, Reading
-from readings.sources.base import (
-    BucketStats,
-    Extremes,
-    Jumps,
-    MeterSummary,
-    Series,
-    SourceUnavailable,
-)
+from readings.sources.base import BucketStats, Extremes, Jumps, MeterSummary, Series, SourceUnavailable
 from readings.sources.sql.dialect import epoch_of, fetch_columns, is_postgresql, time_parameter
 
 TABLE = Reading._meta.db_table
