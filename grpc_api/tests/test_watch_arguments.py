@@ -42,3 +42,22 @@ def test_a_start_time_in_range_is_taken(write_server, new_meter):
     (message,) = list(write_server.stub.WatchReadings(request, timeout=10))
 
     assert message.caught_up and not message.changes
+
+
+@pytest.mark.parametrize(
+    ("name", "description"),
+    [
+        ("m" * 10_000, "is longer than 100 characters"),
+        ("a b", "'a b' has characters other than"),
+        ("", "is required"),
+    ],
+    ids=["10,000 characters", "a space", "empty"],
+)
+def test_a_name_no_meter_can_have_is_invalid_argument(write_server, new_meter, name, description):
+    request = pb.WatchReadingsRequest(meters=[new_meter(), name], catch_up_only=True)
+
+    with pytest.raises(grpc.RpcError) as raised:
+        list(write_server.stub.WatchReadings(request, timeout=10))
+
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith(f"meters[1]: {description}")

@@ -14,7 +14,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from readings import tokens
-from readings.domain import FieldViolation, InvalidArgument, MeterNotFound
+from readings.domain import FieldViolation, InvalidArgument, MeterNotFound, check_meter_name
 from readings.models import Meter, ReadingChange
 from readings.sources.sql.dialect import epoch_of, precise_epoch_of
 
@@ -50,6 +50,15 @@ def watched_meters(names: list[str]) -> dict[int, str]:
         raise InvalidArgument(FieldViolation("meters", "name at least one meter"))
     if len(checked) > MAX_WATCHED_METERS:
         raise InvalidArgument(FieldViolation("meters", f"{len(checked)} meters; at most {MAX_WATCHED_METERS}"))
+    # A name no meter can have is a bad request, as in every other RPC, not a meter not found.
+    violations = []
+    for index, name in enumerate(names):
+        try:
+            check_meter_name(name)
+        except ValueError as exc:
+            violations.append(FieldViolation(f"meters[{index}]", str(exc)))
+    if violations:
+        raise InvalidArgument(*violations)
     found = dict(Meter.objects.filter(name__in=checked).values_list("name", "pk"))
     for name in checked:
         if name not in found:
