@@ -4,6 +4,7 @@ all import these from here, so that they cannot disagree.
 """
 import enum
 import functools
+import json
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -92,6 +93,31 @@ class FieldViolation:
 
     field: str
     description: str
+
+
+_TOO_MANY_DIGITS = re.compile(r"Exceeds the limit \((\d+) digits\) for integer string conversion")
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON (a value is a number, a string, true, false or null)")
+
+
+def json_document(text: bytes | str, *, strict: bool = True):
+    """JSON text (UTF-8 bytes, or str) as Python values; ValueError saying what is wrong in the
+    product's words, never Python's (too deep, too many digits, not UTF-8). `strict` refuses
+    NaN and Infinity, which JSON does not have."""
+    try:
+        document = text.decode("utf-8") if isinstance(text, bytes) else text
+        return json.loads(document, parse_constant=_no_constant if strict else None)
+    except RecursionError:
+        raise ValueError("arrays and objects are nested too deep") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the body is not UTF-8 text (invalid byte at offset {exc.start})") from None
+    except ValueError as exc:
+        too_many = _TOO_MANY_DIGITS.search(str(exc))
+        if too_many:
+            raise ValueError(f"a number has more than {too_many[1]} digits") from None
+        raise
 
 
 def quoted(text: str, limit: int = 40) -> str:

@@ -51,11 +51,11 @@ def test_a_large_json_body_is_read_up_to_the_write_limit(writer, rows, status):
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        (b"[" * 1000 + b"]" * 1000, "JSON parse error - arrays and objects nested more than"),
+        (b"[" * 1000 + b"]" * 1000, "JSON parse error - arrays and objects are nested too deep"),
         (b'{"readings": [{"time": "2030-01-01T00:00:00Z", "value": 1' + b"0" * 5000 + b"}]}",
          "JSON parse error - a number has more than 4300 digits"),
         (b'{"readings": [{"time": "2030-01-01T00:00:00Z", "value": NaN}]}', "JSON parse error - "),
-        (b"\xff\xfe{}", "JSON parse error - the body is not utf-8 text (invalid byte at offset 0)"),
+        (b"\xff\xfe{}", "JSON parse error - the body is not UTF-8 text (invalid byte at offset 0)"),
     ],
     ids=["nested 1000 deep", "a number of 5000 digits", "NaN", "not UTF-8"],
 )

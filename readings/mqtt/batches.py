@@ -1,7 +1,6 @@
 """MQTT messages as received, taken in batches, parsed and committed: each message is cleaned
 alone, the good ones stored in one transaction with the rejections of the bad ones."""
 import hashlib
-import json
 import logging
 import queue
 import time
@@ -9,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from django.db import DatabaseError, transaction
 
-from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
+from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable, json_document
 from readings.models import Meter, RejectedMessage
 from readings.writes.counts import WriteCounts
 from readings.writes.live import (
@@ -84,10 +83,13 @@ def parse_payload(meter_name: str, payload: bytes) -> RowsIn:
     """The readings of one message as rows of its meter; MessageRejected when its shape is wrong.
     Times and values are checked later, by the rules of a file."""
     try:
-        document = json.loads(payload.decode("utf-8"))
+        text = payload.decode("utf-8")
     except UnicodeDecodeError:
         raise MessageRejected("payload is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
+    try:
+        # NaN stands for no value here, as in files: taken, then skipped.
+        document = json_document(text, strict=False)
+    except ValueError as exc:
         raise MessageRejected(f"payload is not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise MessageRejected(f"payload is a JSON {_json_kind(document)}, not an object with time and value, or readings")

@@ -209,3 +209,19 @@ def test_a_batch_is_acknowledged_in_order_after_its_commit_and_only_on_its_conne
     assert consumer._commit_and_ack(batch)
     # Message 9 came on a connection since lost: the broker delivers it again on this one.
     assert events == [("failed",), ("committed", [5, 3, 9, 4]), ("ack", 5), ("ack", 3), ("ack", 4)]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "payload is not JSON: arrays and objects are nested too deep"),
+        (b'{"time": "2019-01-01 00:15:00", "value": 1' + b"0" * 5000 + b"}",
+         "payload is not JSON: a number has more than 4300 digits"),
+    ],
+    ids=["nested 5000 deep", "a number of 5000 digits"],
+)
+def test_a_payload_python_cannot_read_is_rejected_in_the_products_words(payload, reason):
+    with pytest.raises(MessageRejected) as rejected:
+        parse_payload("live", payload)
+
+    assert str(rejected.value) == reason
