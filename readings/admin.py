@@ -138,10 +138,11 @@ class ImportRunAdmin(admin.ModelAdmin):
 
 @admin.register(RejectedMessage)
 class RejectedMessageAdmin(admin.ModelAdmin):
-    """Live messages set aside by ingest_mqtt; a record of what happened, so read-only."""
+    """Live messages that stored nothing (rejected or skipped by ingest_mqtt); a record of what
+    happened, so read-only."""
 
-    list_display = ["received_at", "channel", "topic", "meter_name", "payload_size", "reason"]
-    list_filter = ["channel"]
+    list_display = ["received_at", "outcome", "channel", "topic", "meter_name", "payload_size", "reason"]
+    list_filter = ["outcome", "channel"]
     search_fields = ["topic", "meter_name", "reason"]
     date_hierarchy = "received_at"
     list_per_page = 100

@@ -10,8 +10,9 @@ LAG = Histogram(
 
 
 def record(counts, lag: float) -> None:
-    MESSAGES.labels("stored").inc(counts.messages - counts.rejected)
+    MESSAGES.labels("stored").inc(counts.messages - counts.rejected - counts.messages_skipped)
     MESSAGES.labels("rejected").inc(counts.rejected)
+    MESSAGES.labels("skipped").inc(counts.messages_skipped)
     for result in ("inserted", "updated", "unchanged", "skipped"):
         READINGS.labels(result).inc(getattr(counts, result))
     LAG.observe(lag)

@@ -106,10 +106,16 @@ class ReadingChange(models.Model):
 
 
 class RejectedMessage(models.Model):
-    """A live message that could not be used (not JSON, unknown meter, a bad time or value): kept
-    with its reason, then acknowledged, so that it never blocks the messages behind it."""
+    """A live message that stored nothing, kept with its reason and then acknowledged, so that it
+    never blocks the messages behind it and every message received is accounted for: rejected (not
+    JSON, unknown meter, a bad time or value) or skipped (no reading with a value in it)."""
+
+    class Outcome(models.TextChoices):
+        REJECTED = "rejected"
+        SKIPPED = "skipped"
 
     received_at = models.DateTimeField(auto_now_add=True)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, default=Outcome.REJECTED)
     channel = models.CharField(max_length=16, default="mqtt")
     topic = models.CharField(max_length=500)
     meter_name = models.CharField(max_length=200, blank=True)

@@ -50,6 +50,9 @@ class ImportRunFilter(django_filters.FilterSet):
 
 
 class RejectedMessageFilter(django_filters.FilterSet):
+    outcome = django_filters.ChoiceFilter(
+        choices=RejectedMessage.Outcome.choices, help_text="rejected (could not be used) or skipped (no value in it).",
+    )
     channel = django_filters.CharFilter(help_text="Where the message came from (mqtt).")
     meter = django_filters.CharFilter(field_name="meter_name", help_text="Name of the meter its topic named.")
     topic = django_filters.CharFilter(help_text="Exact topic.")
@@ -57,4 +60,4 @@ class RejectedMessageFilter(django_filters.FilterSet):
 
     class Meta:
         model = RejectedMessage
-        fields = ["channel", "meter", "topic", "received_after", "received_before"]
+        fields = ["outcome", "channel", "meter", "topic", "received_after", "received_before"]

@@ -430,5 +430,5 @@ class RejectedMessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RejectedMessage
-        fields = ["id", "received_at", "channel", "topic", "meter_name", "payload_excerpt", "payload_size",
+        fields = ["id", "received_at", "outcome", "channel", "topic", "meter_name", "payload_excerpt", "payload_size",
                   "payload_sha256", "reason"]

@@ -19,6 +19,7 @@ from readings.writes.live import (
     meters_for_write,
     store_writes,
 )
+from readings.writes.rows import RowProblem
 
 # The name the consumer has always logged under: its lines are what operators grep for.
 logger = logging.getLogger("readings.ingest")
@@ -142,26 +143,50 @@ def ingest_batch(messages: list[Message], *, level: int, create_meters: bool, ch
             rejections.append(rejection(message, rows.meter_name, meter, channel))
         else:
             by_meter.setdefault(rows.meter_name, []).append((message, rows))
-    writes = []
+    writes, skips = [], []
     for name, entries in by_meter.items():
         # A meter's messages are cleaned in one pass; only when one of them holds an invalid row
         # is each cleaned on its own, to reject just that one.
         together = clean_writes_together(meters[name], [rows for _, rows in entries])
         if together is not None:
             writes.append(together)
+            skips += [(message, name, reason) for message, reason in _stored_nothing(entries, together.problems, 0)]
             continue
         for message, rows in entries:
             try:
-                writes.append(clean_write(meters[name], rows))
+                write = clean_write(meters[name], rows)
             except RowsInvalid as exc:
                 reason = "; ".join(f"reading {p.line}: {p.reason} (value {p.value!r})" for _, p in exc.problems)
                 rejections.append(rejection(message, rows.meter_name, reason, channel))
+                continue
+            writes.append(write)
+            skips += [(message, name, reason) for message, reason in _stored_nothing([(message, rows)], write.problems, 1)]
+    # A message whose every reading was skipped stored nothing: recorded too, as skipped.
+    rejections += [
+        rejection(message, name, reason, channel, outcome=RejectedMessage.Outcome.SKIPPED) for message, name, reason in skips
+    ]
     with transaction.atomic():
         counts = store_writes(writes) if writes else WriteCounts()
         # A rejection committed before (its acknowledgement was lost) is not recorded again.
         RejectedMessage.objects.bulk_create(rejections, ignore_conflicts=True)
     # Counts of a batch are added up for a while: the skipped rows they name are not kept.
-    return replace(counts, messages=len(messages), rejected=len(rejections), skipped_rows=[])
+    return replace(
+        counts, messages=len(messages), rejected=len(rejections) - len(skips), messages_skipped=len(skips), skipped_rows=[],
+    )
+
+
+def _stored_nothing(entries: list[tuple[Message, RowsIn]], problems: list[RowProblem], first: int) -> list[tuple[Message, str]]:
+    """The messages of `entries` (cleaned together, their rows numbered on from `first`) each of
+    whose readings was skipped, with the reasons, their readings numbered from 1 in each."""
+    skipped = {problem.line: problem for problem in problems if problem.kind == "skipped"}
+    found, start = [], first
+    for message, rows in entries:
+        count = len(rows.times)
+        mine = [skipped[line] for line in range(start, start + count) if line in skipped]
+        if count and len(mine) == count:
+            found.append((message, "; ".join(f"reading {p.line - start + 1}: {p.reason}" for p in mine)))
+        start += count
+    return found
 
 
 def _meters(names: set[str], create: bool) -> dict[str, Meter | str]:
@@ -181,10 +206,12 @@ def _meters(names: set[str], create: bool) -> dict[str, Meter | str]:
     return found
 
 
-def rejection(message: Message, meter_name: str, reason: str, channel: str) -> RejectedMessage:
+def rejection(
+    message: Message, meter_name: str, reason: str, channel: str, outcome: str = RejectedMessage.Outcome.REJECTED,
+) -> RejectedMessage:
     excerpt = message.payload[: RejectedMessage.EXCERPT_CHARS * 4].decode("utf-8", "replace")
     return RejectedMessage(
-        channel=channel, topic=message.topic[:500], meter_name=meter_name[:200],
+        outcome=outcome, channel=channel, topic=message.topic[:500], meter_name=meter_name[:200],
         payload_excerpt=excerpt[: RejectedMessage.EXCERPT_CHARS], payload_size=len(message.payload),
         payload_sha256=hashlib.sha256(message.payload).hexdigest(), reason=reason,
     )

@@ -173,7 +173,7 @@ def test_api_lists_rejected_messages_for_staff(rejected):
     newest = listed["results"][0]
     assert (newest["meter_name"], newest["topic"], newest["channel"]) == ("ghost", "meterusage/v1/meters/ghost/readings", "mqtt")
     assert newest["reason"] == "no meter named 'ghost' (INGEST_CREATE_METERS is off)"
-    assert sorted(newest) == ["channel", "id", "meter_name", "payload_excerpt", "payload_sha256", "payload_size",
+    assert sorted(newest) == ["channel", "id", "meter_name", "outcome", "payload_excerpt", "payload_sha256", "payload_size",
                               "reason", "received_at", "topic"]
     assert api.get("/api/v1/rejected-messages/", {"meter": "live"}).json()["results"][0]["reason"].startswith("payload is not JSON")
     assert api.get(f"/api/v1/rejected-messages/{newest['id']}/").json() == newest
@@ -225,3 +225,30 @@ def test_a_payload_python_cannot_read_is_rejected_in_the_products_words(payload,
         parse_payload("live", payload)
 
     assert str(rejected.value) == reason
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("with_an_invalid_message", [False, True], ids=["cleaned together", "cleaned one by one"])
+def test_a_message_that_stores_nothing_is_recorded_as_skipped(with_an_invalid_message):
+    Meter.objects.create(name="live")
+    batch = [
+        message("live", {"time": "2019-01-01 00:15:00", "value": 1.5}),
+        message("live", {"time": "2019-01-01 00:30:00", "value": None}),
+        message("live", {"readings": [{"time": "2019-01-01 00:45:00", "value": "NaN"}, {"time": "2019-01-01 01:00:00", "value": ""}]}),
+        message("live", {"readings": [{"time": "2019-01-01 01:15:00", "value": 2}, {"time": "2019-01-01 01:30:00", "value": "NA"}]}),
+    ]
+    if with_an_invalid_message:
+        batch.append(message("live", {"time": "yesterday", "value": 1}))
+
+    counts = ingest_batch(batch, level=LEVEL, create_meters=False)
+
+    assert (counts.messages, counts.inserted, counts.skipped) == (len(batch), 2, 4)
+    assert (counts.messages_skipped, counts.rejected) == (2, int(with_an_invalid_message))
+    skipped = dict(
+        RejectedMessage.objects.filter(outcome="skipped").values_list("payload_excerpt", "reason")
+    )
+    assert skipped == {
+        batch[1].payload.decode(): "reading 1: empty value",
+        batch[2].payload.decode(): "reading 1: NaN; reading 2: empty value",
+    }
+    assert RejectedMessage.objects.filter(outcome="rejected").count() == int(with_an_invalid_message)

@@ -9,7 +9,7 @@ from readings.writes.rows import RowProblem
 class WriteCounts:
     """Readings inserted, updated (a new value for a time) and unchanged in the relational store,
     rows skipped (no value, or a repeat), points that reached a series store, and, for MQTT, the
-    messages taken and those rejected. `skipped_rows` names a live write's skipped rows by meter.
+    messages taken, those rejected and those skipped (no reading with a value). `skipped_rows` names a live write's skipped rows by meter.
 
     The relational figures roll back with a failed write; points written to a series store stay."""
 
@@ -20,6 +20,7 @@ class WriteCounts:
     points: int = 0
     messages: int = 0
     rejected: int = 0
+    messages_skipped: int = 0
     skipped_rows: list[tuple[str, RowProblem]] = field(default_factory=list)  # (meter name, problem)
 
     @property
