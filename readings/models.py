@@ -1,3 +1,4 @@
+import secrets
 from datetime import timedelta
 
 from django.db import models
@@ -56,6 +57,18 @@ class Meter(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class StoreIdentity(models.Model):
+    """A random key made once per database: resume tokens carry it, so that a token taken from
+    another deployment's store (whose change ids mean other changes) is refused, not followed."""
+
+    key = models.CharField(max_length=32)
+
+    @classmethod
+    def current(cls) -> str:
+        identity, _ = cls.objects.get_or_create(pk=1, defaults={"key": secrets.token_hex(16)})
+        return identity.key
 
 
 class Reading(models.Model):

@@ -61,3 +61,20 @@ def test_a_name_no_meter_can_have_is_invalid_argument(write_server, new_meter, n
 
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details().startswith(f"meters[1]: {description}")
+
+
+def test_a_resume_token_of_another_deployments_store_is_refused(write_server, new_meter):
+    from readings.models import StoreIdentity
+
+    meter = new_meter()
+    request = pb.WatchReadingsRequest(meters=[meter], catch_up_only=True)
+    (message,) = list(write_server.stub.WatchReadings(request, timeout=10))
+    resumed = pb.WatchReadingsRequest(meters=[meter], resume_token=message.resume_token, catch_up_only=True)
+    assert list(write_server.stub.WatchReadings(resumed, timeout=10))  # taken by the store that made it
+
+    StoreIdentity.objects.update(key="another-deployments-store")  # the same token, shown to another store
+    with pytest.raises(grpc.RpcError) as raised:
+        list(write_server.stub.WatchReadings(resumed, timeout=10))
+
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith("resume_token: was issued by another deployment's store")

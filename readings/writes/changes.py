@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from readings import tokens
 from readings.domain import FieldViolation, InvalidArgument, MeterNotFound, check_meter_name
-from readings.models import Meter, ReadingChange
+from readings.models import Meter, ReadingChange, StoreIdentity
 from readings.sources.sql.dialect import epoch_of, precise_epoch_of
 
 MAX_WATCHED_METERS = 100
@@ -42,6 +42,7 @@ class WatchStart:
     meters: dict[int, str]  # id → name
     positions: dict[int, int]  # meter id → last change id sent
     request_fields: tuple
+    store: str  # the key of the database the positions belong to (StoreIdentity)
 
 
 def watched_meters(names: list[str]) -> dict[int, str]:
@@ -70,20 +71,28 @@ def watch_start(names: list[str], *, resume_token: str = "", start: datetime | N
     """Where a watch of `names` begins: after a resume token, at a time, or now."""
     meters = watched_meters(names)
     request_fields = tuple(sorted(meters.values()))
+    store = StoreIdentity.current()
     if resume_token:
         saved = tokens.redeem(TOKEN_KIND, resume_token, field="resume_token", request_fields=request_fields)
+        if isinstance(saved, list):  # [store, positions]; tokens made before stores had keys are plain positions
+            token_store, saved = saved
+            if token_store != store:
+                raise InvalidArgument(FieldViolation(
+                    "resume_token", "was issued by another deployment's store, whose changes are not these; "
+                    "watch again without it (from a start_time, or now)",
+                ))
         positions = {meter_id: int(saved[name]) for meter_id, name in meters.items()}
         _check_kept(meters, positions)
     else:
         positions = _positions_at(list(meters), start)
         if start is not None:  # from now nothing can have been missed
             _check_kept(meters, positions)
-    return WatchStart(meters, positions, request_fields)
+    return WatchStart(meters, positions, request_fields, store)
 
 
 def resume_token(start: WatchStart, positions: dict[int, int]) -> str:
     by_name = {start.meters[meter_id]: position for meter_id, position in positions.items()}
-    return tokens.issue(TOKEN_KIND, position=by_name, request_fields=start.request_fields)
+    return tokens.issue(TOKEN_KIND, position=[start.store, by_name], request_fields=start.request_fields)
 
 
 def _positions_at(meter_ids: list[int], start: datetime | None) -> dict[int, int]:
