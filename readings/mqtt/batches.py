@@ -5,13 +5,16 @@ import logging
 import queue
 import time
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
+import numpy as np
 from django.db import DatabaseError, transaction
 
 from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable, json_document
-from readings.models import Meter, RejectedMessage
+from readings.models import Meter, Reading, RejectedMessage
 from readings.writes.counts import WriteCounts
 from readings.writes.live import (
+    CleanWrite,
     RowsIn,
     RowsInvalid,
     clean_write,
@@ -19,7 +22,7 @@ from readings.writes.live import (
     meters_for_write,
     store_writes,
 )
-from readings.writes.rows import RowProblem
+from readings.writes.rows import Code, RowProblem
 
 # The name the consumer has always logged under: its lines are what operators grep for.
 logger = logging.getLogger("readings.ingest")
@@ -45,6 +48,9 @@ class Message:
     received: float = field(default_factory=time.monotonic)
     # Which connection delivered it: acknowledgements go back on that connection only.
     connection: int = 0
+    # Handed out by the broker as the topic's retained message (on subscribing): an old reading,
+    # perhaps corrected since, never a new one.
+    retained: bool = False
 
 
 def take_batch(inbox: queue.Queue, *, block: bool, batch_messages: int, batch_wait: float) -> list[Message]:
@@ -145,6 +151,21 @@ def ingest_batch(messages: list[Message], *, level: int, create_meters: bool, ch
             by_meter.setdefault(rows.meter_name, []).append((message, rows))
     writes, skips = [], []
     for name, entries in by_meter.items():
+        # Retained deliveries go first, so that a fresh reading of the batch wins over them, and
+        # fill only times the store holds nothing for.
+        retained = [(message, rows) for message, rows in entries if message.retained]
+        entries = [(message, rows) for message, rows in entries if not message.retained]
+        for message, rows in retained:
+            try:
+                write = _without_held_times(clean_write(meters[name], rows))
+            except RowsInvalid as exc:
+                reason = "; ".join(f"reading {p.line}: {p.reason} (value {p.value!r})" for _, p in exc.problems)
+                rejections.append(rejection(message, rows.meter_name, reason, channel))
+                continue
+            writes.append(write)
+            skips += [(message, name, reason) for message, reason in _stored_nothing([(message, rows)], write.problems, 1)]
+        if not entries:
+            continue
         # A meter's messages are cleaned in one pass; only when one of them holds an invalid row
         # is each cleaned on its own, to reject just that one.
         together = clean_writes_together(meters[name], [rows for _, rows in entries])
@@ -173,6 +194,27 @@ def ingest_batch(messages: list[Message], *, level: int, create_meters: bool, ch
     return replace(
         counts, messages=len(messages), rejected=len(rejections) - len(skips), messages_skipped=len(skips), skipped_rows=[],
     )
+
+
+def _without_held_times(write: CleanWrite) -> CleanWrite:
+    """A retained delivery's readings less those whose times the store already holds a reading
+    for (those are skipped): a replayed or stale message never undoes a newer committed value."""
+    times = [datetime.fromtimestamp(int(epoch), UTC) for epoch in write.epochs]
+    held = {
+        int(moment.timestamp())
+        for moment in Reading.objects.filter(meter=write.meter, time__in=times).values_list("time", flat=True)
+    }
+    if not held:
+        return write
+    keep = np.array([int(epoch) not in held for epoch in write.epochs], dtype=bool)
+    skipped = [
+        RowProblem(int(line), repr(float(value)), "a retained message does not replace the reading stored for its time",
+                   "skipped", Code.RETAINED_HELD)
+        for line, value, kept in zip(write.lines, write.values, keep) if not kept
+    ]
+    return replace(write, epochs=write.epochs[keep], values=write.values[keep], lines=write.lines[keep], problems=sorted(
+        [*write.problems, *skipped], key=lambda problem: problem.line,
+    ))
 
 
 def _stored_nothing(entries: list[tuple[Message, RowsIn]], problems: list[RowProblem], first: int) -> list[tuple[Message, str]]:

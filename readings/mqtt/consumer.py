@@ -127,7 +127,7 @@ class Consumer:
             logger.warning("disconnected from the MQTT broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg):
-        self.inbox.put(Message(msg.topic, msg.payload, msg.mid, msg.qos, connection=self.connection))
+        self.inbox.put(Message(msg.topic, msg.payload, msg.mid, msg.qos, connection=self.connection, retained=bool(msg.retain)))
 
     def stop(self) -> None:
         self.stopping.set()

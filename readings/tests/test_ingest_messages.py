@@ -252,3 +252,33 @@ def test_a_message_that_stores_nothing_is_recorded_as_skipped(with_an_invalid_me
         batch[2].payload.decode(): "reading 1: NaN; reading 2: empty value",
     }
     assert RejectedMessage.objects.filter(outcome="rejected").count() == int(with_an_invalid_message)
+
+
+@pytest.mark.django_db
+def test_a_retained_message_never_replaces_a_stored_reading():
+    meter = Meter.objects.create(name="live")
+    retained = {"time": "2024-06-01 00:00:00", "value": 100}
+
+    ingest_batch([message("live", {"time": "2024-06-01 00:00:00", "value": 200})], level=LEVEL, create_meters=False)
+    replayed = message("live", retained)
+    replayed.retained = True  # as the broker hands it out again on subscribing
+    counts = ingest_batch([replayed], level=LEVEL, create_meters=False)
+
+    assert list(Reading.objects.filter(meter=meter).values_list("value", flat=True)) == [200.0]
+    assert (counts.inserted, counts.updated, counts.skipped, counts.messages_skipped) == (0, 0, 1, 1)
+    assert RejectedMessage.objects.get(outcome="skipped").reason == (
+        "reading 1: a retained message does not replace the reading stored for its time"
+    )
+
+
+@pytest.mark.django_db
+def test_a_retained_message_fills_a_time_that_holds_nothing_and_a_fresh_one_of_its_batch_wins():
+    meter = Meter.objects.create(name="live")
+    first = message("live", {"readings": [{"time": "2024-06-01 00:00:00", "value": 1}, {"time": "2024-06-01 00:15:00", "value": 2}]})
+    first.retained = True
+    fresh = message("live", {"time": "2024-06-01 00:15:00", "value": 3})
+
+    counts = ingest_batch([fresh, first], level=LEVEL, create_meters=False)
+
+    assert sorted(Reading.objects.filter(meter=meter).values_list("value", flat=True)) == [1.0, 3.0]
+    assert (counts.inserted, counts.messages_skipped) == (2, 0)

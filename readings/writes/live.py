@@ -44,6 +44,7 @@ class CleanWrite:
     values: np.ndarray
     rows_read: int
     problems: list[RowProblem]  # the skipped rows
+    lines: np.ndarray | None = None  # each clean reading's row number
 
     @property
     def rows_skipped(self) -> int:
@@ -104,7 +105,7 @@ def clean_write(
     invalid = [(meter.name, p) for p in report.problems if p.kind == "invalid"]
     if invalid:
         raise RowsInvalid(invalid, count=report.rows_invalid)
-    return CleanWrite(meter, batch.epochs, batch.values, report.rows_read, list(report.problems))
+    return CleanWrite(meter, batch.epochs, batch.values, report.rows_read, list(report.problems), batch.lines)
 
 
 def clean_writes_together(meter: Meter, writes: list[RowsIn]) -> CleanWrite | None:
@@ -119,7 +120,7 @@ def clean_writes_together(meter: Meter, writes: list[RowsIn]) -> CleanWrite | No
     )
     if report.rows_invalid:
         return None
-    return CleanWrite(meter, batch.epochs, batch.values, report.rows_read, list(report.problems))
+    return CleanWrite(meter, batch.epochs, batch.values, report.rows_read, list(report.problems), batch.lines)
 
 
 def _value_text(value) -> str:
