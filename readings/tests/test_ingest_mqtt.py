@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 RUN = uuid.uuid4().hex[:8]  # topics and client ids of this run only
 ACCEPTANCE_METERS = [f"acc-{i:03d}" for i in range(1, 51)]
-OTHER_METERS = [f"drain-{i:03d}" for i in range(1, 6)] + ["logged"]
+OTHER_METERS = [f"drain-{i:03d}" for i in range(1, 6)] + ["logged", "held"]
 FIRST_SLOT = datetime(2020, 1, 1)
 
 
@@ -124,9 +124,9 @@ class Publisher:
         self.client.loop_start()
         self.sent = []
 
-    def publish(self, topic: str, payload) -> None:
+    def publish(self, topic: str, payload, retain: bool = False) -> None:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.sent.append(self.client.publish(topic, body, qos=1))
+        self.sent.append(self.client.publish(topic, body, qos=1, retain=retain))
 
     def wait(self) -> None:
         for info in self.sent:
@@ -359,3 +359,33 @@ def test_simulated_meters_reach_the_store(store, mqtt_broker, tmp_path):
     assert sorted(store.readings_by_meter("simq-")) == ["simq-001", "simq-002", "simq-003"]
     assert store.query("SELECT MIN(time) FROM readings_reading r JOIN readings_meter m ON m.id = r.meter_id "
                        "WHERE m.name = 'simq-001'")[0][0] is not None
+
+
+def test_a_retained_reading_handed_out_again_never_undoes_a_correction(store, mqtt_broker, tmp_path):
+    root = f"{RUN}-retained/meters"
+    topic, client_id = f"{root}/held/readings", f"ingest-{RUN}-retained"
+    value = lambda: store.query(  # noqa: E731
+        "SELECT r.value FROM readings_reading r JOIN readings_meter m ON m.id = r.meter_id WHERE m.name = 'held'"
+    )
+    consumer = start_consumer(store, mqtt_broker, f"{root}/+/readings", client_id, tmp_path / "first.log")
+    try:
+        publisher = Publisher(mqtt_broker)
+        publisher.publish(topic, {"time": "2024-06-01 00:00:00", "value": 100}, retain=True)
+        wait_for(lambda: value() == [(100.0,)], 30)
+        publisher.publish(topic, {"time": "2024-06-01 00:00:00", "value": 200})
+        publisher.wait()
+        wait_for(lambda: value() == [(200.0,)], 30)
+    finally:
+        stop_process(consumer)
+
+    # Subscribing again, the consumer is handed the retained message (100) once more.
+    consumer = start_consumer(store, mqtt_broker, f"{root}/+/readings", client_id, tmp_path / "again.log")
+    try:
+        wait_for(lambda: store.rejections(root), 30)
+    finally:
+        stop_process(consumer)
+    assert value() == [(200.0,)]
+    assert store.rejections(root) == [
+        (topic, '{"time": "2024-06-01 00:00:00", "value": 100}',
+         "reading 1: a retained message does not replace the reading stored for its time"),
+    ]
