@@ -27,6 +27,7 @@ from readings.csvreader import CsvError, header_columns
 from readings.writes.rows import (
     TIME_COLUMN,
     VALUE_COLUMN,
+    TimeRead,
     missing_value_reason,
     number_of_text,
     parse_time_text,
@@ -46,6 +47,7 @@ class RowsSent:
     unit: str  # "line" or "index"
     numbers: list[int] = field(default_factory=list)
     times: list[str] = field(default_factory=list)
+    times_read: list[TimeRead] = field(default_factory=list)
     sent: list = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
@@ -65,6 +67,7 @@ class RowsSent:
             number_value = math.nan
         self.numbers.append(number)
         self.times.append(time)
+        self.times_read.append(read)
         self.sent.append(value)
         self.texts.append(text)
         self.values.append(number_value)
@@ -73,10 +76,9 @@ class RowsSent:
         return len(self.numbers)
 
 
-def reading_time(text: str) -> dict:
-    """A time as sent, in the contract's types: an instant where it carries a UTC offset, else a
-    wall time in the meter's zone (the service knows the zone and reads it there)."""
-    read = parse_time_text(text)
+def reading_time(read: TimeRead) -> dict:
+    """A time read from a body, in the contract's types: an instant where it carried a UTC
+    offset, else a wall time in the meter's zone (the service knows the zone and reads it there)."""
     if read.instant:
         return {"time": timestamp(read.seconds)}
     wall = _EPOCH + timedelta(seconds=read.seconds)
@@ -172,9 +174,9 @@ def readings_write(*, meter: str, rows: RowsSent) -> dict:
         # for it (nothing is written) and still names every other invalid row.
         pb.ReadingInput(
             meter=meter, value=value, row_number=number if by_line else 0,
-            **({} if i in rows.invalid else reading_time(time)),
+            **({} if i in rows.invalid else reading_time(read)),
         )
-        for i, (number, time, value) in enumerate(zip(rows.numbers, rows.times, rows.values))
+        for i, (number, read, value) in enumerate(zip(rows.numbers, rows.times_read, rows.values))
     ])
     try:
         response = client.call("WriteReadings", request, token=settings.GRPC_WRITE_TOKEN)

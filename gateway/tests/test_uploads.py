@@ -4,6 +4,7 @@ from google.protobuf import timestamp_pb2
 from google.type import datetime_pb2
 
 from gateway.api.uploads import csv_rows, reading_time
+from readings.writes.rows import parse_time_text
 
 
 def wall(year, month, day, hours=0, minutes=0, seconds=0) -> datetime_pb2.DateTime:
@@ -20,7 +21,7 @@ def wall(year, month, day, hours=0, minutes=0, seconds=0) -> datetime_pb2.DateTi
     ],
 )
 def test_the_gateway_sends_times_in_types(text, typed):
-    assert reading_time(text) == typed
+    assert reading_time(parse_time_text(text)) == typed
 
 
 def test_a_time_no_grammar_reads_is_refused_by_the_gateway_with_a_files_reason():
