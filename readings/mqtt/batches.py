@@ -150,38 +150,38 @@ def ingest_batch(messages: list[Message], *, level: int, create_meters: bool, ch
         else:
             by_meter.setdefault(rows.meter_name, []).append((message, rows))
     writes, skips = [], []
+
+    def clean_alone(meter: Meter, message: Message, rows: RowsIn) -> None:
+        """One message cleaned on its own: its write, or its rejection naming the invalid readings."""
+        try:
+            write = clean_write(meter, rows)
+        except RowsInvalid as exc:
+            reason = "; ".join(f"reading {p.line}: {p.reason} (value {p.value!r})" for _, p in exc.problems)
+            rejections.append(rejection(message, rows.meter_name, reason, channel))
+            return
+        if message.retained:
+            write = _without_held_times(write)
+        writes.append(write)
+        skips.extend((each, meter.name, reason) for each, reason in _stored_nothing([(message, rows)], write.problems, 1))
+
     for name, entries in by_meter.items():
         # Retained deliveries go first, so that a fresh reading of the batch wins over them, and
         # fill only times the store holds nothing for.
-        retained = [(message, rows) for message, rows in entries if message.retained]
+        for message, rows in entries:
+            if message.retained:
+                clean_alone(meters[name], message, rows)
         entries = [(message, rows) for message, rows in entries if not message.retained]
-        for message, rows in retained:
-            try:
-                write = _without_held_times(clean_write(meters[name], rows))
-            except RowsInvalid as exc:
-                reason = "; ".join(f"reading {p.line}: {p.reason} (value {p.value!r})" for _, p in exc.problems)
-                rejections.append(rejection(message, rows.meter_name, reason, channel))
-                continue
-            writes.append(write)
-            skips += [(message, name, reason) for message, reason in _stored_nothing([(message, rows)], write.problems, 1)]
         if not entries:
             continue
         # A meter's messages are cleaned in one pass; only when one of them holds an invalid row
         # is each cleaned on its own, to reject just that one.
         together = clean_writes_together(meters[name], [rows for _, rows in entries])
-        if together is not None:
+        if together is None:
+            for message, rows in entries:
+                clean_alone(meters[name], message, rows)
+        else:
             writes.append(together)
             skips += [(message, name, reason) for message, reason in _stored_nothing(entries, together.problems, 0)]
-            continue
-        for message, rows in entries:
-            try:
-                write = clean_write(meters[name], rows)
-            except RowsInvalid as exc:
-                reason = "; ".join(f"reading {p.line}: {p.reason} (value {p.value!r})" for _, p in exc.problems)
-                rejections.append(rejection(message, rows.meter_name, reason, channel))
-                continue
-            writes.append(write)
-            skips += [(message, name, reason) for message, reason in _stored_nothing([(message, rows)], write.problems, 1)]
     # A message whose every reading was skipped stored nothing: recorded too, as skipped.
     rejections += [
         rejection(message, name, reason, channel, outcome=RejectedMessage.Outcome.SKIPPED) for message, name, reason in skips
