@@ -61,14 +61,24 @@ class Meter(models.Model):
 
 class StoreIdentity(models.Model):
     """A random key made once per database: resume tokens carry it, so that a token taken from
-    another deployment's store (whose change ids mean other changes) is refused, not followed."""
+    another deployment's store (whose change ids mean other changes) is refused, not followed.
 
+    Its table is made, with the key, by a migration and left alone by Django (unmanaged): a flush
+    of the data (tests) keeps it, and reading it never writes."""
+
+    id = models.IntegerField(primary_key=True)
     key = models.CharField(max_length=32)
+
+    class Meta:
+        managed = False
+        db_table = "readings_storeidentity"
 
     @classmethod
     def current(cls) -> str:
-        identity, _ = cls.objects.get_or_create(pk=1, defaults={"key": secrets.token_hex(16)})
-        return identity.key
+        key = cls.objects.filter(pk=1).values_list("key", flat=True).first()
+        if key is None:  # a database made without the migration's row
+            key = cls.objects.get_or_create(pk=1, defaults={"key": secrets.token_hex(16)})[0].key
+        return key
 
 
 class Reading(models.Model):

@@ -72,9 +72,13 @@ def test_a_resume_token_of_another_deployments_store_is_refused(write_server, ne
     resumed = pb.WatchReadingsRequest(meters=[meter], resume_token=message.resume_token, catch_up_only=True)
     assert list(write_server.stub.WatchReadings(resumed, timeout=10))  # taken by the store that made it
 
+    ours = StoreIdentity.current()
     StoreIdentity.objects.update(key="another-deployments-store")  # the same token, shown to another store
-    with pytest.raises(grpc.RpcError) as raised:
-        list(write_server.stub.WatchReadings(resumed, timeout=10))
+    try:
+        with pytest.raises(grpc.RpcError) as raised:
+            list(write_server.stub.WatchReadings(resumed, timeout=10))
+    finally:
+        StoreIdentity.objects.update(key=ours)  # the table outlives each test's data
 
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details().startswith("resume_token: was issued by another deployment's store")
