@@ -122,7 +122,9 @@ def json_document(text: bytes | str, *, strict: bool = True):
 
 def quoted(text: str, limit: int = 40) -> str:
     """`text` as an error quotes it: in quotes, and cut short past `limit` characters."""
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text):,} characters)"
+    if not isinstance(text, str) or len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
 
 
 class InvalidArgument(Exception):

@@ -35,6 +35,7 @@ from readings.writes.rows import (
 
 CSV_BODY = "the CSV body"
 WRITE_COUNTS = ("inserted", "updated", "unchanged", "skipped")
+QUOTED_CHARACTERS = 40
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -217,4 +218,7 @@ def _refused_rows(failed: RpcFailed, rows: RowsSent) -> list[dict]:
 def row_error(rows: RowsSent, position: int, reason: str) -> dict:
     number = rows.numbers[position]
     name = f"line {number}" if rows.unit == "line" else f"readings[{number}]"
-    return {"field": name, "description": reason, rows.unit: number, "value": rows.sent[position], "reason": reason}
+    sent = rows.sent[position]
+    # The value as sent, cut short: a refusal quotes the input, it does not return it.
+    value = sent[:QUOTED_CHARACTERS] if isinstance(sent, str) else sent
+    return {"field": name, "description": reason, rows.unit: number, "value": value, "reason": reason}

@@ -100,3 +100,15 @@ def test_a_write_with_thousands_of_invalid_rows_lists_the_first_and_counts_them_
     assert [error["line"] for error in problem["errors"]] == list(range(2, 22))
     assert problem["detail"].startswith("5000 invalid rows, nothing written: line 2: time 'not a time 0' is not a")
     assert problem["detail"].endswith("; and 4995 more")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refusal_quotes_a_huge_value_in_short(writer):
+    body = '{"readings": [{"time": "2030-01-01T00:00:00Z", "value": "' + "9" * 100_000 + 'x"}]}'
+
+    response = post(writer, body.encode(), "application/json")
+
+    assert response.status_code == 400, response.content[:300]
+    assert len(response.content) < 2_000
+    (error,) = response.json()["errors"]
+    assert error["value"] == "9" * 40

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 from django.db import DatabaseError, transaction
 
-from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable, json_document
+from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable, json_document, quoted
 from readings.models import Meter, Reading, RejectedMessage
 from readings.writes.counts import WriteCounts
 from readings.writes.live import (
@@ -156,7 +156,7 @@ def ingest_batch(messages: list[Message], *, level: int, create_meters: bool, ch
         try:
             write = clean_write(meter, rows)
         except RowsInvalid as exc:
-            reason = "; ".join(f"reading {p.line}: {p.reason} (value {p.value!r})" for _, p in exc.problems)
+            reason = "; ".join(f"reading {p.line}: {p.reason} (value {quoted(p.value)})" for _, p in exc.problems)
             rejections.append(rejection(message, rows.meter_name, reason, channel))
             return
         if message.retained:

@@ -13,7 +13,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from readings.domain import MAX_WRITE_ROWS, FieldViolation, InvalidArgument, MeterNotFound, check_meter_name
+from readings.domain import MAX_WRITE_ROWS, FieldViolation, InvalidArgument, MeterNotFound, check_meter_name, quoted
 from readings.models import Meter
 from readings.selectors import forget_meters
 from readings.sources import Series, SeriesStore, readings_sources
@@ -58,7 +58,7 @@ class RowsInvalid(InvalidArgument):
     def __init__(self, problems: list[tuple[str, RowProblem]], count: int = 0):
         self.problems = problems
         violations = [
-            FieldViolation(f"readings[{problem.line}]", f"{problem.reason} (meter {meter!r}, value {problem.value!r})")
+            FieldViolation(f"readings[{problem.line}]", f"{problem.reason} (meter {quoted(meter)}, value {quoted(problem.value)})")
             for meter, problem in problems
         ]
         super().__init__(*violations, count=count)
