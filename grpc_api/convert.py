@@ -8,7 +8,7 @@ from google.type import datetime_pb2
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.domain import FieldViolation, Instant, InvalidArgument, Window
 from readings.writes.live import RowsInvalid
-from readings.writes.rows import Code, TimeRead, TypedTimes, parse_time_text
+from readings.writes.rows import WALL_EPOCH, Code, TimeRead, TypedTimes, parse_time_text
 
 # The one mapping between the contract's Window enum and the domain's windows.
 PROTO_WINDOWS = {
@@ -19,7 +19,6 @@ PROTO_WINDOWS = {
     Window.MONTH: pb.WINDOW_MONTH,
 }
 _WINDOWS_OF_PROTO = {value: window for window, value in PROTO_WINDOWS.items()}
-_EPOCH = datetime(1970, 1, 1)
 
 
 def instant(stamp: timestamp_pb2.Timestamp) -> Instant:
@@ -193,7 +192,7 @@ def _wall_seconds(wall: datetime_pb2.DateTime, text: str) -> TimeRead:
         return TimeRead(None, code=Code.TIME_NOT_A_TIME, reason=f"time {text!r} is not a date and time that exists")
     if wall.nanos:
         return TimeRead(None, code=Code.TIME_FRACTIONAL, reason=f"time {text!r} has fractional seconds; whole seconds are expected")
-    naive = (moment - _EPOCH) // timedelta(seconds=1)
+    naive = (moment - WALL_EPOCH) // timedelta(seconds=1)
     if wall.HasField("utc_offset"):
         return TimeRead(naive - wall.utc_offset.seconds, True)
     return TimeRead(naive)

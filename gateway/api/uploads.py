@@ -12,7 +12,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from google.type import datetime_pb2
@@ -27,6 +27,7 @@ from readings.csvreader import CsvError, header_columns
 from readings.writes.rows import (
     TIME_COLUMN,
     VALUE_COLUMN,
+    WALL_EPOCH,
     TimeRead,
     missing_value_reason,
     number_of_text,
@@ -36,7 +37,6 @@ from readings.writes.rows import (
 CSV_BODY = "the CSV body"
 WRITE_COUNTS = ("inserted", "updated", "unchanged", "skipped")
 QUOTED_CHARACTERS = 40
-_EPOCH = datetime(1970, 1, 1)
 
 
 @dataclass
@@ -82,7 +82,7 @@ def reading_time(read: TimeRead) -> dict:
     offset, else a wall time in the meter's zone (the service knows the zone and reads it there)."""
     if read.instant:
         return {"time": timestamp(read.seconds)}
-    wall = _EPOCH + timedelta(seconds=read.seconds)
+    wall = WALL_EPOCH + timedelta(seconds=read.seconds)
     return {"wall_time": datetime_pb2.DateTime(
         year=wall.year, month=wall.month, day=wall.day, hours=wall.hour, minutes=wall.minute, seconds=wall.second,
     )}

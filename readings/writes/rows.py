@@ -237,8 +237,8 @@ def _parse_times(
     return seconds, ok, instant
 
 
-_EPOCH = datetime(1970, 1, 1)
-_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+# Naive (wall-clock) times are counted in seconds from this midnight, as UTC times are from the epoch.
+WALL_EPOCH = datetime(1970, 1, 1)
 
 
 def _within_supported_years(
@@ -295,7 +295,7 @@ def parse_time_text(raw: str) -> TimeRead:
         wall = datetime(int(year), int(month), int(day), int(hours or 0), int(minutes or 0), int(seconds or 0))
     except ValueError:
         return not_a_time
-    naive = (wall - _EPOCH) // timedelta(seconds=1)
+    naive = (wall - WALL_EPOCH) // timedelta(seconds=1)
     if zulu:
         return TimeRead(naive, True)
     if sign:
@@ -423,7 +423,7 @@ def resolve_repeated_hours(rows: RepeatedHourRows, zone: zoneinfo.ZoneInfo, repo
 
 
 def _undecided_reason(text: str, naive: int, zone: zoneinfo.ZoneInfo) -> str:
-    wall = datetime(1970, 1, 1) + timedelta(seconds=naive)
+    wall = WALL_EPOCH + timedelta(seconds=naive)
     offsets = [
         wall.replace(tzinfo=zone, fold=fold).strftime("%z") for fold in (0, 1)
     ]
