@@ -5,6 +5,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def start_server(command: list[str], env: dict) -> tuple[subprocess.Popen, int]:
     if "127.0.0.1:" not in line:
         process.kill()
         raise RuntimeError(f"server did not start: {line!r}")
+    # What it prints later (its call log) is read and dropped: a full pipe would stop the server.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
     return process, int(line.split("127.0.0.1:")[1].split(" ")[0])
 
 

@@ -9,3 +9,7 @@ HANDLING = Histogram(
 IN_FLIGHT = Gauge("grpc_server_in_flight", "RPCs being answered now.")
 STORE_ERRORS = Counter("meterusage_store_errors_total", "Calls that found a store unavailable, by store.", ["store"])
 
+WATCH_START_BATCHES = Histogram(
+    "meterusage_watch_start_batch_size", "Watches started together in one database job (a burst's starts share one).",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+)

@@ -17,9 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from django.conf import settings
 from django.db import close_old_connections, connection
+from prometheus_client import Histogram
 
 from grpc_api import convert
 from grpc_api.errors import status_for
+from grpc_api.rpc_metrics import WATCH_START_BATCHES
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.domain import InvalidArgument, instant_violation
 from readings.sources.sql.dialect import is_postgresql
@@ -74,6 +76,10 @@ class ChangeHub:
         self.stopping = threading.Event()
         self.task: asyncio.Task | None = None
         self.listener: threading.Thread | None = None
+        # Watches opened together start together: their starts, and then their catch-ups, are
+        # each read in one database job, not one job (and one wait for a thread) apiece.
+        self.begin = Batched(self, changes.watch_starts, WATCH_START_BATCHES)
+        self.catch_up = Batched(self, changes.changes_after_each)
 
     async def db(self, function, *args, **kwargs):
         def call():
@@ -101,15 +107,23 @@ class ChangeHub:
         if self.listener is not None:
             await self.loop.run_in_executor(None, self.listener.join, 5)
 
-    async def add(self, watch: Watch) -> None:
-        new = [meter_id for meter_id in watch.meter_ids if meter_id not in self.watches]
-        if new:
-            last = await self.db(changes.last_positions, new)
-            for meter_id in new:
-                # Another watch may have added it while this one asked.
-                self.positions.setdefault(meter_id, last[meter_id])
+    def add(self, watch: Watch, start: changes.WatchStart) -> dict[int, int]:
+        """Hand `watch` the changes of its meters from now on; returns the positions it begins
+        from, and which of them it must still catch up on from the change log itself."""
+        positions = dict(start.positions)
         for meter_id in watch.meter_ids:
+            # A meter not watched yet is looked for past its last change as the start read it;
+            # one watched already, past what the hub has handed out.
+            handed_out = self.positions.setdefault(meter_id, start.latest[meter_id])
+            if start.from_now:
+                # From now: what the hub handed out before is not this watch's to catch up on.
+                positions[meter_id] = max(positions[meter_id], handed_out)
             self.watches.setdefault(meter_id, set()).add(watch)
+        return positions
+
+    def behind(self, positions: dict[int, int]) -> bool:
+        """Whether changes the hub handed out before a watch joined lie past its `positions`."""
+        return any(position < self.positions.get(meter_id, 0) for meter_id, position in positions.items())
 
     def remove(self, watch: Watch) -> None:
         for meter_id in watch.meter_ids:
@@ -176,6 +190,51 @@ class ChangeHub:
                 self.stopping.wait(1.0)
 
 
+class Batched:
+    """Calls of `function(items) -> [result or exception per item]` in the hub's database
+    executor, gathered: the items that arrive while one call runs go together in the next, at
+    most BATCH_ITEMS at a time."""
+
+    BATCH_ITEMS = 500
+
+    def __init__(self, changes_hub: ChangeHub, function, sizes: Histogram | None = None):
+        self.hub = changes_hub
+        self.function = function
+        self.sizes = sizes
+        self.pending: list[tuple[object, asyncio.Future]] = []
+        self.runner: asyncio.Task | None = None
+
+    async def __call__(self, item):
+        future = self.hub.loop.create_future()
+        self.pending.append((item, future))
+        if self.runner is None or self.runner.done():
+            self.runner = self.hub.loop.create_task(self.run())
+        return await future
+
+    async def run(self) -> None:
+        while self.pending:
+            # Calls that arrived together are handed to the loop one by one: let them all in.
+            await asyncio.sleep(0)
+            batch = self.pending[: self.BATCH_ITEMS]
+            del self.pending[: self.BATCH_ITEMS]
+            batch = [(item, future) for item, future in batch if not future.done()]  # callers gone
+            if not batch:
+                continue
+            if self.sizes is not None:
+                self.sizes.observe(len(batch))
+            try:
+                results = await self.hub.db(self.function, [item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001  (the database failed them all alike)
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
 # One hub per event loop, that is per gRPC server (tests run several in one process).
 _hubs: dict[asyncio.AbstractEventLoop, ChangeHub] = {}
 
@@ -230,19 +289,24 @@ async def watch_readings(request, context):
         start_time = convert.instant_of(request, "start_time")
         if start_time is not None and (violation := instant_violation("start_time", start_time)) is not None:
             raise InvalidArgument(violation)
-        start = await changes_hub.db(
-            changes.watch_start, list(request.meters), resume_token=request.resume_token,
-            start=None if start_time is None else changes.utc(start_time.seconds + start_time.nanos / 1e9),
-        )
+        start = await changes_hub.begin(changes.WatchRequest(
+            tuple(request.meters), request.resume_token,
+            None if start_time is None else changes.utc(start_time.seconds + start_time.nanos / 1e9),
+        ))
     except Exception as exc:  # noqa: BLE001  (every error gets a canonical status)
         await _abort(context, exc)
-    positions = dict(start.positions)
     watch = Watch(list(start.meters))
-    # Registered before catching up: whatever commits meanwhile is queued, and sent once.
-    await changes_hub.add(watch)
+    # From here on the hub queues what commits; what committed since the start read the log is
+    # either queued too or read again below (the watch is then behind the hub), and sent once.
+    positions = changes_hub.add(watch, start)
     try:
-        while True:
-            batch = _new(await changes_hub.db(changes.changes_after, positions), positions)
+        # The start read a first page of what the watch is to catch up on; only a watch still
+        # behind what the hub has handed out (before it joined) reads the log itself again.
+        batch = _new(start.first, positions)
+        if batch:
+            yield _message(start, batch, positions, caught_up=False)
+        while changes_hub.behind(positions):
+            batch = _new(await changes_hub.catch_up(positions), positions)
             if not batch:
                 break
             yield _message(start, batch, positions, caught_up=False)

@@ -5,12 +5,13 @@ A watch's position is, per meter, the id of the last change it was sent. Within 
 commit order (writes lock the meter, see readings/sources/sql/upsert.py); across meters they need
 not, which is why positions are kept per meter and never as one number.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from readings import tokens
@@ -43,9 +44,27 @@ class WatchStart:
     positions: dict[int, int]  # meter id → last change id sent
     request_fields: tuple
     store: str  # the key of the database the positions belong to (StoreIdentity)
+    latest: dict[int, int]  # meter id → its last change id when the watch began
+    from_now: bool = False  # neither a resume token nor a start time: the positions are `latest`
+    first: list[Change] = field(default_factory=list)  # the changes to catch up on, a first page
 
 
-def watched_meters(names: list[str]) -> dict[int, str]:
+@dataclass(frozen=True)
+class WatchRequest:
+    """What a watch asks for: its meters, and where to begin (a resume token, a time, or now)."""
+    names: tuple[str, ...]
+    resume_token: str = ""
+    start: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _MeterState:
+    id: int
+    pruned_through: int
+    last: int  # the id of its last change (0: none)
+
+
+def _checked_names(names: tuple[str, ...]) -> list[str]:
     checked = list(dict.fromkeys(names))
     if not checked:
         raise InvalidArgument(FieldViolation("meters", "name at least one meter"))
@@ -60,20 +79,78 @@ def watched_meters(names: list[str]) -> dict[int, str]:
             violations.append(FieldViolation(f"meters[{index}]", str(exc)))
     if violations:
         raise InvalidArgument(*violations)
-    found = dict(Meter.objects.filter(name__in=checked).values_list("name", "pk"))
-    for name in checked:
-        if name not in found:
-            raise MeterNotFound(name)
-    return {found[name]: name for name in checked}
+    return checked
+
+
+def _meter_states(names: set[str]) -> dict[str, _MeterState]:
+    """Each named meter's id, how far its log was pruned and its last change, in one query (the
+    last change by the (meter, id) index, one probe a meter, however long the log)."""
+    last = ReadingChange.objects.filter(meter_id=OuterRef("pk")).order_by("-id").values("id")[:1]
+    found = Meter.objects.filter(name__in=names).annotate(last=Subquery(last))
+    return {
+        name: _MeterState(pk, pruned or 0, last or 0)
+        for name, pk, pruned, last in found.values_list("name", "pk", "changes_pruned_through", "last")
+    }
+
+
+def watch_starts(requests: list[WatchRequest]) -> list["WatchStart | Exception"]:
+    """Where each of `requests` begins, or the error that refuses it, in a few queries for all of
+    them together: a burst of watches opened at once costs about what one does.
+
+    A watch from now begins after each meter's last change as read here; the hub that serves the
+    watch may move that position on to what it has already handed out (grpc_api/watch.py)."""
+    results: list[WatchStart | Exception] = []
+    named = []
+    for request in requests:
+        try:
+            named.append(_checked_names(request.names))
+        except InvalidArgument as exc:
+            named.append(exc)
+    states = _meter_states({name for names in named if isinstance(names, list) for name in names})
+    store = StoreIdentity.current() if states else ""
+    for request, names in zip(requests, named):
+        try:
+            if isinstance(names, Exception):
+                raise names
+            results.append(_watch_start(request, names, states, store))
+        except (InvalidArgument, MeterNotFound, ChangesPruned) as exc:
+            results.append(exc)
+    pages = changes_after_each([start.positions for start in results if isinstance(start, WatchStart) and not start.from_now])
+    for start in (start for start in results if isinstance(start, WatchStart) and not start.from_now):
+        start.first = pages.pop(0)
+    return results
+
+
+def changes_after_each(positions: list[dict[int, int]]) -> list[list[Change]]:
+    """changes_after() of each of `positions`; watches that stand at the same positions (opened
+    from the same token) share one query."""
+    pages: dict[tuple, list[Change]] = {}
+    found = []
+    for each in positions:
+        key = tuple(sorted(each.items()))
+        if key not in pages:
+            pages[key] = changes_after(each)
+        found.append(pages[key])
+    return found
 
 
 def watch_start(names: list[str], *, resume_token: str = "", start: datetime | None = None) -> WatchStart:
     """Where a watch of `names` begins: after a resume token, at a time, or now."""
-    meters = watched_meters(names)
-    request_fields = tuple(sorted(meters.values()))
-    store = StoreIdentity.current()
-    if resume_token:
-        saved = tokens.redeem(TOKEN_KIND, resume_token, field="resume_token", request_fields=request_fields)
+    (result,) = watch_starts([WatchRequest(tuple(names), resume_token, start)])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _watch_start(request: WatchRequest, names: list[str], states: dict[str, _MeterState], store: str) -> WatchStart:
+    for name in names:
+        if name not in states:
+            raise MeterNotFound(name)
+    meters = {states[name].id: name for name in names}
+    latest = {states[name].id: states[name].last for name in names}
+    request_fields = tuple(sorted(names))
+    if request.resume_token:
+        saved = tokens.redeem(TOKEN_KIND, request.resume_token, field="resume_token", request_fields=request_fields)
         if isinstance(saved, list):  # [store, positions]; tokens made before stores had keys are plain positions
             token_store, saved = saved
             if token_store != store:
@@ -82,40 +159,37 @@ def watch_start(names: list[str], *, resume_token: str = "", start: datetime | N
                     "watch again without it (from a start_time, or now)",
                 ))
         positions = {meter_id: int(saved[name]) for meter_id, name in meters.items()}
-        _check_kept(meters, positions)
-    else:
-        positions = _positions_at(list(meters), start)
-        if start is not None:  # from now nothing can have been missed
-            _check_kept(meters, positions)
-    return WatchStart(meters, positions, request_fields, store)
-
-
-def resume_token(start: WatchStart, positions: dict[int, int]) -> str:
-    by_name = {start.meters[meter_id]: position for meter_id, position in positions.items()}
-    return tokens.issue(TOKEN_KIND, position=[start.store, by_name], request_fields=start.request_fields)
-
-
-def _positions_at(meter_ids: list[int], start: datetime | None) -> dict[int, int]:
-    changes = ReadingChange.objects.filter(meter_id__in=meter_ids)
-    if start is not None:
-        changes = changes.filter(committed_at__lt=start)
-    last = dict(changes.values("meter_id").annotate(last=Max("id")).values_list("meter_id", "last"))
-    return {meter_id: last.get(meter_id) or 0 for meter_id in meter_ids}
-
-
-def last_positions(meter_ids: list[int]) -> dict[int, int]:
-    return _positions_at(meter_ids, None)
-
-
-def _check_kept(meters: dict[int, str], positions: dict[int, int]) -> None:
-    pruned = dict(Meter.objects.filter(pk__in=list(meters)).values_list("pk", "changes_pruned_through"))
-    for meter_id, position in positions.items():
-        if position < pruned.get(meter_id, 0):
+    elif request.start is not None:
+        positions = _positions_before(list(meters), request.start)
+    else:  # from now nothing can have been missed
+        return WatchStart(meters, latest, request_fields, store, latest, from_now=True)
+    for name in names:
+        if positions[states[name].id] < states[name].pruned_through:
             raise ChangesPruned(
-                f"changes of meter {meters[meter_id]!r} before this watch's position are no longer kept "
+                f"changes of meter {name!r} before this watch's position are no longer kept "
                 f"(CHANGE_LOG_DAYS={settings.CHANGE_LOG_DAYS:g}): read the readings with ListReadings "
                 "and watch from now"
             )
+    return WatchStart(meters, positions, request_fields, store, latest)
+
+
+def resume_token(start: WatchStart, positions: dict[int, int]) -> str:
+    by_name = tuple((start.meters[meter_id], position) for meter_id, position in positions.items())
+    return _signed_position(settings.SECRET_KEY, start.store, start.request_fields, by_name)
+
+
+@lru_cache(maxsize=4096)
+def _signed_position(secret_key: str, store: str, request_fields: tuple, by_name: tuple) -> str:
+    # Watches opened together on the same meters stand at the same positions: their tokens are
+    # signed once (a token is the same bytes for the same position; see readings/tokens.py).
+    return tokens.issue(TOKEN_KIND, position=[store, dict(by_name)], request_fields=request_fields)
+
+
+def _positions_before(meter_ids: list[int], start: datetime) -> dict[int, int]:
+    """Each meter's last change committed before `start`."""
+    changes = ReadingChange.objects.filter(meter_id__in=meter_ids, committed_at__lt=start)
+    last = dict(changes.values("meter_id").annotate(last=Max("id")).values_list("meter_id", "last"))
+    return {meter_id: last.get(meter_id) or 0 for meter_id in meter_ids}
 
 
 def changes_after(positions: dict[int, int], *, limit: int = CHANGES_PAGE) -> list[Change]:
