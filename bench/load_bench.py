@@ -44,8 +44,12 @@ class Tally:
 
     def __init__(self):
         self.ok: list[float] = []
-        self.shed = 0
+        self.refused: list[float] = []  # seconds each shed call took to be refused
         self.failed = 0
+
+    @property
+    def shed(self) -> int:
+        return len(self.refused)
 
 
 async def http_client(port: int, until: float, tally: Tally) -> None:
@@ -66,7 +70,7 @@ async def http_client(port: int, until: float, tally: Tally) -> None:
         if status == 200:
             tally.ok.append(time.perf_counter() - began)
         elif status == 503:
-            tally.shed += 1
+            tally.refused.append(time.perf_counter() - began)
         else:
             tally.failed += 1
         if close:
@@ -103,7 +107,7 @@ async def grpc_client(stub, until: float, tally: Tally) -> None:
             tally.ok.append(time.perf_counter() - began)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                tally.shed += 1
+                tally.refused.append(time.perf_counter() - began)
             else:
                 tally.failed += 1
 
@@ -144,12 +148,26 @@ def start_gunicorn(repo: Path, env: dict) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("gunicorn did not start")
 
 
+def p50_p99_ms(samples: list[float]) -> tuple[float, float]:
+    if not samples:
+        return float("nan"), float("nan")
+    ordered = sorted(samples)
+    return statistics.median(ordered) * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+
+
+# A refusal is to be the cheapest answer there is: p99 limits at 256 clients.
+REFUSAL_P99_MS = {"gateway": 50.0, "gRPC direct": 20.0}
+
+
 def row(kind: str, clients: int, seconds: float, tally: Tally) -> str:
-    ok = sorted(tally.ok)
-    p50 = statistics.median(ok) * 1000 if ok else float("nan")
-    p99 = ok[min(len(ok) - 1, int(len(ok) * 0.99))] * 1000 if ok else float("nan")
-    return (f"| {kind} | {clients} | {len(ok) / seconds:,.1f} | {p50:,.0f} | {p99:,.0f} | "
-            f"{tally.shed:,} | {tally.failed:,} |")
+    p50, p99 = p50_p99_ms(tally.ok)
+    shed_p50, shed_p99 = p50_p99_ms(tally.refused)
+    verdict = ""
+    if clients >= 256 and tally.refused:
+        verdict = "pass" if shed_p99 < REFUSAL_P99_MS[kind] else "MISS"
+        verdict = f" (< {REFUSAL_P99_MS[kind]:.0f}: {verdict})"
+    return (f"| {kind} | {clients} | {len(tally.ok) / seconds:,.1f} | {p50:,.0f} | {p99:,.0f} | "
+            f"{tally.shed:,} | {shed_p50:,.1f} / {shed_p99:,.1f}{verdict} | {tally.failed:,} |")
 
 
 def main() -> None:
@@ -175,7 +193,8 @@ def main() -> None:
         )
         web_process, web_port = start_gunicorn(args.repo, {**env, "GRPC_TARGET": f"127.0.0.1:{grpc_port}"})
         verdicts: list[str] = []
-        lines = ["| path | clients | OK requests/s | p50 ms | p99 ms | shed | failed |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines = ["| path | clients | OK requests/s | p50 ms | p99 ms | shed | shed p50 / p99 ms | failed |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         try:
             for clients in args.clients:
                 rates = {}

@@ -303,15 +303,16 @@ async def watch_readings(request, context):
         # The start read a first page of what the watch is to catch up on; only a watch still
         # behind what the hub has handed out (before it joined) reads the log itself again.
         batch = _new(start.first, positions)
-        if batch:
-            yield _message(start, batch, positions, caught_up=False)
         while changes_hub.behind(positions):
+            if batch:
+                yield _message(start, batch, positions, caught_up=False)
             batch = _new(await changes_hub.catch_up(positions), positions)
             if not batch:
                 break
-            yield _message(start, batch, positions, caught_up=False)
-        heartbeat = _message(start, [], positions, caught_up=True)
-        yield heartbeat
+        # The last of the catch-up (often all of it) goes in the message that says caught up.
+        message = _message(start, batch, positions, caught_up=True)
+        yield message
+        heartbeat = pb.WatchReadingsResponse(resume_token=message.resume_token, caught_up=True)
         if request.catch_up_only:
             return
         while True:

@@ -309,7 +309,8 @@ LOGGING = {
     # Everything to stdout, as plain text or (DJANGO_LOG_FORMAT=json) one JSON object a line.
     "handlers": {
         "console": {
-            "class": "logging.StreamHandler",
+            # Written on a thread of its own: logging holds no event loop (meterproject/logs.py).
+            "class": "meterproject.logs.BackgroundStreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json" if env.str("DJANGO_LOG_FORMAT", default="plain") == "json" else "plain",
         }
