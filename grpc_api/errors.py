@@ -8,7 +8,7 @@ import logging
 
 import grpc
 from django.db import DatabaseError
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -76,6 +76,23 @@ def _store_unavailable(store: str) -> grpc.Status:
     return _status(
         code_pb2.UNAVAILABLE, f"{store} is unavailable; try again later", info,
         metadata=(("grpc-retry-pushback-ms", "-1"),),
+    )
+
+
+# How long a client refused for want of capacity should wait: about the time the admitted calls
+# ahead of it take to be answered at capacity.
+BUSY_RETRY_MS = 100
+
+
+def busy() -> grpc.Status:
+    """RESOURCE_EXHAUSTED for a call the server has no room for now, with when to try again
+    (RetryInfo, and the pushback gRPC's own retry policy reads, gRFC A6)."""
+    delay = duration_pb2.Duration()
+    delay.FromMilliseconds(BUSY_RETRY_MS)
+    return _status(
+        code_pb2.RESOURCE_EXHAUSTED, "the server is busy; try again later",
+        error_details_pb2.RetryInfo(retry_delay=delay),
+        metadata=(("grpc-retry-pushback-ms", str(BUSY_RETRY_MS)),),
     )
 
 

@@ -9,6 +9,7 @@ import functools
 import inspect
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from grpc_api.contract import SERVICE, SERVICE_NAME
 from grpc_api.errors import status_for
@@ -16,7 +17,7 @@ from grpc_api.gen.meterusage.v1 import meter_usage_pb2
 from grpc_api.servicers import MeterUsageService
 from grpc_api.text_fields import nul_violations
 from grpc_api.watch import watch_readings
-from readings.domain import InvalidArgument
+from readings.domain import FieldViolation, InvalidArgument
 
 # Methods served on the event loop rather than by the servicer on a worker thread.
 ASYNC_METHODS = {"WatchReadings": watch_readings}
@@ -29,6 +30,24 @@ _KINDS = {
 }
 
 
+class Unreadable:
+    """A request whose bytes do not parse as its message: refused as INVALID_ARGUMENT by
+    `checked` (grpc would end the call UNKNOWN had the deserializer raised)."""
+
+    def __init__(self, message_name: str):
+        self.message_name = message_name
+
+
+def _parser(request_class):
+    def parse(data: bytes):
+        try:
+            return request_class.FromString(data)
+        except DecodeError:
+            return Unreadable(request_class.DESCRIPTOR.full_name)
+
+    return parse
+
+
 def _serialized(response) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
@@ -37,6 +56,8 @@ def checked(behaviour):
     """`behaviour` behind the checks every request passes first (no NUL character in any text)."""
 
     def refusal(request):
+        if isinstance(request, Unreadable):
+            return status_for(InvalidArgument(FieldViolation("request", f"is not a {request.message_name} message")))
         violations = nul_violations(request)
         return status_for(InvalidArgument(*violations)) if violations else None
 
@@ -68,7 +89,7 @@ def method_handlers(servicer) -> dict:
         kind = _KINDS[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = kind(
             checked(ASYNC_METHODS.get(method.name) or getattr(servicer, method.name)),
-            request_deserializer=request_class.FromString,
+            request_deserializer=_parser(request_class),
             response_serializer=_serialized,
         )
     return handlers

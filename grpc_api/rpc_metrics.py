@@ -6,6 +6,7 @@ HANDLING = Histogram(
     "grpc_server_handling_seconds", "Time to answer an RPC (a stream: until its last message).", ["grpc_method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+REFUSED = Counter("grpc_server_refused_total", "Calls refused at once with RESOURCE_EXHAUSTED: the worker pool was full.")
 IN_FLIGHT = Gauge("grpc_server_in_flight", "RPCs being answered now.")
 STORE_ERRORS = Counter("meterusage_store_errors_total", "Calls that found a store unavailable, by store.", ["store"])
 

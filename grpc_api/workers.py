@@ -13,6 +13,9 @@ from concurrent import futures
 
 import grpc
 
+from grpc_api.errors import busy
+from grpc_api.rpc_metrics import REFUSED
+
 _END = object()
 
 # Methods of the asyncio context that are plain, non-blocking reads and writes of the call's state.
@@ -86,9 +89,31 @@ def _open(behavior, request, context):
     return messages, next(messages, _END)
 
 
+_BUSY = busy()
+
+
+async def _refuse(_request, context):
+    REFUSED.inc()
+    await context.abort(_BUSY.code, _BUSY.details, _BUSY.trailing_metadata)
+
+
+async def _refuse_stream(request, context):
+    await _refuse(request, context)
+    yield  # never reached: an async generator, as a server-streaming handler is
+
+
+# No request deserializer: the request of a refused call is not read.
+_REFUSE_UNARY = grpc.unary_unary_rpc_method_handler(_refuse)
+_REFUSE_STREAM = grpc.unary_stream_rpc_method_handler(_refuse_stream)
+
+
 class WorkerPoolInterceptor(grpc.aio.ServerInterceptor):
     """Runs sync behaviours in `workers`, one step at a time, and admits at most `limit` calls
     into the pool at once: more are refused at once with RESOURCE_EXHAUSTED.
+
+    A refusal is to be the cheapest answer there is: a call to a method known to run in the pool
+    that arrives when the pool is full is refused before anything else is made for it (its
+    request is not even parsed, the other interceptors not asked).
 
     A unary call counts until it ends; a stream only until its first message, after which its
     steps queue like any other but refuse no one: an admitted stream is never cut off, and a
@@ -101,14 +126,21 @@ class WorkerPoolInterceptor(grpc.aio.ServerInterceptor):
         self.limit = limit
         self._admitted = 0
         self._lock = threading.Lock()
+        # Method → the refusal handler of its kind, for the methods that run in the pool.
+        self._refusals: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
+        refusal = self._refusals.get(handler_call_details.method)
+        if refusal is not None and self._admitted >= self.limit:
+            return refusal
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         if handler.unary_unary and not is_async(handler.unary_unary):
+            self._refusals.setdefault(handler_call_details.method, _REFUSE_UNARY)
             return handler._replace(unary_unary=self._unary(handler.unary_unary))
         if handler.unary_stream and not is_async(handler.unary_stream):
+            self._refusals.setdefault(handler_call_details.method, _REFUSE_STREAM)
             return handler._replace(unary_stream=self._stream(handler.unary_stream))
         # Client streams (none served yet) are left to grpc.aio's migration_thread_pool.
         return handler
@@ -118,7 +150,7 @@ class WorkerPoolInterceptor(grpc.aio.ServerInterceptor):
             admitted = self._admitted < self.limit
             self._admitted += admitted
         if not admitted:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the server is busy; try again later")
+            await _refuse(None, context)
         step = self.workers.submit(function, *args)
         # Counted until the step has run (or, still queued, was cancelled), not until awaited.
         step.add_done_callback(self._release)

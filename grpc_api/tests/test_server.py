@@ -15,8 +15,10 @@ import pytest
 import requests
 from django.core.management import call_command
 from django.db import connection
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
@@ -283,6 +285,10 @@ def test_calls_past_the_queue_are_refused_at_once(served_data, monkeypatch):
             calls = [stub.ListReadings.future(request, timeout=20) for _ in range(6)]
             assert arrived.acquire(timeout=10)
             refused = wait_for(lambda: [c for c in calls if c.done()] if sum(c.done() for c in calls) == 3 else None)
+            # Refused before anything is made for it: even a request that is no message at all.
+            raw = channel.unary_unary("/meterusage.v1.MeterUsageService/ListReadings")
+            with pytest.raises(grpc.RpcError) as garbage:
+                raw(b"\xff\xff\xff", timeout=10)
             release.set()
             codes = sorted(c.code().name for c in calls)
     finally:
@@ -291,6 +297,13 @@ def test_calls_past_the_queue_are_refused_at_once(served_data, monkeypatch):
 
     assert {c.code() for c in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert codes == ["OK"] * 3 + ["RESOURCE_EXHAUSTED"] * 3
+    assert garbage.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # When to come back: RetryInfo for clients, the pushback for gRPC's own retry policy.
+    status = rpc_status.from_call(refused[0])
+    (detail,) = status.details
+    retry = error_details_pb2.RetryInfo()
+    assert detail.Unpack(retry) and retry.retry_delay.ToMilliseconds() > 0
+    assert dict(refused[0].trailing_metadata())["grpc-retry-pushback-ms"] == str(retry.retry_delay.ToMilliseconds())
 
 
 def test_metrics_of_calls(stub):
@@ -308,3 +321,11 @@ def test_metrics_of_calls(stub):
     assert f'grpc_server_handled_total{{grpc_code="NOT_FOUND",grpc_method="{method}"}}' in text
     assert f'grpc_server_handling_seconds_count{{grpc_method="{method}"}}' in text
     assert "grpc_server_in_flight 0.0" in text
+
+
+def test_a_request_that_does_not_parse_is_invalid_argument(stub, channel):
+    raw = channel.unary_unary("/meterusage.v1.MeterUsageService/ListReadings")
+    with pytest.raises(grpc.RpcError) as error:
+        raw(b"\xff\xff\xff", timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "meterusage.v1.ListReadingsRequest" in error.value.details()
