@@ -107,12 +107,12 @@ def upsert_readings(
                 _add_spans(spans, batch)
         if not spans or (report is not None and report.rows_invalid):
             return WriteCounts()
-        # Without statistics PostgreSQL plans the joins below as if the table were large: a scan
-        # of every reading, which grew each live write with the store.
-        analyze(cursor, STAGING_TABLE)
+        analyzed = False
         if report is not None and not report.strictly_increasing:
+            analyze(cursor, STAGING_TABLE)
+            analyzed = True
             spans[meters[0].pk].rows -= _settle_repeated_times(cursor, meters[0], report, source)
-        return _merge_staging_table(cursor, spans) if merge else WriteCounts()
+        return _merge_staging_table(cursor, spans, analyzed=analyzed) if merge else WriteCounts()
 
 
 def _add_spans(spans: dict[int, _Span], batch: StagedRows) -> None:
@@ -172,10 +172,15 @@ def _settle_repeated_times(cursor, meter: Meter, report: RowReport, source: str)
     return total
 
 
-def _merge_staging_table(cursor, spans: dict[int, _Span]) -> WriteCounts:
+def _merge_staging_table(cursor, spans: dict[int, _Span], *, analyzed: bool = False) -> WriteCounts:
     # Rows whose spans hold no reading need no comparing (a fresh import: a join of every row
     # saved); few rows are compared at once, which costs no more than asking.
     if sum(span.rows for span in spans.values()) <= COMPARE_AT_ONCE_ROWS or _meters_with_readings_in(cursor, spans):
+        if not analyzed:
+            # Without statistics PostgreSQL plans the joins with the store as if the staging
+            # table were large: a scan of every reading, which grew each live write with the
+            # store. Rows that are only inserted (no join) need none.
+            analyze(cursor, STAGING_TABLE)
         figures = _compare_with_store(cursor)
     else:
         figures = {meter_id: (s.rows, s.rows, 0, s.first, s.last) for meter_id, s in spans.items()}
