@@ -6,6 +6,7 @@ import queue
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import numpy as np
 import orjson
@@ -35,6 +36,7 @@ BATCH_WAIT_SECONDS = 0.05
 BACKLOG_BATCH_MESSAGES = 5000
 # Readings of one message; a file of more is an import, not a live message.
 MAX_MESSAGE_READINGS = 10_000
+_CONTAINERS = frozenset({dict, list})
 
 
 class MessageRejected(Exception):
@@ -120,8 +122,21 @@ def parse_payload(meter_name: str, payload: bytes) -> RowsIn:
         where = "readings[{}]"
     else:
         readings, where = [document], "payload"
-    times, values = [], []
-    # A JSON reader makes exact dicts, lists and strs: type() tells them apart as isinstance would.
+    # The common case checked a column at a time; any doubt, and the loop below names the reading.
+    # (Of JSON's values only an object takes ["time"]; a JSON reader makes exact dicts, lists and
+    # strs, so their types tell them apart as isinstance would.)
+    try:
+        times = [reading["time"] for reading in readings]
+        values = [reading["value"] for reading in readings]
+    except (TypeError, KeyError):
+        _check_readings(readings, where)
+    if set(map(type, times)) != {str} or not _CONTAINERS.isdisjoint(map(type, values)):
+        _check_readings(readings, where)
+    return RowsIn(meter_name, times, values)
+
+
+def _check_readings(readings: list, where: str) -> NoReturn:
+    """MessageRejected naming the first reading that is no object with a time text and a value."""
     for index, reading in enumerate(readings):
         if type(reading) is not dict or "time" not in reading or "value" not in reading:
             raise MessageRejected(f"{where.format(index)} is not an object with time and value")
@@ -130,9 +145,7 @@ def parse_payload(meter_name: str, payload: bytes) -> RowsIn:
             raise MessageRejected(f"{where.format(index)}: time is a JSON {_json_kind(moment)}, not a string")
         if type(value) is dict or type(value) is list:
             raise MessageRejected(f"{where.format(index)}: value is a JSON {_json_kind(value)}, not a number")
-        times.append(moment)
-        values.append(value)
-    return RowsIn(meter_name, times, values)
+    raise AssertionError("a reading of the wrong shape went unnamed")
 
 
 def _read_json(payload: bytes):
