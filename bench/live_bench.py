@@ -446,21 +446,27 @@ def part_mqtt(env: dict, mqtt_url: str, rounds: int, readings: int, meter_count:
     (ingest, ingest_after), (limit, limit_after), (one, one_after) = (
         tuple(statistics.median(rate[i] for rate in results[name]) for i in (0, 1)) for name in ("ingest", "import", "one file")
     )
-    verdict = "pass" if ingest >= 0.5 * limit else "MISS"
-    after_verdict = "pass" if ingest_after >= 0.5 * limit_after else "MISS"
+
+    def ratio(name: str, i: int) -> float:
+        """The median of the rounds' ratios to import_readings: each round's two figures were taken
+        one after the other, so the machine's other load weighs on both alike."""
+        return statistics.median(mine[i] / base[i] for mine, base in zip(results[name], results["import"]))
+
+    verdict = "pass" if ratio("ingest", 0) >= 0.5 else "MISS"
+    after_verdict = "pass" if ratio("ingest", 1) >= 0.5 else "MISS"
     bare_median = statistics.median(bare)
     per_meter = total // meter_count
     return [
         f"| {total:,} readings ({meter_count} meters x {per_meter:,}), {per_message} a message, a backlog drained into "
-        f"PostgreSQL (medians of {rounds} interleaved rounds) | readings/s, process start included | of import_readings "
-        "| readings/s after the process start | of import_readings |",
+        f"PostgreSQL (medians of {rounds} interleaved rounds; ratios: the median of the rounds' ratios) "
+        "| readings/s, process start included | of import_readings | readings/s after the process start | of import_readings |",
         "| --- | --- | --- | --- | --- |",
-        f"| `manage.py ingest_mqtt`, until every reading is committed | {ingest:,.0f} | {ingest / limit:.2f} | "
-        f"{ingest_after:,.0f} | {ingest_after / limit_after:.2f} |",
+        f"| `manage.py ingest_mqtt`, until every reading is committed | {ingest:,.0f} | {ratio('ingest', 0):.2f} | "
+        f"{ingest_after:,.0f} | {ratio('ingest', 1):.2f} |",
         f"| `manage.py import_readings` of the same readings, a CSV file a meter, one process | {limit:,.0f} | 1.00 | "
         f"{limit_after:,.0f} | 1.00 |",
-        f"| (`import_readings` of as many readings in one file of one meter) | {one:,.0f} | {one / limit:.2f} | "
-        f"{one_after:,.0f} | {one_after / limit_after:.2f} |",
+        f"| (`import_readings` of as many readings in one file of one meter) | {one:,.0f} | {ratio('one file', 0):.2f} | "
+        f"{one_after:,.0f} | {ratio('one file', 1):.2f} |",
         f"| (a bare subscriber of the same messages, QoS 1, receives only) | | | {bare_median:,.0f} | {bare_median / limit_after:.2f} |",
         f"| goal: ingest_mqtt >= 0.5 of import_readings | | {verdict} | | {after_verdict} |",
     ]
