@@ -47,7 +47,8 @@ class Command(BaseCommand):
         try:
             consumer = Consumer(ConsumerOptions(
                 url=url, topic=topic, client_id=client_id, create_meters=settings.INGEST_CREATE_METERS,
-                batch_messages=batch, batch_wait=batch_wait, backlog_messages=max(batch, backlog_batch), log_every=log_every, heartbeat_file=heartbeat_file,
+                batch_messages=batch, batch_wait=batch_wait, backlog_messages=max(batch, backlog_batch),
+                log_every=log_every, heartbeat_file=heartbeat_file,
                 session_expiry=settings.MQTT_SESSION_EXPIRY_SECONDS,
             ))
         except ValueError as exc:

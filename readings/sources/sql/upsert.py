@@ -3,13 +3,14 @@ for file imports (a million rows of one meter, streamed) and live writes (a few 
 meters) alike.
 
 Rows go to a temporary staging table first (one per connection, emptied for each write: COPY on
-PostgreSQL, one executemany on SQLite), analysed, then merged by (meter, time) in a few set-based
-statements; many rows whose spans hold no reading yet (a new meter's file) are inserted without
-being compared with the store row by row. The merge is the one place that appends what a write
-changed (new readings, new values for a time) to the change log that WatchReadings serves and keeps
-each meter's summary (count, first and last reading, data version) in step: in the write's
-transaction, with the meters locked, so that within a meter the log's ids follow commit order. On
-PostgreSQL it then notifies the watching servers.
+PostgreSQL, one executemany on SQLite), analysed where a join with the store needs it, then merged
+by (meter, time) in a few set-based statements; many rows whose spans hold no reading yet (a new
+meter's file, a backlog of live readings) are inserted without being compared with the store row
+by row. The merge is the one place that appends what a write changed (new readings, new values
+for a time) to the change log that WatchReadings serves and keeps each meter's summary (count,
+first and last reading, data version) in step: in the write's transaction, with the meters locked,
+so that within a meter the log's ids follow commit order. On PostgreSQL it then notifies the
+watching servers.
 """
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
