@@ -25,7 +25,7 @@ database on --postgres-url and drops it after. MQTT: a Mosquitto of its own on a
 the settings of deploy/mosquitto.conf (a broker's default queue of 1,000 messages for an absent
 client would drop most of a backlog), or the broker at --mqtt-url.
 
-    .venv/bin/python bench/live_bench.py                      # about 4 minutes
+    .venv/bin/python bench/live_bench.py                      # about 8 minutes
     .venv/bin/python bench/live_bench.py --parts mqtt          # the MQTT table only (about 3 minutes)
     .venv/bin/python bench/live_bench.py --parts write watchers  # some tables only
 """
