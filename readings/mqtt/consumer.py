@@ -13,7 +13,9 @@ from django.db import DatabaseError, close_old_connections, connections
 
 from readings import ingest_metrics as metrics
 from readings.domain import SourceUnavailable
-from readings.mqtt.batches import BATCH_MESSAGES, BATCH_WAIT_SECONDS, Message, meter_level, store_batch, take_batch
+from readings.mqtt.batches import (
+    BACKLOG_BATCH_MESSAGES, BATCH_MESSAGES, BATCH_WAIT_SECONDS, Message, meter_level, store_batch, take_batch,
+)
 from readings.writes.counts import WriteCounts
 
 # The name the consumer has always logged under: its lines are what operators grep for.
@@ -52,6 +54,7 @@ class ConsumerOptions:
     create_meters: bool = False
     batch_messages: int = BATCH_MESSAGES
     batch_wait: float = BATCH_WAIT_SECONDS
+    backlog_messages: int = BACKLOG_BATCH_MESSAGES  # a batch at most while more wait
     log_every: float = 60.0
     heartbeat_file: str = ""
     session_expiry: int = 7 * 24 * 3600
@@ -92,8 +95,11 @@ class Consumer:
         client.on_message = self._on_message
         self.connect_properties = Properties(PacketTypes.CONNECT)
         self.connect_properties.SessionExpiryInterval = self.options.session_expiry
-        # The broker may have this many messages unacknowledged with us: enough for two batches.
-        self.connect_properties.ReceiveMaximum = min(65535, 2 * self.options.batch_messages)
+        # The broker may have this many messages unacknowledged with us (MQTT 5's Receive Maximum,
+        # which Mosquitto 2 follows whatever its max_inflight_messages): enough for two of the
+        # largest batches, so that the next one arrives while one is being committed.
+        largest = max(self.options.batch_messages, self.options.backlog_messages)
+        self.connect_properties.ReceiveMaximum = min(65535, 2 * largest)
         return client
 
     # Callbacks run in paho's network thread.
@@ -164,7 +170,8 @@ class Consumer:
 
     def _take(self, *, block: bool) -> list[Message]:
         return take_batch(
-            self.inbox, block=block, batch_messages=self.options.batch_messages, batch_wait=self.options.batch_wait
+            self.inbox, block=block, batch_messages=self.options.batch_messages, batch_wait=self.options.batch_wait,
+            backlog_messages=self.options.backlog_messages,
         )
 
     def _commit_and_ack(self, batch: list[Message]) -> bool:

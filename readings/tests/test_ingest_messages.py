@@ -1,6 +1,7 @@
 """What ingest_mqtt makes of a message, in process: its shape, the file rules for its times and
 values, the reasons of rejected messages, and how they are shown (admin, API)."""
 import json
+import queue
 
 import pytest
 from django.contrib.auth.models import User
@@ -14,6 +15,7 @@ from readings.mqtt.batches import (
     meter_level,
     meter_of_topic,
     parse_payload,
+    take_batch,
 )
 from readings.models import Meter, Reading, RejectedMessage
 from readings.mqtt.consumer import broker_address
@@ -56,6 +58,36 @@ def test_one_reading_or_many():
 
     assert (one.meter_name, one.times, one.values) == ("m", ["2019-01-01 00:15:00"], [1.5])
     assert (many.times, many.values) == (["2019-01-01T00:15:00Z", "2019-01-01 00:30:00"], ["2.5", None])
+
+
+def test_json_that_orjson_refuses_is_read_as_before():
+    nan = parse_payload("m", b'{"time": "2019-01-01 00:15:00", "value": NaN}')
+    huge = parse_payload("m", b'{"time": "2019-01-01 00:15:00", "value": 1e400}')
+
+    assert nan.values[0] != nan.values[0]  # NaN: no reading, skipped as in files
+    assert huge.values == [float("inf")]
+
+
+def test_a_backlog_is_taken_in_larger_batches():
+    inbox = queue.Queue()
+    for mid in range(12):
+        inbox.put(Message("t", b"{}", mid=mid))
+
+    first = take_batch(inbox, block=False, batch_messages=5, batch_wait=0, backlog_messages=8)
+    second = take_batch(inbox, block=False, batch_messages=5, batch_wait=0)
+    last = take_batch(inbox, block=False, batch_messages=5, batch_wait=0, backlog_messages=8)
+
+    assert [m.mid for m in first] == list(range(8))  # more were waiting: past the batch, up to the backlog's
+    assert [m.mid for m in second] == [8, 9, 10, 11]  # fewer than a batch were left
+    assert last == []
+
+
+def test_the_broker_may_hold_two_of_the_largest_batches_unacknowledged():
+    from readings.mqtt.consumer import Consumer, ConsumerOptions
+
+    options = ConsumerOptions(url="mqtt://127.0.0.1:1", topic=TOPIC, client_id="unit", batch_messages=500, backlog_messages=5000)
+
+    assert Consumer(options).connect_properties.ReceiveMaximum == 10_000
 
 
 @pytest.mark.parametrize("payload, reason", [

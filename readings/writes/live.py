@@ -112,8 +112,9 @@ def clean_writes_together(meter: Meter, writes: list[RowsIn]) -> CleanWrite | No
     """Several writes of one meter (MQTT messages of a batch) cleaned in one pass, duplicates
     settled within each write; None when any row is invalid (then each write must be cleaned on
     its own, to tell which are). The writes' rows keep their order: a later write's value wins."""
-    times = [str(t) for rows in writes for t in rows.times]
-    values = [_value_text(v) for rows in writes for v in rows.values]
+    times = [t if type(t) is str else str(t) for rows in writes for t in rows.times]
+    # Most values are floats: their text is their repr, without a call per value.
+    values = [repr(v) if type(v) is float else _value_text(v) for rows in writes for v in rows.values]
     groups = np.repeat(np.arange(len(writes)), [len(rows.times) for rows in writes])
     batch, report = clean_rows(
         times, values, time_zone=meter.time_zone, positions=list(range(len(times))), groups=groups

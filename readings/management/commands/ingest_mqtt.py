@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from meterproject.metrics import serve_metrics
-from readings.mqtt.batches import BATCH_MESSAGES, BATCH_WAIT_SECONDS
+from readings.mqtt.batches import BACKLOG_BATCH_MESSAGES, BATCH_MESSAGES, BATCH_WAIT_SECONDS
 from readings.mqtt.consumer import Consumer, ConsumerOptions
 
 
@@ -25,6 +25,10 @@ class Command(BaseCommand):
             "--batch-wait", type=float, default=BATCH_WAIT_SECONDS,
             help=f"Seconds a batch waits for more messages after its first (default {BATCH_WAIT_SECONDS}).",
         )
+        parser.add_argument(
+            "--backlog-batch", type=int, default=BACKLOG_BATCH_MESSAGES,
+            help=f"Messages per transaction at most while more are waiting (default {BACKLOG_BATCH_MESSAGES}; at least --batch).",
+        )
         parser.add_argument("--log-every", type=float, default=60.0, help="Seconds between lines of counts (default 60).")
         parser.add_argument(
             "--heartbeat-file", default=settings.INGEST_HEARTBEAT_FILE,
@@ -35,7 +39,7 @@ class Command(BaseCommand):
             help="host:port of a Prometheus /metrics endpoint (default INGEST_METRICS_ADDRESS; empty: none).",
         )
 
-    def handle(self, *args, url, topic, client_id, batch, batch_wait, log_every, heartbeat_file, metrics_address, **options):
+    def handle(self, *args, url, topic, client_id, batch, batch_wait, backlog_batch, log_every, heartbeat_file, metrics_address, **options):
         if not url:
             raise CommandError("no broker: set MQTT_URL or give --url mqtt://host:port")
         if batch < 1:
@@ -43,7 +47,8 @@ class Command(BaseCommand):
         try:
             consumer = Consumer(ConsumerOptions(
                 url=url, topic=topic, client_id=client_id, create_meters=settings.INGEST_CREATE_METERS,
-                batch_messages=batch, batch_wait=batch_wait, log_every=log_every, heartbeat_file=heartbeat_file,
+                batch_messages=batch, batch_wait=batch_wait, backlog_messages=max(batch, backlog_batch),
+                log_every=log_every, heartbeat_file=heartbeat_file,
                 session_expiry=settings.MQTT_SESSION_EXPIRY_SECONDS,
             ))
         except ValueError as exc:

@@ -3,13 +3,14 @@ for file imports (a million rows of one meter, streamed) and live writes (a few 
 meters) alike.
 
 Rows go to a temporary staging table first (one per connection, emptied for each write: COPY on
-PostgreSQL, one executemany on SQLite), analysed, then merged by (meter, time) in a few set-based
-statements; many rows whose spans hold no reading yet (a new meter's file) are inserted without
-being compared with the store row by row. The merge is the one place that appends what a write
-changed (new readings, new values for a time) to the change log that WatchReadings serves and keeps
-each meter's summary (count, first and last reading, data version) in step: in the write's
-transaction, with the meters locked, so that within a meter the log's ids follow commit order. On
-PostgreSQL it then notifies the watching servers.
+PostgreSQL, one executemany on SQLite), analysed where a join with the store needs it, then merged
+by (meter, time) in a few set-based statements; many rows whose spans hold no reading yet (a new
+meter's file, a backlog of live readings) are inserted without being compared with the store row
+by row. The merge is the one place that appends what a write changed (new readings, new values
+for a time) to the change log that WatchReadings serves and keeps each meter's summary (count,
+first and last reading, data version) in step: in the write's transaction, with the meters locked,
+so that within a meter the log's ids follow commit order. On PostgreSQL it then notifies the
+watching servers.
 """
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
@@ -107,12 +108,12 @@ def upsert_readings(
                 _add_spans(spans, batch)
         if not spans or (report is not None and report.rows_invalid):
             return WriteCounts()
-        # Without statistics PostgreSQL plans the joins below as if the table were large: a scan
-        # of every reading, which grew each live write with the store.
-        analyze(cursor, STAGING_TABLE)
+        analyzed = False
         if report is not None and not report.strictly_increasing:
+            analyze(cursor, STAGING_TABLE)
+            analyzed = True
             spans[meters[0].pk].rows -= _settle_repeated_times(cursor, meters[0], report, source)
-        return _merge_staging_table(cursor, spans) if merge else WriteCounts()
+        return _merge_staging_table(cursor, spans, analyzed=analyzed) if merge else WriteCounts()
 
 
 def _add_spans(spans: dict[int, _Span], batch: StagedRows) -> None:
@@ -172,10 +173,15 @@ def _settle_repeated_times(cursor, meter: Meter, report: RowReport, source: str)
     return total
 
 
-def _merge_staging_table(cursor, spans: dict[int, _Span]) -> WriteCounts:
+def _merge_staging_table(cursor, spans: dict[int, _Span], *, analyzed: bool = False) -> WriteCounts:
     # Rows whose spans hold no reading need no comparing (a fresh import: a join of every row
     # saved); few rows are compared at once, which costs no more than asking.
     if sum(span.rows for span in spans.values()) <= COMPARE_AT_ONCE_ROWS or _meters_with_readings_in(cursor, spans):
+        if not analyzed:
+            # Without statistics PostgreSQL plans the joins with the store as if the staging
+            # table were large: a scan of every reading, which grew each live write with the
+            # store. Rows that are only inserted (no join) need none.
+            analyze(cursor, STAGING_TABLE)
         figures = _compare_with_store(cursor)
     else:
         figures = {meter_id: (s.rows, s.rows, 0, s.first, s.last) for meter_id, s in spans.items()}
