@@ -6,6 +6,8 @@ with error details that stay small and quote the input in short.
 The fields come from the service's descriptor, walked recursively (repeated and nested messages
 included): a new RPC or string field is covered without editing this file.
 """
+import os
+
 import grpc
 import pytest
 from google.protobuf import message_factory
@@ -150,7 +152,7 @@ def metadata_bytes(metadata: tuple) -> int:
 
 
 @pytest.mark.parametrize(("method", "path"), CASES, ids=[f"{m.name}-{path_name(p)}" for m, p in CASES])
-@settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "25")), deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(text=texts)
 @example(text="\x00")
 @example(text="\U0001F600" * 100_000)
