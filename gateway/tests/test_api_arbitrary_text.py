@@ -117,6 +117,8 @@ def assert_answered(response, *, quoted_short: bool = True):
 @example(text="\x00")
 @example(text="\U0001F600" * 100_000)
 @example(text=deep_json(5000, "object"))
+@example(text="9" * 5000)  # page_size: int() refuses past 4,300 digits, and that was a 500
+@example(text="0" * 5000 + "1")
 def test_any_text_in_any_get_parameter_is_answered_without_a_server_error(staff, meter, path, where, name, text):
     fill = {"meter": meter, "id": "1"}
     query = required_query(path)
@@ -130,6 +132,17 @@ def test_any_text_in_any_get_parameter_is_answered_without_a_server_error(staff,
 
     # A path's text comes back as the problem's `instance`, which names the resource asked for.
     assert_answered(response, quoted_short=where != "path")
+
+
+@pytest.mark.parametrize("raw", [
+    "start=%ff&end=%fe", "start=%00&end=%", "tz=%E0%A4%A", "%%%", "=&=&", "start=2019-01-01&start=%F0%9F%98%80",
+    "window=day&window=%00", "page_token=%C0%AF", "after=%ED%A0%80",
+])
+def test_query_strings_that_are_no_utf_8_are_answered_without_a_server_error(staff, meter, raw):
+    for path in sorted({path for path, _, _ in PARAMETERS}):
+        response = staff.get(path.format(meter=meter, id="1") + "?" + raw)
+
+        assert_answered(response)
 
 
 # ---- The write's bodies ------------------------------------------------------------------------
