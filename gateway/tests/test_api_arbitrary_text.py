@@ -147,7 +147,9 @@ def test_query_strings_that_are_no_utf_8_are_answered_without_a_server_error(sta
 
 # ---- The write's bodies ------------------------------------------------------------------------
 
-values = st.one_of(texts, st.none(), st.booleans(), st.integers(), st.floats(), st.lists(st.integers(), max_size=3))
+values = st.one_of(
+    texts, st.none(), st.booleans(), st.integers(), st.integers(-(10**400), 10**400), st.floats(), st.lists(st.integers(), max_size=3),
+)
 readings = st.fixed_dictionaries({"time": st.one_of(texts, st.just("2019-01-02 00:00:00")), "value": values})
 json_bodies = st.one_of(
     st.lists(readings, max_size=5).map(json.dumps),
@@ -182,6 +184,7 @@ csv_bodies = st.one_of(
 @example(body='{"readings": ' + deep_json(1200, "list") + "}")
 @example(body=json.dumps([{"time": "2019-01-02 00:00:00\x00", "value": "1\x00"}]))
 @example(body=json.dumps([{"time": "\U0001F600" * 100_000, "value": "\U0001F600" * 100_000}]))
+@example(body=json.dumps([{"time": "", "value": 2**70}, {"time": "2019-01-02 00:00:00", "value": 10**400}]))
 def test_any_json_body_of_a_write_is_answered_without_a_server_error(staff, meter, body):
     response = staff.post(f"/api/v1/meters/{meter}/readings/", body.encode(), content_type="application/json")
 
@@ -224,3 +227,24 @@ def test_a_csv_header_that_is_none_is_quoted_in_short(staff, meter):
     assert body["errors"] == [{
         "field": "line 1", "description": "expected the header 'time,meterusage', found " + repr("x" * 40) + "… (100,000 characters)",
     }]
+
+
+def test_a_refused_reading_with_an_integer_too_large_for_json_quotes_its_text(staff, meter):
+    # 2**70 made the problem document fail to render (orjson writes 64-bit integers): a 500.
+    body = problem(staff.post(
+        f"/api/v1/meters/{meter}/readings/", json.dumps([{"time": "", "value": 2**70}]), content_type="application/json",
+    ), 400)
+
+    assert [(e["field"], e["description"], e["value"]) for e in body["errors"]] == [("readings[0]", "time is empty", str(2**70))]
+
+
+def test_an_integer_value_past_a_float_is_an_infinite_value_as_in_a_file(staff, meter):
+    # float(10**400) raised OverflowError: a 500.
+    response = staff.post(
+        f"/api/v1/meters/{meter}/readings/", json.dumps([{"time": "2019-01-02 00:00:00", "value": 10**400}]),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["skipped"] == 1
+    assert response.json()["rejected"] == [{"index": 0, "value": str(10**400), "reason": "infinite value"}]
