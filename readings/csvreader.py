@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from readings.domain import quoted
 from readings.writes.rows import (
     TIME_COLUMN,
     VALUE_COLUMN,
@@ -80,10 +81,9 @@ def header_columns(first_line: str, source: Path | str) -> list[str]:
     names = next(csv.reader([first_line]), [])
     columns = [name.strip().lower() for name in names]
     if TIME_COLUMN not in columns or VALUE_COLUMN not in columns:
-        found = first_line.strip()
         raise CsvError(
             source,
-            f"expected the header '{TIME_COLUMN},{VALUE_COLUMN}', found {found!r}",
+            f"expected the header '{TIME_COLUMN},{VALUE_COLUMN}', found {quoted(first_line.strip())}",
             line=1,
         )
     for name in (TIME_COLUMN, VALUE_COLUMN):

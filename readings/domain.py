@@ -50,6 +50,9 @@ MAX_WRITE_ROWS = 100_000
 CHANGES_PER_ANSWER = 10_000
 # What a list of meters can be ordered by (ListMeters' order_by, the HTTP API's ?ordering=).
 METER_ORDERINGS = ("name", "reading_count", "first_reading_time", "last_reading_time")
+# Characters of a meter search (ListMeters' search, the HTTP API's ?search=): SQLite refuses a
+# LIKE pattern past 50,000 bytes as if the store were down.
+SEARCH_MAX_LENGTH = 200
 
 
 @dataclass(frozen=True, order=True)

@@ -23,6 +23,7 @@ from readings.domain import (
     METER_ORDERINGS,
     METERS_PAGE_SIZE,
     READINGS_PAGE_SIZE,
+    SEARCH_MAX_LENGTH,
     STREAM_BATCH_SIZE,
     FieldViolation,
     InvalidArgument,
@@ -210,6 +211,8 @@ def meter_page(*, filters: MeterFilters, order_by: str = "", skip: int = 0, page
     size = checks.page_size(page_size, "page_size", METERS_PAGE_SIZE)
     if skip < 0:
         checks.fail("skip", f"must not be negative (got {skip})")
+    if len(filters.search) > SEARCH_MAX_LENGTH:
+        checks.fail("search", f"is longer than {SEARCH_MAX_LENGTH} characters")
     field, descending = _ordering(order_by, checks)
     request_fields = (filters, order_by)
     offset = _redeemed(checks, "meters", page_token, "page_token", request_fields) or 0

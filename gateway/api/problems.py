@@ -78,6 +78,15 @@ def problem_response(
     return response
 
 
+# DRF's and django-filter's messages quote the value they refuse whole ('"…" is not a valid
+# choice.'); a problem cuts each one as the service cuts its violations.
+DESCRIPTION_CHARACTERS = 240
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _field_errors(detail, prefix: str = "") -> list[dict]:
     """DRF's nested validation messages as a flat list of {"field", "description"}."""
     if isinstance(detail, dict):
@@ -88,7 +97,7 @@ def _field_errors(detail, prefix: str = "") -> list[dict]:
         return errors
     if isinstance(detail, list):
         return [error for item in detail for error in _field_errors(item, prefix)]
-    return [{"field": prefix, "description": str(detail)}]
+    return [{"field": prefix, "description": _cut(str(detail), DESCRIPTION_CHARACTERS)}]
 
 
 def summary_of(errors: list[dict]) -> str:

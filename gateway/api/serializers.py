@@ -350,7 +350,7 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class MeterListQuery(serializers.Serializer):
-    search = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="Part of the name or description.")
+    search = serializers.CharField(required=False, allow_blank=True, max_length=domain.SEARCH_MAX_LENGTH, help_text="Part of the name or description.")
     source = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="Alias of the readings source that serves the meter.")
     time_zone = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="IANA time zone of the meter.")
     unit = serializers.CharField(required=False, allow_blank=True, max_length=16, help_text="Unit of the values, e.g. kWh.")

@@ -37,6 +37,7 @@ from readings.writes.rows import (
 CSV_BODY = "the CSV body"
 WRITE_COUNTS = ("inserted", "updated", "unchanged", "skipped")
 QUOTED_CHARACTERS = 40
+SENT_INTEGERS = range(-(2**63), 2**64)
 
 
 @dataclass
@@ -62,14 +63,17 @@ class RowsSent:
         try:
             if isinstance(value, bool):  # JSON true is no reading
                 raise ValueError(f"{VALUE_COLUMN} {value!r} is not a number")
-            number_value = float(value) if isinstance(value, (int, float)) else number_of_text(text)
+            # An integer is read as its text is in a file: one past a float's range is infinite.
+            number_value = float(value) if isinstance(value, float) else number_of_text(text)
         except ValueError as exc:
             self.invalid.setdefault(len(self.numbers), str(exc))
             number_value = math.nan
         self.numbers.append(number)
         self.times.append(time)
         self.times_read.append(read)
-        self.sent.append(value)
+        # Answers are written with orjson, which writes integers of 64 bits at most: a larger one
+        # is given back as its text.
+        self.sent.append(text if isinstance(value, int) and value not in SENT_INTEGERS else value)
         self.texts.append(text)
         self.values.append(number_value)
 
