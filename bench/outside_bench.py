@@ -15,14 +15,20 @@ Call after call, interleaved (--calls rounds of four): `ListReadings` of the met
 same rows fetched straight from the store (psycopg / sqlite3, into numpy), `AggregateReadings`
 by day in the meter's zone (UTC), and the same GROUP BY straight from the store: the SQL of
 stores.direct_calls, which scale_bench.py times too. Goal: each call at most 2x its query.
+Beside the client's figure, the server's own time for the call as its call log states it (from
+the first interceptor to the last on the worker thread): what is left is the transport, the
+event loop, the hop to the worker pool and back, and the client.
 
     .venv/bin/python bench/outside_bench.py                       # both stores, 500 rounds
     .venv/bin/python bench/outside_bench.py --stores sqlite --calls 200
+    .venv/bin/python bench/outside_bench.py --stores postgresql --postgres-server-env DATABASE_POOL=10
 """
 import argparse
 import os
+import re
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +41,22 @@ from stores import DAYS, MONTH, Store, build, direct_calls, generated
 
 SERVICE = "meterusage.v1.MeterUsageService"
 GOAL = 2.0
+# The server's call log line (grpc_api.interceptors.CallLogInterceptor): method, status, duration.
+CALL_LOG = re.compile(r"/meterusage\.v1\.MeterUsageService/(\w+) OK ([\d.]+)ms")
+
+
+def read_call_log(server, durations: dict[str, list[float]]) -> threading.Thread:
+    """Reads the server's log as a terminal would (it writes to stdout, one line a call), keeping
+    the duration it logs for each call: its own time for a call, from the interceptors in."""
+
+    def read():
+        for line in server.stdout:
+            if match := CALL_LOG.search(line):
+                durations.setdefault(match[1], []).append(float(match[2]))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader
 
 
 class ReflectedClient:
@@ -86,11 +108,14 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def measure(store: Store, meter: str, calls: int) -> list[str]:
+def measure(store: Store, meter: str, calls: int, server_env: dict) -> list[str]:
     direct_rows, direct_buckets, connection = direct_calls(store, meter)
-    env = {**store.env, "DJANGO_DEBUG": "0"}
-    env.pop("DJANGO_LOG_LEVEL", None)  # the server's own default, as a user runs it
+    env = {**store.env, "DJANGO_DEBUG": "0", **server_env}
+    if "DJANGO_LOG_LEVEL" not in server_env:
+        env.pop("DJANGO_LOG_LEVEL")  # the server's own default (INFO: a line a call), as a user runs it
     server, port = start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], env)
+    logged = {}
+    read_call_log(server, logged)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             client = ReflectedClient(channel)
@@ -111,17 +136,21 @@ def measure(store: Store, meter: str, calls: int) -> list[str]:
                     began = time.perf_counter()
                     call()
                     samples[name].append((time.perf_counter() - began) * 1000)
+        time.sleep(0.5)  # the last calls' log lines
     finally:
         connection.close()
         server.terminate()
         server.wait(timeout=30)
     lines = []
+    label = store.kind + "".join(f", {name}={value}" for name, value in server_env.items())
     for project, direct, what in (("ListReadings", "rows", f"{readings:,} readings"),
                                   ("AggregateReadings(day)", "GROUP BY", f"{days} days")):
         ours, theirs = statistics.median(samples[project]), statistics.median(samples[direct])
+        own = logged.get(project.split("(")[0], [])[-calls:]
         ratio = ours / theirs
         lines.append(
-            f"| {store.kind} | {project}, one month ({what}) | {ours:.2f} / {percentile(samples[project], 0.99):.2f} | "
+            f"| {label} | {project}, one month ({what}) | {ours:.2f} / {percentile(samples[project], 0.99):.2f} | "
+            f"{statistics.median(own) if own else float('nan'):.2f} | "
             f"{theirs:.2f} / {percentile(samples[direct], 0.99):.2f} ({direct}) | {ratio:.2f}x | "
             f"<= {GOAL:g}x: {'pass' if ratio <= GOAL else 'MISS'} |"
         )
@@ -135,6 +164,10 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--cache-dir", type=Path, default=Path("/var/tmp/meterusage-bench"))
     parser.add_argument("--calls", type=int, default=500, help="Interleaved rounds: one call of each kind a round.")
+    parser.add_argument("--server-env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="Environment of every server started, beside DJANGO_DEBUG=0 (e.g. DJANGO_LOG_LEVEL=WARNING).")
+    parser.add_argument("--postgres-server-env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="Environment of the PostgreSQL server only (e.g. DATABASE_POOL=10).")
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -145,14 +178,18 @@ def main() -> None:
         made = build(store, files)
         built.append(f"{kind}: {made['readings']:,} readings (built in {made['seconds']:.0f} s with `manage.py import_readings`)")
         print(built[-1], flush=True)
-        lines += measure(store, "m-001", args.calls)
+        server_env = dict(pair.split("=", 1) for pair in args.server_env)
+        if kind == "postgresql":
+            server_env |= dict(pair.split("=", 1) for pair in args.postgres_server_env)
+        lines += measure(store, "m-001", args.calls, server_env)
         print("\n".join(lines[-2:]), flush=True)
 
     print(f"\nOutside benchmark: a client built from server reflection, {args.calls} rounds, each call beside "
           "the same query straight to the store, interleaved; milliseconds.")
     print("\n".join(f"- {line}" for line in built))
-    print("\n| store | call | gRPC median / p99 | straight to the store median / p99 | ratio of medians | goal |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n| store | call | gRPC median / p99 | the server's own (its call log), median | "
+          "straight to the store median / p99 | ratio of medians | goal |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(lines))
 
 
