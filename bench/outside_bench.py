@@ -17,7 +17,9 @@ by day in the meter's zone (UTC), and the same GROUP BY straight from the store:
 stores.direct_calls, which scale_bench.py times too. Goal: each call at most 2x its query.
 Beside the client's figure, the server's own time for the call as its call log states it (from
 the first interceptor to the last on the worker thread): what is left is the transport, the
-event loop, the hop to the worker pool and back, and the client.
+event loop, the hop to the worker pool and back, and the client; and, in the same rounds, an
+empty call through the same channel (grpc.health.v1 Check, answered on the server's event loop),
+the least any call costs.
 
     .venv/bin/python bench/outside_bench.py                       # both stores, 500 rounds
     .venv/bin/python bench/outside_bench.py --stores sqlite --calls 200
@@ -27,8 +29,8 @@ import argparse
 import os
 import re
 import statistics
+import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -36,7 +38,7 @@ import grpc
 from google.protobuf import descriptor_pool, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from common import start_server  # puts the repository on sys.path
+from common import REPO  # puts the repository on sys.path
 from stores import DAYS, MONTH, Store, build, direct_calls, generated
 
 SERVICE = "meterusage.v1.MeterUsageService"
@@ -45,18 +47,29 @@ GOAL = 2.0
 CALL_LOG = re.compile(r"/meterusage\.v1\.MeterUsageService/(\w+) OK ([\d.]+)ms")
 
 
-def read_call_log(server, durations: dict[str, list[float]]) -> threading.Thread:
-    """Reads the server's log as a terminal would (it writes to stdout, one line a call), keeping
-    the duration it logs for each call: its own time for a call, from the interceptors in."""
+def start_logged_server(env: dict, log: Path):
+    """`manage.py grpcrunserver` on a free port, its output (a log line a call) going to `log`, a
+    file read after the run: a pipe read while timing would take the client's own time."""
+    output = log.open("w")
+    server = subprocess.Popen([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], cwd=REPO, env=env,
+                              stdout=output, stderr=subprocess.STDOUT, text=True)
+    output.close()
+    deadline = time.monotonic() + 60
+    while (match := re.search(r"127\.0\.0\.1:(\d+)", log.read_text())) is None:
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
+    return server, int(match[1])
 
-    def read():
-        for line in server.stdout:
-            if match := CALL_LOG.search(line):
-                durations.setdefault(match[1], []).append(float(match[2]))
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    return reader
+def call_log(log: Path) -> dict[str, list[float]]:
+    """The duration the server logged for each call, by method: its own time for a call, from the
+    interceptors in."""
+    durations = {}
+    for method, milliseconds in CALL_LOG.findall(log.read_text()):
+        durations.setdefault(method, []).append(float(milliseconds))
+    return durations
 
 
 class ReflectedClient:
@@ -65,15 +78,14 @@ class ReflectedClient:
     def __init__(self, channel: grpc.Channel):
         self.channel = channel
         self.pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
-        self.service = self.pool.FindServiceByName(SERVICE)
 
-    def method(self, name: str):
+    def method(self, name: str, service: str = SERVICE):
         """(request class, a callable that sends a request and returns the decoded reply)."""
-        method = self.service.FindMethodByName(name)
+        method = self.pool.FindServiceByName(service).FindMethodByName(name)
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
         call = self.channel.unary_unary(
-            f"/{self.service.full_name}/{method.name}",
+            f"/{service}/{method.name}",
             request_serializer=request_class.SerializeToString,
             response_deserializer=response_class.FromString,
         )
@@ -113,9 +125,8 @@ def measure(store: Store, meter: str, calls: int, server_env: dict) -> list[str]
     env = {**store.env, "DJANGO_DEBUG": "0", **server_env}
     if "DJANGO_LOG_LEVEL" not in server_env:
         env.pop("DJANGO_LOG_LEVEL")  # the server's own default (INFO: a line a call), as a user runs it
-    server, port = start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], env)
-    logged = {}
-    read_call_log(server, logged)
+    log = store.args.cache_dir / f"outside-server-{store.kind}.log"
+    server, port = start_logged_server(env, log)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             client = ReflectedClient(channel)
@@ -123,9 +134,14 @@ def measure(store: Store, meter: str, calls: int, server_env: dict) -> list[str]
             expected = len(direct_rows())
             if readings != expected:
                 raise RuntimeError(f"ListReadings returned {readings} readings, the store holds {expected}")
+            # The floor: an empty call answered on the server's event loop (no worker thread, no
+            # store), grpc.health.v1's Check, through the same channel.
+            check_class, check = client.method("Check", "grpc.health.v1.Health")
+            check_request = check_class()
             order = {
                 "ListReadings": list_month, "rows": direct_rows,
                 "AggregateReadings(day)": aggregate_month, "GROUP BY": direct_buckets,
+                "empty call": lambda: check(check_request),
             }
             samples = {name: [] for name in order}
             for call in order.values():
@@ -136,13 +152,14 @@ def measure(store: Store, meter: str, calls: int, server_env: dict) -> list[str]
                     began = time.perf_counter()
                     call()
                     samples[name].append((time.perf_counter() - began) * 1000)
-        time.sleep(0.5)  # the last calls' log lines
     finally:
         connection.close()
         server.terminate()
         server.wait(timeout=30)
+    logged = call_log(log)
     lines = []
     label = store.kind + "".join(f", {name}={value}" for name, value in server_env.items())
+    floor = statistics.median(samples["empty call"])
     for project, direct, what in (("ListReadings", "rows", f"{readings:,} readings"),
                                   ("AggregateReadings(day)", "GROUP BY", f"{days} days")):
         ours, theirs = statistics.median(samples[project]), statistics.median(samples[direct])
@@ -150,7 +167,7 @@ def measure(store: Store, meter: str, calls: int, server_env: dict) -> list[str]
         ratio = ours / theirs
         lines.append(
             f"| {label} | {project}, one month ({what}) | {ours:.2f} / {percentile(samples[project], 0.99):.2f} | "
-            f"{statistics.median(own) if own else float('nan'):.2f} | "
+            f"{statistics.median(own) if own else float('nan'):.2f} | {floor:.2f} | "
             f"{theirs:.2f} / {percentile(samples[direct], 0.99):.2f} ({direct}) | {ratio:.2f}x | "
             f"<= {GOAL:g}x: {'pass' if ratio <= GOAL else 'MISS'} |"
         )
@@ -187,9 +204,9 @@ def main() -> None:
     print(f"\nOutside benchmark: a client built from server reflection, {args.calls} rounds, each call beside "
           "the same query straight to the store, interleaved; milliseconds.")
     print("\n".join(f"- {line}" for line in built))
-    print("\n| store | call | gRPC median / p99 | the server's own (its call log), median | "
-          "straight to the store median / p99 | ratio of medians | goal |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| store | call | gRPC median / p99 | the server's own (its call log), median | an empty call "
+          "(health Check), median | straight to the store median / p99 | ratio of medians | goal |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(lines))
 
 
