@@ -142,8 +142,8 @@ DATABASES = {
     )
 }
 # PostgreSQL: psycopg's pool of at most this many connections, shared by a process's threads
-# (0: none). A gRPC call takes one at its start and gives it back at its end, with no health-check
-# round trip: the pool hands out connections it holds as good (see docs/configuration.md).
+# (0: none, one kept per thread). A gRPC call takes one at its start and gives it back at its end;
+# the pool checks it when it is taken, as a kept connection is checked before reuse.
 DATABASE_POOL = env.int("DATABASE_POOL", default=0)
 if DATABASE_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's pool needs CONN_MAX_AGE 0: "closing" a connection gives it back to the pool.
