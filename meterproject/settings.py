@@ -141,14 +141,6 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-# PostgreSQL: psycopg's pool of at most this many connections, shared by a process's threads
-# (0: none, one kept per thread). A gRPC call takes one at its start and gives it back at its end;
-# the pool checks it when it is taken, as a kept connection is checked before reuse.
-DATABASE_POOL = env.int("DATABASE_POOL", default=0)
-if DATABASE_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's pool needs CONN_MAX_AGE 0: "closing" a connection gives it back to the pool.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DATABASE_POOL, "timeout": 10}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers (the gRPC server, the web server) work while an import writes;
     # IMMEDIATE takes the write lock up front instead of failing half-way with "database is locked".
