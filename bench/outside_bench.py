@@ -11,7 +11,7 @@ service for the file descriptors of meterusage.v1, builds the request classes fr
 (descriptor_pool + message_factory.GetMessageClass), calls the methods by path with
 `channel.unary_unary` and decodes each reply with the reflected response class.
 
-Call after call, interleaved (--calls rounds of four): `ListReadings` of the meter's month, the
+Call after call, interleaved (--calls rounds of five, with the empty call below): `ListReadings` of the meter's month, the
 same rows fetched straight from the store (psycopg / sqlite3, into numpy), `AggregateReadings`
 by day in the meter's zone (UTC), and the same GROUP BY straight from the store: the SQL of
 stores.direct_calls, which scale_bench.py times too. Goal: each call at most 2x its query.
