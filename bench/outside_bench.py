@@ -23,7 +23,7 @@ the least any call costs.
 
     .venv/bin/python bench/outside_bench.py                       # both stores, 500 rounds
     .venv/bin/python bench/outside_bench.py --stores sqlite --calls 200
-    .venv/bin/python bench/outside_bench.py --stores postgresql --postgres-server-env DATABASE_CONN_MAX_AGE=0
+    .venv/bin/python bench/outside_bench.py --stores postgresql --postgres-server-env DATABASE_PREPARED_STATEMENTS=true
 """
 import argparse
 import os
@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--server-env", nargs="*", default=[], metavar="NAME=VALUE",
                         help="Environment of every server started, beside DJANGO_DEBUG=0 (e.g. DJANGO_LOG_LEVEL=WARNING).")
     parser.add_argument("--postgres-server-env", nargs="*", default=[], metavar="NAME=VALUE",
-                        help="Environment of the PostgreSQL server only (e.g. DATABASE_CONN_MAX_AGE=0).")
+                        help="Environment of the PostgreSQL server only (e.g. DATABASE_PREPARED_STATEMENTS=true).")
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
 
