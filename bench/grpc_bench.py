@@ -24,7 +24,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,17 +44,42 @@ GOAL_VS_RAW_FETCH = 0.5
 GOAL_RSS_MB = 64
 
 
-def prepare_data(env: dict, folder: Path, reference: Path, rss_readings: int) -> None:
-    """Meters in the relational store, and gen-1m-csv: the same file served by the csv source."""
-    manage(env, "migrate", "--no-input")
-    manage(env, "import_readings", str(reference), "--meter", "meterusage")
+def prepare_data(env: dict, folder: Path, reference: Path, rss_readings: int, stamp: Path) -> None:
+    """Meters in the relational store, and gen-1m-csv: the same file served by the csv source.
+
+    Generated files are kept in `folder` and the filled store is noted in `stamp`, so that a later
+    run on the same store (the database at --database-url, or the SQLite file under --cache-dir)
+    skips the import: 10M readings into PostgreSQL, each also written to the change log, take
+    minutes. The steps are timed and printed."""
+    manage(env, "migrate", "--no-input", "--verbosity", "0")
+    if stamp.exists() and stamp.read_text() == meters_filled(env):
+        print(f"  the store was filled by an earlier run ({stamp}); not imported again", flush=True)
+        return
+    began = time.perf_counter()
+    manage(env, "import_readings", str(reference), "--meter", "meterusage", "--verbosity", "0")
     for name, readings in (("gen-1m", 1_000_000), ("gen-rss", rss_readings)):
         days = -(-readings // 96) + 1
-        path = folder / f"{name}.csv"
-        manage(env, "generate_readings", "--days", str(days), "--out", str(path), "--seed", "7")
-        manage(env, "import_readings", str(path), "--meter", name)
-    (folder / "gen-1m.csv").rename(folder / "gen-1m-csv.csv")
-    manage(env, "shell", "-c", "from readings.models import Meter; Meter.objects.create(name='gen-1m-csv', source='csv')")
+        path = folder / f"{name}-{days}.csv"
+        if not path.exists():
+            step = time.perf_counter()
+            manage(env, "generate_readings", "--days", str(days), "--out", str(path) + ".part", "--seed", "7",
+                   "--verbosity", "0")
+            (folder / f"{name}-{days}.csv.part").rename(path)
+            print(f"  generate_readings {name}: {time.perf_counter() - step:.0f} s", flush=True)
+        step = time.perf_counter()
+        manage(env, "import_readings", str(path), "--meter", name, "--verbosity", "0")
+        print(f"  import_readings {name} ({readings:,} readings): {time.perf_counter() - step:.0f} s", flush=True)
+        if name == "gen-1m":
+            (folder / "gen-1m-csv.csv").write_bytes(path.read_bytes())
+    manage(env, "shell", "-c", "from readings.models import Meter; Meter.objects.get_or_create(name='gen-1m-csv', source='csv')")
+    stamp.write_text(meters_filled(env))
+    print(f"  store filled in {time.perf_counter() - began:.0f} s", flush=True)
+
+
+def meters_filled(env: dict) -> str:
+    """The bench's meters and their reading counts, as the store holds them now."""
+    return manage(env, "shell", "-c", "from readings.models import Meter; print(sorted(Meter.objects.filter("
+                  "name__in=['meterusage', 'gen-1m', 'gen-rss', 'gen-1m-csv']).values_list('name', 'reading_count')))")
 
 
 def latency_ms(stub, meter: str, start: str, end: str, calls: int) -> tuple[float, float]:
@@ -63,13 +87,19 @@ def latency_ms(stub, meter: str, start: str, end: str, calls: int) -> tuple[floa
     return latency(lambda: stub.ListReadings(request), calls)
 
 
-def stream_rate(call, request) -> tuple[float, int]:
+def stream_rate(call, request, limit: int = 0) -> tuple[float, int]:
+    """Readings/s a client receives and decodes into numpy; with `limit`, over the first `limit`
+    readings (then the call is cancelled)."""
     began = time.perf_counter()
     received = 0
-    for message in call(request):
+    messages = call(request)
+    for message in messages:
         times = np.asarray(message.times, dtype=np.int64)
         np.asarray(message.values, dtype=np.float64)
         received += len(times)
+        if limit and received >= limit:
+            messages.cancel()
+            break
     return received / (time.perf_counter() - began), received
 
 
@@ -186,41 +216,55 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--reference", default=os.environ.get("METERUSAGE_CSV", str(REPO.parent / "shared/data/meterusage.csv")))
-    parser.add_argument("--database-url", help="Use this (empty) database instead of a temporary SQLite file.")
+    parser.add_argument("--database-url", help="Use this database (empty, or filled by an earlier run) instead of a SQLite file.")
+    parser.add_argument("--cache-dir", type=Path, default=Path("/var/tmp/meterusage-bench"),
+                        help="Where generated files, the SQLite store and the notes of filled stores are kept.")
     parser.add_argument("--rss-readings", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=5, help="Runs of each stream measurement (median).")
+    parser.add_argument("--baseline-readings", type=int, default=100_000,
+                        help="Readings of each one-per-message baseline stream timed (0: all).")
     parser.add_argument("--calls", type=int, default=200, help="ListReadings calls per latency figure.")
     args = parser.parse_args()
     if args.serve_baseline:
         serve_baseline()
         return
 
-    with tempfile.TemporaryDirectory(prefix="grpc-bench-") as tmp:
-        folder = Path(tmp)
-        env = {**os.environ, "DATABASE_URL": args.database_url or f"sqlite:///{folder / 'bench.sqlite3'}",
-               "READINGS_CSV_DIRECTORY": str(folder), "DJANGO_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
-        print(f"Preparing data ({args.rss_readings:,} readings for the memory run) ...", flush=True)
-        prepare_data(env, folder, Path(args.reference), args.rss_readings)
-        server, port = start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], env)
-        baseline_server, baseline_port = start_server([sys.executable, __file__, "--serve-baseline"], env)
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}", options) as channel, \
-                    grpc.insecure_channel(f"127.0.0.1:{baseline_port}", options) as baseline_channel:
-                stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
-                baseline_call = baseline_channel.unary_stream(
-                    BASELINE_METHOD,
-                    request_serializer=pb.StreamReadingsRequest.SerializeToString,
-                    response_deserializer=pb.StreamReadingsResponse.FromString,
-                )
-                report(args, stub, baseline_call, server.pid, env["DATABASE_URL"])
-        finally:
-            for process in (server, baseline_server):
-                process.terminate()
-                process.wait(timeout=20)
+    began = time.perf_counter()
+    folder = args.cache_dir / "grpc-bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    database_url = args.database_url or f"sqlite:///{folder / 'bench.sqlite3'}"
+    env = {**os.environ, "DATABASE_URL": database_url, "READINGS_CSV_DIRECTORY": str(folder),
+           "DJANGO_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+    store_name = database_url.rsplit("/", 1)[-1].split("?")[0]
+    stamp = folder / f"filled-{'postgresql' if database_url.startswith('postgres') else 'sqlite'}-{store_name}-{args.rss_readings}.txt"
+    print(f"Preparing data ({args.rss_readings:,} readings for the memory run) ...", flush=True)
+    prepare_data(env, folder, Path(args.reference), args.rss_readings, stamp)
+    server, port = start_server([sys.executable, "manage.py", "grpcrunserver", "127.0.0.1:0"], env)
+    baseline_server, baseline_port = start_server([sys.executable, __file__, "--serve-baseline"], env)
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options) as channel, \
+                grpc.insecure_channel(f"127.0.0.1:{baseline_port}", options) as baseline_channel:
+            stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
+            baseline_call = baseline_channel.unary_stream(
+                BASELINE_METHOD,
+                request_serializer=pb.StreamReadingsRequest.SerializeToString,
+                response_deserializer=pb.StreamReadingsResponse.FromString,
+            )
+            report(args, stub, baseline_call, server.pid, database_url)
+    finally:
+        for process in (server, baseline_server):
+            process.terminate()
+            process.wait(timeout=20)
+    print(f"\n(the whole run: {time.perf_counter() - began:.0f} s)")
 
 
 def report(args, stub, baseline_call, server_pid: int, database_url: str) -> None:
+    began = time.perf_counter()
+
+    def progress(step: str) -> None:
+        print(f"  {step} done at {time.perf_counter() - began:.0f} s", flush=True)
+
     month = ("2019-01-01T00:00:00Z", "2019-02-01T00:00:00Z")
     ref_median, ref_p99 = latency_ms(stub, "meterusage", *month, args.calls)
     gen_median, gen_p99 = latency_ms(stub, "gen-1m", "2019-03-01T00:00:00Z", "2019-04-01T00:00:00Z", args.calls)
@@ -232,6 +276,7 @@ def report(args, stub, baseline_call, server_pid: int, database_url: str) -> Non
         stream_rate(call, request)  # warm-up: connections, caches, the csv file load
         return statistics.median(stream_rate(call, request)[0] for _ in range(runs))
 
+    progress("ListReadings latency")
     count = stream_rate(stub.StreamReadings, full("gen-1m"))[1]
     meters = ("gen-1m", "gen-1m-csv")
     rates, baselines, raw_fetches = {meter: [] for meter in meters}, {meter: [] for meter in meters}, []
@@ -242,26 +287,33 @@ def report(args, stub, baseline_call, server_pid: int, database_url: str) -> Non
         for meter in meters:
             rates[meter].append(stream_rate(stub.StreamReadings, full(meter))[0])
         raw_fetches.append(raw_fetch_rate(database_url, "gen-1m"))
+    progress("streams and raw fetches, interleaved")
     for _ in range(max(1, args.repeats // 2)):
         for meter in meters:
-            baselines[meter].append(stream_rate(baseline_call, full(meter))[0])
+            # A reading a message: its rate holds from the first message on, and the whole 1M took
+            # 1.5 minutes a stream (more beside other work), which kept the PostgreSQL run from ending.
+            baselines[meter].append(stream_rate(baseline_call, full(meter), args.baseline_readings)[0])
     rates = {meter: statistics.median(values) for meter, values in rates.items()}
     baselines = {meter: statistics.median(values) for meter, values in baselines.items()}
     raw_fetch = statistics.median(raw_fetches)
     times = np.concatenate([np.asarray(m.times) for m in stub.StreamReadings(full("gen-1m"))])
     values = np.concatenate([np.asarray(m.values) for m in stub.StreamReadings(full("gen-1m"))])
     limit_value = statistics.median(limit_rate(times, values, 16_384) for _ in range(args.repeats))
+    progress("one-per-message baselines and the encode+decode limit")
 
     sizes = {
         size: {meter: median_rate(stub.StreamReadings, full(meter, size), 3) for meter in ("gen-1m", "gen-1m-csv")}
         for size in (256, 1024, 4096, 16_384, 50_000)
     }
 
+    progress("batch sizes")
     before, peak, streamed = rss_growth(stub, server_pid, "gen-rss")
+    progress("server RSS")
 
     print()
     store = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
-    print(f"gRPC benchmark ({store}): {count:,} generated readings per stream, medians of {args.repeats} runs of the project interleaved across sources; the one-per-message baselines after them")
+    print(f"gRPC benchmark ({store}): {count:,} generated readings per stream, medians of {args.repeats} runs of the project interleaved across sources; the one-per-message baselines after them, "
+          f"each over its first {args.baseline_readings or count:,} readings")
     print(row("measurement", "project", "baseline (same source, 1 per message)", "limit", "ratio", "goal"))
     print(row("---", "---", "---", "---", "---", "---"))
     print(row("ListReadings, reference month (2974), median / p99 ms", f"{ref_median:.2f} / {ref_p99:.2f}"))

@@ -21,9 +21,7 @@ SQLite file (the time it took is printed). Then, interleaved round after round, 
     .venv/bin/python bench/scale_bench.py --meters 143 --stores sqlite        # 10M readings
 """
 import argparse
-import json
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -33,13 +31,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 from common import REPO, manage, start_server, ts  # puts the repository on sys.path
+from stores import DAYS, MONTH, Store, build, direct_calls, generated
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb  # noqa: E402
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc  # noqa: E402
 
-DAYS = 730  # two years a meter: 70,080 readings
-MONTH = ("2019-06-01T00:00:00Z", "2019-07-01T00:00:00Z")
-MONTH_DAYS = [1559347200 + 86400 * day for day in range(31)]
 GOAL_LATENCY, GOAL_IMPORT = 2.0, 0.5
 
 
@@ -56,118 +52,7 @@ def peak_rss_mib(command: list[str], env: dict) -> float:
     return int(result.stderr.strip().splitlines()[-1]) / 1024
 
 
-class Store:
-    """A database the benchmark builds and reads: the filled one, or empty ones for comparison."""
-
-    def __init__(self, kind: str, args, name: str):
-        self.kind, self.args, self.name = kind, args, name
-        base = args.postgres_url.rsplit("/", 1)[0]
-        self.url = f"{base}/{name}" if kind == "postgresql" else f"sqlite:///{args.cache_dir / (name + '.sqlite3')}"
-        self.env = {**os.environ, "DATABASE_URL": self.url, "DJANGO_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
-
-    def create(self) -> None:
-        self.drop()
-        if self.kind == "postgresql":
-            self.admin(f'CREATE DATABASE "{self.name}"')
-        manage(self.env, "migrate", "--no-input", "--verbosity", "0")
-
-    def drop(self) -> None:
-        if self.kind == "postgresql":
-            self.admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        else:
-            for suffix in ("", "-wal", "-shm"):
-                Path(self.url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
-
-    def admin(self, statement: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.args.postgres_url, autocommit=True) as connection:
-            connection.execute(statement)
-
-    def connect(self):
-        if self.kind == "postgresql":
-            import psycopg
-
-            return psycopg.connect(self.url, autocommit=True)
-        connection = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
-        connection.create_function("REGEXP", 2, lambda pattern, text: __import__("re").search(pattern, text) is not None)
-        return connection
-
-    def query(self, sql: str, params=()):
-        if self.kind == "sqlite":
-            sql = sql.replace("%s", "?")
-        with self.connect() as connection:
-            cursor = connection.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
-
-    def readings(self) -> int:
-        return self.query("SELECT COUNT(*) FROM readings_reading")[0][0]
-
-    def forget_meter(self, name: str) -> None:
-        """Delete a meter and all that refers to it, as the project deletes it."""
-        manage(self.env, "shell", "-c", f"from readings.models import Meter; Meter.objects.filter(name={name!r}).delete()")
-
-
-def generated(args, name: str, *, meters: int, days: int, start: str, seed: int) -> list[Path]:
-    folder = args.cache_dir / name
-    if not (folder / "done").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        manage({**os.environ}, "generate_readings", "--meters", str(meters), "--days", str(days), "--start", start,
-               "--seed", str(seed), "--out", str(folder / "m.csv"), "--verbosity", "0")
-        (folder / "done").write_text("")
-    return sorted(folder.glob("m*.csv"))
-
-
-def build(store: Store, files: list[Path]) -> dict:
-    """The filled store, imported file by file with the project's command (once; then reused)."""
-    stamp = store.args.cache_dir / f"{store.kind}-{store.name}.json"
-    if stamp.exists():
-        return json.loads(stamp.read_text())
-    store.create()
-    began = time.perf_counter()
-    for low in range(0, len(files), 50):
-        manage(store.env, "import_readings", *map(str, files[low:low + 50]), "--verbosity", "0")
-    seconds = time.perf_counter() - began
-    built = {"readings": store.readings(), "seconds": seconds}
-    stamp.write_text(json.dumps(built))
-    return built
-
-
 # ---- 1. One meter's month ---------------------------------------------------------------------
-
-
-def direct_calls(store: Store, meter: str):
-    """The `sql` source's two queries for a month, issued from Python straight to the store."""
-    connection = store.connect()
-    mark = "%s" if store.kind == "postgresql" else "?"
-    meter_id = connection.execute(f"SELECT id FROM readings_meter WHERE name = {mark}", [meter]).fetchone()[0]
-    if store.kind == "postgresql":
-        start, end = MONTH
-        rows_sql = ("SELECT EXTRACT(EPOCH FROM time)::bigint, value FROM readings_reading WHERE meter_id = %s "
-                    "AND time >= %s AND time < %s ORDER BY time LIMIT 10001")
-        bucket_sql = ("SELECT width_bucket(EXTRACT(EPOCH FROM time), %s::double precision[]) - 1 AS bucket, COUNT(*), "
-                      "SUM(value), MIN(value), MAX(value) FROM readings_reading WHERE meter_id = %s AND time >= %s "
-                      "AND time < %s GROUP BY bucket")
-        rows_params = [meter_id, start, end]
-        bucket_params = [[float(e) for e in MONTH_DAYS], meter_id, start, end]
-    else:
-        start, end = (MONTH[0][:19].replace("T", " "), MONTH[1][:19].replace("T", " "))
-        rows_sql = ("SELECT unixepoch(time), value FROM readings_reading WHERE meter_id = ? AND time >= ? AND time < ? "
-                    "ORDER BY time LIMIT 10001")
-        bucket_sql = ("SELECT CAST(b.key AS INTEGER), COUNT(r.value), SUM(r.value), MIN(r.value), MAX(r.value) "
-                      "FROM json_each(?) AS b JOIN readings_reading AS r ON r.meter_id = ? "
-                      "AND r.time >= datetime(json_extract(b.value, '$[0]'), 'unixepoch') "
-                      "AND r.time < datetime(json_extract(b.value, '$[1]'), 'unixepoch') GROUP BY b.key")
-        rows_params = [meter_id, start, end]
-        bucket_params = [json.dumps(list(zip(MONTH_DAYS[:-1], MONTH_DAYS[1:]))), meter_id]
-
-    def rows():
-        np.array(connection.execute(rows_sql, rows_params).fetchall(), dtype=np.float64)
-
-    def buckets():
-        connection.execute(bucket_sql, bucket_params).fetchall()
-
-    return rows, buckets, connection
 
 
 def month_latency(store: Store, meter: str, rounds: int, calls: int) -> list[str]:

@@ -141,6 +141,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# PostgreSQL: parameters bound on the server and a statement prepared once it has run five times on
+# a connection, then no longer planned on each call (an aggregate's statement: about 0.5 ms a
+# call). Off by default, as in Django: a pooler in transaction mode (PgBouncer before 1.21) cannot
+# keep a connection's prepared statements.
+if env.bool("DATABASE_PREPARED_STATEMENTS", default=False) and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers (the gRPC server, the web server) work while an import writes;
     # IMMEDIATE takes the write lock up front instead of failing half-way with "database is locked".

@@ -108,3 +108,20 @@ def test_the_data_version_moves_with_every_change_and_only_then(reference_csv, w
     import_file(write_csv(HEADER + "2019-01-01 00:15:00,1.5\n"), meter="meterusage")
 
     assert (after_first, after_same_again, Meter.objects.get().data_version) == (1, 1, 2)
+
+
+def test_an_import_leaves_the_planner_statistics_current(reference_csv):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite plans the readings' index without statistics")
+
+    def estimate() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'readings_reading'::regclass")
+            return cursor.fetchone()[0]
+
+    import_file(reference_csv)
+    assert estimate() == Reading.objects.count() == 2974
+    import_file(reference_csv)  # all unchanged: nothing added, no new statistics needed
+    assert estimate() == 2974

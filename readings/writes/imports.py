@@ -13,9 +13,10 @@ from django.utils.text import slugify
 
 from readings.csvreader import DEFAULT_BATCH_SIZE, CsvError, check_is_file, read_readings
 from readings.domain import MAX_EPOCH, MIN_EPOCH, SourceUnavailable, check_meter_name, time_zone_named
-from readings.models import ImportRun, Meter
+from readings.models import ImportRun, Meter, Reading
 from readings.sources import Series, SeriesStore, readings_sources
 from readings.sources.sql import SqlSource
+from readings.sources.sql.dialect import analyze_if_grown
 from readings.sources.sql.upsert import MeterChange, StagedRows, note_meters_changed, upsert_readings
 from readings.writes.counts import WriteCounts
 from readings.writes.rows import Ambiguous, ReadingBatch, RowReport
@@ -183,6 +184,8 @@ def readings_import(
             _raise_if_invalid(report, run.file_name)
             if dry_run:
                 transaction.set_rollback(True)
+        if not dry_run:
+            analyze_if_grown(Reading._meta.db_table, counts.inserted)
         if not dry_run or existing:
             run.meter = meter
     return run
