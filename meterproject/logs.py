@@ -19,9 +19,13 @@ class BackgroundStreamHandler(logging.handlers.QueueHandler):
         writer.setFormatter(logging.Formatter("%(message)s"))  # formatted already, by this handler
         self.listener = logging.handlers.QueueListener(self.queue, writer)
         self.listener.start()
-        atexit.register(self.listener.stop)
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """Write what is queued and end the writing thread (once; at exit, or when closed)."""
+        if self.listener._thread is not None:
+            self.listener.stop()
 
     def close(self) -> None:
-        if self.listener._thread is not None:
-            self.listener.stop()  # writes what is queued
+        self.stop()
         super().close()

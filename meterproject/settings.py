@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "accounts",
     "readings",
     "gateway",
     # Before django_grpc_framework: its grpcrunserver is replaced by the project's own.

@@ -54,13 +54,15 @@ class ImportRunInline(admin.TabularInline):
 
 @admin.register(Meter)
 class MeterAdmin(admin.ModelAdmin):
-    list_display = ["name", "unit", "time_zone", "interval", "source", "reading_count",
+    list_display = ["name", "account", "public", "unit", "time_zone", "interval", "source", "reading_count",
                     "first_reading_at", "last_reading_at"]
-    list_filter = ["source", "time_zone"]
+    list_filter = ["account", "public", "source", "time_zone"]
+    list_select_related = ["account"]
     search_fields = ["name", "description"]
     readonly_fields = ["reading_count", "first_reading_at", "last_reading_at", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "description", "unit", "time_zone", "interval", "source"]}),
+        ("Access", {"fields": ["account", "public"]}),
         ("Readings", {"fields": ["reading_count", "first_reading_at", "last_reading_at"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]

@@ -42,6 +42,11 @@ class Meter(models.Model):
     # Changes up to this ReadingChange id were pruned: a watch resuming from before it has missed
     # changes it can no longer be sent.
     changes_pruned_through = models.PositiveBigIntegerField(default=0, editable=False)
+    # The customer whose meter it is (none: only staff see it), and whether anyone may read it.
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="meters", null=True, blank=True,
+    )
+    public = models.BooleanField(default=False, help_text="Anyone may read this meter's readings.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -11,8 +11,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from accounts.models import Account
 from readings.csvreader import DEFAULT_BATCH_SIZE, CsvError, check_is_file, read_readings
-from readings.domain import MAX_EPOCH, MIN_EPOCH, SourceUnavailable, check_meter_name, time_zone_named
+from readings.domain import MAX_EPOCH, MIN_EPOCH, SourceUnavailable, check_meter_name, quoted, time_zone_named
 from readings.models import ImportRun, Meter, Reading
 from readings.sources import Series, SeriesStore, readings_sources
 from readings.sources.sql import SqlSource
@@ -106,8 +107,19 @@ def _finish_run(run: ImportRun, report: RowReport, counts: WriteCounts, *, statu
     run.save()
 
 
+def owner_named(name: str | None) -> Account | None:
+    """The account named `name` (None for no name); ReadingsImportError if there is none."""
+    if name is None:
+        return None
+    found = Account.objects.filter(name=name).first()
+    if found is None:
+        raise ReadingsImportError(f"no account named {quoted(name)} (make it with `manage.py account add`)")
+    return found
+
+
 def _start_file_run(
-    *, path: Path, meter_name: str | None, time_zone: str | None, target: str, dry_run: bool
+    *, path: Path, meter_name: str | None, time_zone: str | None, target: str, dry_run: bool,
+    owner: Account | None = None,
 ) -> tuple[ImportRun, Meter | None]:
     """Check the file and the names, then record a running ImportRun for it."""
     try:
@@ -120,6 +132,9 @@ def _start_file_run(
     except ValueError as exc:
         raise ReadingsImportError(f"meter name {exc}") from None
     existing = Meter.objects.filter(name=meter_name).first()
+    if owner is not None and existing is not None and existing.account_id != owner.pk:
+        # Readings are not moved between customers by an import: the owner changes in admin.
+        raise ReadingsImportError(f"meter {quoted(meter_name)} is not account {quoted(owner.name)}'s")
     zone = time_zone or (existing.time_zone if existing else "UTC")
     try:
         time_zone_named(zone)
@@ -161,21 +176,25 @@ def readings_import(
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
+    account: str | None = None,
 ) -> ImportRun:
     """Import a CSV of readings into the relational store, atomically and idempotently.
 
-    Readings are upserted by (meter, time); the meter is created if missing. Returns the
+    Readings are upserted by (meter, time); the meter is created if missing (owned by the
+    account named `account`, which must own it if it exists). Returns the
     finished ImportRun; raises ReadingsImportError (with the failed run) and writes no reading
     when the file has an invalid row or cannot be read.
     """
     path = Path(path)
+    owner = owner_named(account)
     run, existing = _start_file_run(
-        path=path, meter_name=meter_name, time_zone=time_zone, target=ImportRun.Target.SQL, dry_run=dry_run
+        path=path, meter_name=meter_name, time_zone=time_zone, target=ImportRun.Target.SQL, dry_run=dry_run,
+        owner=owner,
     )
     report, counts = RowReport(), WriteCounts()
     with record_run(run=run, report=report, counts=counts):
         with transaction.atomic():
-            meter = existing or Meter.objects.create(name=run.meter_name, time_zone=run.time_zone)
+            meter = existing or Meter.objects.create(name=run.meter_name, time_zone=run.time_zone, account=owner)
             batches = read_readings(
                 path, time_zone=run.time_zone, ambiguous=ambiguous, report=report, batch_size=batch_size,
                 on_progress=on_progress,

@@ -22,6 +22,9 @@ class Command(BaseCommand):
             dest="time_zone",
             help="IANA time zone of the file's naive times; default: the meter's zone, else UTC.",
         )
+        parser.add_argument(
+            "--account", help="Account that owns the meter: a new meter is made its (see `manage.py account add`)."
+        )
         add_ambiguous_argument(parser)
         parser.add_argument(
             "--dry-run", action="store_true", help="Read and count everything, then roll back."
@@ -33,7 +36,7 @@ class Command(BaseCommand):
             help=f"Rows read and staged at a time (default {DEFAULT_BATCH_SIZE}).",
         )
 
-    def handle(self, *args, paths, meter, time_zone, ambiguous, dry_run, batch_size, **options):
+    def handle(self, *args, paths, meter, time_zone, ambiguous, dry_run, batch_size, account, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         verbosity = options["verbosity"]
@@ -48,6 +51,7 @@ class Command(BaseCommand):
                     dry_run=dry_run,
                     batch_size=batch_size,
                     on_progress=progress,
+                    account=account,
                 )
             except ReadingsImportError as exc:
                 raise CommandError(str(exc)) from None
