@@ -230,6 +230,8 @@ GRPC_WRITE_TOKEN = env.str("GRPC_WRITE_TOKEN", default="") or next(iter(GRPC_WRI
 MQTT_URL = env.str("MQTT_URL", default="")
 MQTT_TOPIC = env.str("MQTT_TOPIC", default="meterusage/v1/meters/+/readings")
 MQTT_CLIENT_ID = env.str("MQTT_CLIENT_ID", default="meterusage-ingest")
+# Mosquitto's password file that `manage.py mqtt_credential` writes devices' credentials to.
+MQTT_PASSWORD_FILE = env.str("MQTT_PASSWORD_FILE", default="")
 INGEST_CREATE_METERS = env.bool("INGEST_CREATE_METERS", default=False)
 # The broker keeps the consumer's session (and the messages for it) this long after it goes.
 MQTT_SESSION_EXPIRY_SECONDS = env.int("MQTT_SESSION_EXPIRY_SECONDS", default=7 * 24 * 3600)
