@@ -266,6 +266,15 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # HTTP API (gateway/api/): anonymous clients may read unless API_ANONYMOUS_READ is off; a
 # session or a token (DRF authtoken) for anything more. Every error is application/problem+json.
+# Requests to the API per address (anonymous callers) and per user, DRF's throttling: "N/second",
+# "/minute", "/hour" or "/day"; empty, none. Counted in the default cache: with REDIS_URL every web
+# server counts in one place, otherwise each process for itself.
+API_RATE_ANONYMOUS = env.str("API_RATE_ANONYMOUS", default="600/minute")
+API_RATE_USER = env.str("API_RATE_USER", default="3000/minute")
+# How many proxies in front of the web server append to X-Forwarded-For; 0: the address is the
+# connection's (a client's own X-Forwarded-For cannot lift its limit).
+API_PROXIES = env.int("API_PROXIES", default=0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header makes an anonymous refusal a 401, not a 403.
@@ -285,6 +294,12 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"anon": API_RATE_ANONYMOUS or None, "user": API_RATE_USER or None},
+    "NUM_PROXIES": API_PROXIES,
     "DEFAULT_PAGINATION_CLASS": "gateway.api.pagination.PageNumberPagination",
     "EXCEPTION_HANDLER": "gateway.api.problems.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -5,6 +5,7 @@
 403, 404 and 500 views here do the same for errors under /api/ that no DRF view handles.
 """
 import logging
+import math
 from http import HTTPStatus
 
 import grpc
@@ -136,7 +137,7 @@ def problem_exception_handler(exc, context):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+            headers["Retry-After"] = str(math.ceil(exc.wait))
         if isinstance(exc, exceptions.ValidationError):
             errors = _field_errors(exc.detail)
             return problem_response(exc.status_code, summary_of(errors), instance=instance, headers=headers, errors=errors)
