@@ -1,5 +1,6 @@
 """Settings for meterusage, read from the environment (see .env.sample and docs/configuration.md)
 and a .env file."""
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -90,6 +91,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "accounts",
     "readings",
     "gateway",
@@ -110,7 +112,23 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: answers a locked-out sign-in (django-axes).
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Sign-ins (admin, the API's session login) go through django-axes first: after LOGIN_FAILURE_LIMIT
+# failed attempts for a username from one address, that pair is refused (429) for
+# LOGIN_LOCKOUT_MINUTES, even with the right password; a success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The connection's address (as the API's rate limits count it): a client cannot pick its own.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 
 ROOT_URLCONF = "meterproject.urls"
 WSGI_APPLICATION = "meterproject.wsgi.application"
