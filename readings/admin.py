@@ -1,11 +1,17 @@
 import json
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connections, transaction
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from readings.admin_uploads import confirm_upload, preview_upload
 from readings.models import ImportRun, Meter, Reading, RejectedMessage
 
 EXACT_COUNT_TIMEOUT_MS = 200
@@ -41,7 +47,7 @@ class EstimatedCountPaginator(Paginator):
 
 class ImportRunInline(admin.TabularInline):
     model = ImportRun
-    fields = ["started_at", "status", "target", "file_name", "rows_inserted", "rows_updated",
+    fields = ["started_at", "status", "target", "file_name", "uploaded_by", "rows_inserted", "rows_updated",
               "rows_unchanged", "rows_skipped", "rows_invalid", "dry_run"]
     readonly_fields = fields
     extra = 0
@@ -58,6 +64,7 @@ class MeterAdmin(admin.ModelAdmin):
                     "first_reading_at", "last_reading_at"]
     list_filter = ["account", "public", "source", "time_zone"]
     list_select_related = ["account"]
+    change_form_template = "admin/readings/meter/change_form.html"
     search_fields = ["name", "description"]
     readonly_fields = ["reading_count", "first_reading_at", "last_reading_at", "created_at", "updated_at"]
     fieldsets = [
@@ -67,6 +74,38 @@ class MeterAdmin(admin.ModelAdmin):
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
     inlines = [ImportRunInline]
+
+    def get_urls(self):
+        upload = self.admin_site.admin_view(self.upload_view)
+        return [path("<path:object_id>/upload/", upload, name="readings_meter_upload"), *super().get_urls()]
+
+    def upload_view(self, request, object_id):
+        """A CSV file for this meter: previewed as a dry run, imported on confirmation."""
+        meter = get_object_or_404(Meter, pk=object_id)
+        if not self.has_change_permission(request, meter):
+            raise PermissionDenied
+        form, preview = UploadForm(initial={"time_zone": meter.time_zone}), None
+        if request.method == "POST" and "confirm" in request.POST:
+            run, error = confirm_upload(meter, request.POST.get("token", ""), user=request.user)
+            if run is not None and not error:
+                messages.success(request, f"{run.file_name} imported: {run.rows_inserted} inserted, "
+                                          f"{run.rows_updated} updated, {run.rows_unchanged} unchanged, {run.rows_skipped} skipped.")
+                return redirect(reverse("admin:readings_meter_change", args=[meter.pk]))
+            messages.error(request, error)
+        elif request.method == "POST":
+            form = UploadForm(request.POST, request.FILES)
+            if form.is_valid():
+                upload = form.cleaned_data["file"]
+                preview = preview_upload(meter, upload.name, upload.read(), time_zone=form.cleaned_data["time_zone"] or None,
+                                         user=request.user)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "meter": meter,
+                   "form": form, "preview": preview, "title": f"Upload readings for {meter.name}"}
+        return TemplateResponse(request, "admin/readings/meter/upload.html", context)
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(help_text="CSV with the header time,meterusage.")
+    time_zone = forms.CharField(required=False, help_text="IANA zone of the file's times; default: the meter's.")
 
 
 @admin.register(Reading)
@@ -98,7 +137,7 @@ class ReadingAdmin(admin.ModelAdmin):
 
 @admin.register(ImportRun)
 class ImportRunAdmin(admin.ModelAdmin):
-    list_display = ["started_at", "meter_name", "target", "status", "dry_run", "file_name",
+    list_display = ["started_at", "meter_name", "target", "status", "dry_run", "file_name", "uploaded_by",
                     "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped",
                     "rows_invalid", "points_written"]
     list_filter = ["status", "target", "dry_run", "meter"]
@@ -106,7 +145,7 @@ class ImportRunAdmin(admin.ModelAdmin):
     date_hierarchy = "started_at"
     fieldsets = [
         (None, {"fields": ["meter_name", "meter", "target", "status", "dry_run", "error"]}),
-        ("File", {"fields": ["file_name", "file_size", "file_sha256", "time_zone"]}),
+        ("File", {"fields": ["file_name", "file_size", "file_sha256", "time_zone", "uploaded_by"]}),
         ("Timing", {"fields": ["started_at", "finished_at", "duration"]}),
         ("Counts", {"fields": ["rows_read", "rows_inserted", "rows_updated", "rows_unchanged",
                                "rows_skipped", "rows_invalid", "points_written"]}),

@@ -1,6 +1,7 @@
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 
 from readings.domain import METER_NAME_MAX_LENGTH, METER_NAME_REGEX
@@ -208,6 +209,10 @@ class ImportRun(models.Model):
     # [{"line": 1548, "value": "NaN", "reason": "..."}], capped (see REJECTED_ROWS_KEPT).
     rejected_rows = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
+    # Who sent the file, when it came through admin's upload (a command's runs have none).
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="uploads",
+    )
 
     REJECTED_ROWS_KEPT = 1000
 

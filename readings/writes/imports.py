@@ -49,14 +49,17 @@ def file_sha256(path: Path) -> str:
 
 
 def start_run(
-    *, meter_name: str, meter: Meter | None, target: str, time_zone: str, dry_run: bool, path: Path | None = None
+    *, meter_name: str, meter: Meter | None, target: str, time_zone: str, dry_run: bool, path: Path | None = None,
+    file_name: str | None = None, uploaded_by=None,
 ) -> ImportRun:
-    """Record a running ImportRun of `path` (None: the relational store is the input)."""
+    """Record a running ImportRun of `path` (None: the relational store is the input), named
+    `file_name` if given (an upload's own name, not where it was kept)."""
     return ImportRun.objects.create(
         meter_name=meter_name,
         meter=meter,
         target=target,
-        file_name=str(path) if path else "relational store",
+        uploaded_by=uploaded_by,
+        file_name=file_name or (str(path) if path else "relational store"),
         file_size=path.stat().st_size if path else None,
         file_sha256=file_sha256(path) if path else "",
         time_zone=time_zone,
@@ -119,7 +122,7 @@ def owner_named(name: str | None) -> Account | None:
 
 def _start_file_run(
     *, path: Path, meter_name: str | None, time_zone: str | None, target: str, dry_run: bool,
-    owner: Account | None = None,
+    owner: Account | None = None, file_name: str | None = None, uploaded_by=None,
 ) -> tuple[ImportRun, Meter | None]:
     """Check the file and the names, then record a running ImportRun for it."""
     try:
@@ -141,7 +144,8 @@ def _start_file_run(
     except ValueError as exc:
         raise ReadingsImportError(f"--tz: {exc}") from None
     run = start_run(
-        meter_name=meter_name, meter=existing, target=target, time_zone=zone, dry_run=dry_run, path=path
+        meter_name=meter_name, meter=existing, target=target, time_zone=zone, dry_run=dry_run, path=path,
+        file_name=file_name, uploaded_by=uploaded_by,
     )
     return run, existing
 
@@ -177,11 +181,14 @@ def readings_import(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
     account: str | None = None,
+    file_name: str | None = None,
+    uploaded_by=None,
 ) -> ImportRun:
     """Import a CSV of readings into the relational store, atomically and idempotently.
 
     Readings are upserted by (meter, time); the meter is created if missing (owned by the
-    account named `account`, which must own it if it exists). Returns the
+    account named `account`, which must own it if it exists). `file_name` and `uploaded_by` record
+    an upload's own name and who sent it. Returns the
     finished ImportRun; raises ReadingsImportError (with the failed run) and writes no reading
     when the file has an invalid row or cannot be read.
     """
@@ -189,7 +196,7 @@ def readings_import(
     owner = owner_named(account)
     run, existing = _start_file_run(
         path=path, meter_name=meter_name, time_zone=time_zone, target=ImportRun.Target.SQL, dry_run=dry_run,
-        owner=owner,
+        owner=owner, file_name=file_name, uploaded_by=uploaded_by,
     )
     report, counts = RowReport(), WriteCounts()
     with record_run(run=run, report=report, counts=counts):
