@@ -5,6 +5,7 @@ Every servicer method goes through `grpc_errors`, so no input can end a call as 
 import functools
 import inspect
 import logging
+import math
 
 import grpc
 from django.db import DatabaseError
@@ -84,16 +85,21 @@ def _store_unavailable(store: str) -> grpc.Status:
 BUSY_RETRY_MS = 100
 
 
-def busy() -> grpc.Status:
-    """RESOURCE_EXHAUSTED for a call the server has no room for now, with when to try again
-    (RetryInfo, and the pushback gRPC's own retry policy reads, gRFC A6)."""
+def retry_later(message: str, seconds: float) -> grpc.Status:
+    """RESOURCE_EXHAUSTED with when to try again (RetryInfo, and the pushback gRPC's own retry
+    policy reads, gRFC A6)."""
+    milliseconds = max(1, math.ceil(seconds * 1000))
     delay = duration_pb2.Duration()
-    delay.FromMilliseconds(BUSY_RETRY_MS)
+    delay.FromMilliseconds(milliseconds)
     return _status(
-        code_pb2.RESOURCE_EXHAUSTED, "the server is busy; try again later",
-        error_details_pb2.RetryInfo(retry_delay=delay),
-        metadata=(("grpc-retry-pushback-ms", str(BUSY_RETRY_MS)),),
+        code_pb2.RESOURCE_EXHAUSTED, message, error_details_pb2.RetryInfo(retry_delay=delay),
+        metadata=(("grpc-retry-pushback-ms", str(milliseconds)),),
     )
+
+
+def busy() -> grpc.Status:
+    """RESOURCE_EXHAUSTED for a call the server has no room for now."""
+    return retry_later("the server is busy; try again later", BUSY_RETRY_MS / 1000)
 
 
 def status_for(error: Exception) -> grpc.Status:

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from grpc_api.contract import MAX_MESSAGE_BYTES, SERVICE_NAME
 from grpc_api.interceptors import CallLogInterceptor, DatabaseConnectionInterceptor, TokenAuthInterceptor
+from grpc_api.rate_limits import RateLimitInterceptor
 from grpc_api.watch import stop_hub
 from grpc_api.workers import WorkerPoolInterceptor
 
@@ -136,6 +137,8 @@ def create_server(
     tls: tuple[bytes, bytes] | None = None,
     health_check_seconds: float | None = None,
     extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    rate_per_address: tuple[int, float] | None = None,
+    rate_exempt_tokens: Sequence[str] = (),
 ) -> RunningServer:
     """A started server on `address` ("127.0.0.1:0" picks a free port), with health and reflection.
 
@@ -143,6 +146,8 @@ def create_server(
     At most `max_workers` sync calls run at once and QUEUE_PER_WORKER times as many wait; more are
     refused with RESOURCE_EXHAUSTED. Health follows the relational store, checked every
     `health_check_seconds` (None: always SERVING until stopped). `extra_handlers` are served too.
+    `rate_per_address` (calls, seconds) limits each client address, except callers with one of
+    `rate_exempt_tokens` (grpc_api/rate_limits.py).
     """
     loop = asyncio.new_event_loop()
     loop_thread = threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True)
@@ -151,7 +156,8 @@ def create_server(
     calls = CallLogInterceptor()
     try:
         server, port, health_servicer = asyncio.run_coroutine_threadsafe(
-            _started(address, workers, max_workers, calls, tokens, tls, extra_handlers), loop
+            _started(address, workers, max_workers, calls, tokens, tls, extra_handlers, rate_per_address,
+                     list(rate_exempt_tokens)), loop
         ).result()
     except BaseException:
         loop.call_soon_threadsafe(loop.stop)
@@ -169,7 +175,7 @@ def create_server(
     return RunningServer(server, port, health_servicer, calls, workers, loop, loop_thread, store_health)
 
 
-async def _started(address, workers, max_workers, calls, tokens, tls, extra_handlers):
+async def _started(address, workers, max_workers, calls, tokens, tls, extra_handlers, rate_per_address, rate_exempt_tokens):
     """The server, built and started on the loop (an asyncio server belongs to the loop it is made on)."""
     # Admission is the pool's, not grpc.aio's maximum_concurrent_rpcs: that counts every open call,
     # so a thousand watch streams on the loop would refuse unary calls that no thread is busy with.
@@ -180,6 +186,9 @@ async def _started(address, workers, max_workers, calls, tokens, tls, extra_hand
     ]
     if tokens:
         interceptors.append(TokenAuthInterceptor(tokens))
+    if rate_per_address:
+        # Outermost: a call past its address's rate is refused before anything is done for it.
+        interceptors.insert(0, RateLimitInterceptor(*rate_per_address, exempt_tokens=rate_exempt_tokens))
     server = grpc.aio.server(
         # Only for client-streaming sync handlers, which WorkerPoolInterceptor leaves to grpc.
         migration_thread_pool=workers,

@@ -226,6 +226,9 @@ INFLUXDB = {
 GRPC_ADDRESS = env.str("GRPC_ADDRESS", default="127.0.0.1:50051")
 GRPC_TARGET = env.str("GRPC_TARGET", default="127.0.0.1:50051")
 GRPC_AUTH_TOKENS = env.list("GRPC_AUTH_TOKENS", default=[])
+# Calls a client address may make ("N/second", "/minute", "/hour", "/day"; empty: no limit);
+# callers with one of the service tokens (the gateway) are not counted.
+GRPC_RATE_PER_ADDRESS = env.str("GRPC_RATE_PER_ADDRESS", default="")
 # Tokens that may also write readings (WriteReadings). None set: the server takes no writes.
 GRPC_WRITE_TOKENS = env.list("GRPC_WRITE_TOKENS", default=[])
 GRPC_FRAMEWORK = {"ROOT_HANDLERS_HOOK": "grpc_api.handlers.grpc_handlers"}

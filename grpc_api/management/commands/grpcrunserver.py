@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import autoreload
 
+from grpc_api.rate_limits import parse_rate
 from grpc_api.server import create_server
 from meterproject.metrics import serve_metrics
 
@@ -54,11 +55,16 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"cannot read TLS files: {exc}") from None
         try:
+            rate = parse_rate(settings.GRPC_RATE_PER_ADDRESS)
+        except ValueError as exc:
+            raise CommandError(f"GRPC_RATE_PER_ADDRESS: {exc}") from None
+        try:
             # A write token may read too; with no read tokens, reads stay open.
             tokens = settings.GRPC_AUTH_TOKENS and [*settings.GRPC_AUTH_TOKENS, *settings.GRPC_WRITE_TOKENS]
             running = create_server(
                 address, max_workers=max_workers, tokens=tokens, tls=tls,
                 health_check_seconds=settings.GRPC_HEALTH_CHECK_SECONDS,
+                rate_per_address=rate, rate_exempt_tokens=[*settings.GRPC_AUTH_TOKENS, *settings.GRPC_WRITE_TOKENS],
             )
             metrics = f", metrics on port {serve_metrics(metrics_address)}" if metrics_address else ""
         except OSError as exc:
