@@ -366,5 +366,7 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # Connection retries are summed up in the error that follows them.
         "urllib3": {"level": "ERROR"},
+        # django-axes announces itself at every start; its sign-in failures and lockouts stay.
+        "axes.apps": {"level": "WARNING"},
     },
 }
