@@ -300,12 +300,15 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header makes an anonymous refusal a 401, not a 403.
         "rest_framework.authentication.TokenAuthentication",
+        # API keys (manage.py apikey create): Authorization: Bearer <key>.
+        "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticatedOrReadOnly"
         if env.bool("API_ANONYMOUS_READ", default=True)
-        else "rest_framework.permissions.IsAuthenticated"
+        else "rest_framework.permissions.IsAuthenticated",
+        "accounts.authentication.KeyLimits",
     ],
     "DEFAULT_RENDERER_CLASSES": [
         "gateway.api.renderers.FastJSONRenderer",

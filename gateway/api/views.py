@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
+from accounts.authentication import KeyLimits
 from gateway.api import documents, uploads
 from gateway.api import schema as openapi
 from gateway.api.answers import answer_key, cached_answer, keep_answer
@@ -107,7 +108,7 @@ class ImportRunViewSet(viewsets.ReadOnlyModelViewSet):
     """Imports into the stores, newest first, with their counts."""
 
     queryset = ImportRun.objects.select_related("meter").order_by("-started_at", "-id")
-    permission_classes = [permissions.IsAdminUser]
+    permission_classes = [permissions.IsAdminUser, KeyLimits]
     filterset_class = ImportRunFilter
     ordering_fields = ["started_at", "finished_at", "rows_read"]
 
@@ -125,7 +126,7 @@ class RejectedMessageViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = RejectedMessage.objects.order_by("-received_at", "-id")
     serializer_class = RejectedMessageSerializer
-    permission_classes = [permissions.IsAdminUser]
+    permission_classes = [permissions.IsAdminUser, KeyLimits]
     filterset_class = RejectedMessageFilter
     ordering_fields = ["received_at"]
 

@@ -152,8 +152,10 @@ def test_anonymous_reads_can_be_turned_off():
     code = "from django.conf import settings; print(settings.REST_FRAMEWORK['DEFAULT_PERMISSION_CLASSES'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, check=True)
 
-    assert out.stdout.strip() == "['rest_framework.permissions.IsAuthenticated']"
-    assert settings.REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] == ["rest_framework.permissions.IsAuthenticatedOrReadOnly"]
+    assert out.stdout.strip() == "['rest_framework.permissions.IsAuthenticated', 'accounts.authentication.KeyLimits']"
+    assert settings.REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] == [
+        "rest_framework.permissions.IsAuthenticatedOrReadOnly", "accounts.authentication.KeyLimits",
+    ]
 
 
 def test_api_root_lists_the_collections(api):
