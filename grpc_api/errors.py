@@ -17,7 +17,7 @@ from grpc_api import convert
 from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE, VIOLATIONS_CUT
 from grpc_api.permissions import NotAllowed
 from grpc_api.rpc_metrics import STORE_ERRORS
-from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable
+from readings.domain import DESCRIPTION_CHARACTERS, InvalidArgument, MeterNotFound, SourceUnavailable, cut_short
 from readings.writes.changes import ChangesPruned
 from readings.writes.live import RowsInvalid
 
@@ -30,7 +30,7 @@ def _status(code: int, message: str, *detail_messages, metadata: tuple = ()) -> 
         detail = any_pb2.Any()
         detail.Pack(detail_message)
         details.append(detail)
-    message = _cut(message, MESSAGE_CHARACTERS)
+    message = cut_short(message, MESSAGE_CHARACTERS)
     status = rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
     return status._replace(trailing_metadata=(*status.trailing_metadata, *metadata))
 
@@ -41,18 +41,13 @@ VIOLATIONS_SENT = 20
 VIOLATIONS_IN_MESSAGE = 5
 MESSAGE_CHARACTERS = 2000
 FIELD_CHARACTERS = 80
-DESCRIPTION_CHARACTERS = 240
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _invalid(error: InvalidArgument) -> grpc.Status:
     every, count = error.violations, error.count
     sent = [
         error_details_pb2.BadRequest.FieldViolation(
-            field=_cut(v.field, FIELD_CHARACTERS), description=_cut(v.description, DESCRIPTION_CHARACTERS),
+            field=cut_short(v.field, FIELD_CHARACTERS), description=cut_short(v.description, DESCRIPTION_CHARACTERS),
         )
         for v in every[:VIOLATIONS_SENT]
     ]

@@ -123,6 +123,16 @@ def json_document(text: bytes | str, *, strict: bool = True):
         raise
 
 
+# How much of one refused field's description an error carries, on gRPC and HTTP alike: messages
+# of validators quote the value they refuse whole.
+DESCRIPTION_CHARACTERS = 240
+
+
+def cut_short(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters (the last an ellipsis) when it is longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def quoted(text: str, limit: int = 40) -> str:
     """`text` as an error quotes it: in quotes, and cut short past `limit` characters."""
     if not isinstance(text, str) or len(text) <= limit:

@@ -3,11 +3,13 @@ influxd with a database per test or the served meters seeded into it, and a Mosq
 tests' own. In CI (`CI` set) a test whose server cannot run fails instead of skipping.
 """
 import itertools
+import os
 import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -86,29 +88,24 @@ class MqttBroker:
     process: subprocess.Popen
 
 
-@pytest.fixture(scope="session")
-def mqtt_broker(tmp_path_factory):
-    """A Mosquitto of the tests' own on a free loopback port (Debian's `mosquitto` package).
-
-    Its own, not the machine's on 1883: no limit on queued messages (the default, 1000 a client,
-    drops the rest while a consumer is down) and room for whole batches in flight.
-    """
+def start_mosquitto(folder: Path, settings: str) -> MqttBroker:
+    """A Mosquitto (Debian's `mosquitto` package) on a free loopback port with `settings` (lines
+    of mosquitto.conf), logging to `folder`, once it answers; stop its `process` when done."""
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
     if not binary:
         require("mosquitto is not installed: apt-get install -y mosquitto (scripts/test does it when it can)")
-    folder = tmp_path_factory.mktemp("mosquitto")
-    port = free_port()
+    port, log = free_port(), folder / "mosquitto.log"
     config = folder / "mosquitto.conf"
     config.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 0\nmax_inflight_messages 0\n"
-        f"log_dest file {folder / 'mosquitto.log'}\n"
+        f"listener {port} 127.0.0.1\npersistence false\nlog_dest file {log}\n{settings}"
+        # Started by root, Mosquitto would become its own user, who may not read the test's folder.
+        + ("user root\n" if os.geteuid() == 0 else "")
     )
     process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def answers():
         if process.poll() is not None:
-            pytest.fail(f"mosquitto exited: {(folder / 'mosquitto.log').read_text()[-2000:]}")
+            pytest.fail(f"mosquitto exited: {log.read_text()[-2000:] if log.exists() else 'no log'}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return True
@@ -117,7 +114,24 @@ def mqtt_broker(tmp_path_factory):
 
     try:
         wait_for(answers, 15)
-        yield MqttBroker(f"mqtt://127.0.0.1:{port}", port, process)
+    except BaseException:
+        process.kill()
+        raise
+    return MqttBroker(f"mqtt://127.0.0.1:{port}", port, process)
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory):
+    """A Mosquitto of the tests' own, anonymous, on a free loopback port.
+
+    Its own, not the machine's on 1883: no limit on queued messages (the default, 1000 a client,
+    drops the rest while a consumer is down) and room for whole batches in flight.
+    """
+    broker = start_mosquitto(
+        tmp_path_factory.mktemp("mosquitto"), "allow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\n",
+    )
+    try:
+        yield broker
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        broker.process.terminate()
+        broker.process.wait(timeout=10)

@@ -1,9 +1,6 @@
 """Devices on MQTT: with the credentials `manage.py mqtt_credential` writes and the ACL in deploy/,
 a real Mosquitto lets a device publish only to its own meter's topic, and the consumer (with a
 credential of its own) stores only that."""
-import os
-import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -17,8 +14,8 @@ from paho.mqtt.packettypes import PacketTypes
 
 from accounts.devices import password_line
 from readings.tests.test_ingest_mqtt import start_consumer, store  # noqa: F401  (the module's store fixture)
-from testing.helpers import REPO, require, wait_for
-from testing.influxd import free_port
+from testing.helpers import REPO, wait_for
+from testing.stores import start_mosquitto
 from testing.servers import stop_process
 
 pytestmark = pytest.mark.django_db
@@ -36,42 +33,23 @@ def credential(store, password_file: Path, *args: str) -> str:
 
 @pytest.fixture
 def guarded_broker(tmp_path):
-    """A Mosquitto that takes only the password file's users, under deploy/mosquitto-acl.conf."""
-    binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-    if not binary:
-        require("mosquitto is not installed: apt-get install -y mosquitto")
-    port, passwords = free_port(), tmp_path / "passwd"
+    """Starts (`start()`, once the password file holds its users) a Mosquitto that takes only the
+    password file's users, under deploy/mosquitto-acl.conf."""
+    passwords = tmp_path / "passwd"
     passwords.touch()
-    config = tmp_path / "mosquitto.conf"
-    config.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
-        f"password_file {passwords}\nacl_file {REPO / 'deploy' / 'mosquitto-acl.conf'}\n"
-        f"log_dest file {tmp_path / 'mosquitto.log'}\n"
-        # Started by root, Mosquitto would become its own user, who may not read the test's
-        # folder (and the password file is the writer's alone, as it should be).
-        + ("user root\n" if os.geteuid() == 0 else "")
-    )
-    broker = SimpleNamespace(port=port, passwords=passwords, config=config, binary=binary, process=None, log=tmp_path / "mosquitto.log")
+    broker = SimpleNamespace(passwords=passwords, running=None)
 
     def start():
-        broker.process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-        def answers():
-            if broker.process.poll() is not None:
-                pytest.fail(f"mosquitto exited: {broker.log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(answers, 15)
+        broker.running = start_mosquitto(tmp_path, (
+            f"allow_anonymous false\npassword_file {passwords}\nacl_file {REPO / 'deploy' / 'mosquitto-acl.conf'}\n"
+        ))
+        broker.port = broker.running.port
 
     broker.start = start
     yield broker
-    if broker.process is not None:
-        broker.process.terminate()
-        broker.process.wait(timeout=10)
+    if broker.running is not None:
+        broker.running.process.terminate()
+        broker.running.process.wait(timeout=10)
 
 
 class Device:

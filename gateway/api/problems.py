@@ -16,6 +16,7 @@ from rest_framework import exceptions
 from rest_framework.views import set_rollback
 
 from gateway.api.renderers import dumps
+from readings.domain import DESCRIPTION_CHARACTERS, cut_short
 from gateway.api.serializers import parameters_of_fields
 from gateway.client import RpcFailed
 
@@ -80,12 +81,7 @@ def problem_response(
 
 
 # DRF's and django-filter's messages quote the value they refuse whole ('"…" is not a valid
-# choice.'); a problem cuts each one as the service cuts its violations.
-DESCRIPTION_CHARACTERS = 240
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+# choice.'); a problem cuts each one as the service cuts its violations (DESCRIPTION_CHARACTERS).
 
 
 def _field_errors(detail, prefix: str = "") -> list[dict]:
@@ -98,7 +94,7 @@ def _field_errors(detail, prefix: str = "") -> list[dict]:
         return errors
     if isinstance(detail, list):
         return [error for item in detail for error in _field_errors(item, prefix)]
-    return [{"field": prefix, "description": _cut(str(detail), DESCRIPTION_CHARACTERS)}]
+    return [{"field": prefix, "description": cut_short(str(detail), DESCRIPTION_CHARACTERS)}]
 
 
 def summary_of(errors: list[dict]) -> str:

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
+from testing.arbitrary import arbitrary_texts, deep_json
 from testing.helpers import JANUARY, WRITER, write_readings
 
 # Transactional: the server writes with its own connections (see test_write_readings.py).
@@ -32,19 +33,8 @@ TRAILERS_BYTES = 4096
 QUOTED_CHARACTERS = 200
 
 
-def deep_json(depth: int, kind: str) -> str:
-    return {"list": "[" * depth + "]" * depth, "object": '{"a":' * depth + "1" + "}" * depth}[kind]
-
-
-texts = st.one_of(
-    st.text(max_size=60),
-    st.text(st.characters(codec="utf-8", min_codepoint=0x10000), min_size=1, max_size=8),
-    st.sampled_from([
-        "\x00", "meter\x00", "\U0001F600", "\U000E0001", "\U0010FFFF", "\u202Emeter\u202C", "\u05D0\u05D1\u0627",
-        "e\u0301\u0301\u0301", "\ufeff", "\r", "\r\n", "..", "%00", "' OR 1=1 --", "\\", "*", "",
-    ]),
-    st.builds(lambda piece, size: (piece * size)[:size], st.text(min_size=1, max_size=3), st.integers(10_000, 100_000)),
-    st.builds(deep_json, st.integers(100, 5000), st.sampled_from(["list", "object"])),
+texts = arbitrary_texts(
+    "meter\x00", "\U000E0001", "\u202Emeter\u202C", "' OR 1=1 --", "\\", "*",
 )
 
 

@@ -73,21 +73,18 @@ def analyze(cursor, table: str) -> None:
         cursor.execute(f"ANALYZE {table}")
 
 
-def analyze_if_grown(table: str, added: int) -> bool:
+def analyze_if_grown(table: str, added: int) -> None:
     """ANALYZE `table` on PostgreSQL when `added` rows are many beside what its statistics say it
-    holds (never analyzed, or more than a tenth more, as autovacuum's default threshold): whether it
-    did. Without this, a freshly imported table is planned as if it held a few hundred rows (a
+    holds (never analyzed, or more than a tenth more, as autovacuum's default threshold). Without this, a freshly imported table is planned as if it held a few hundred rows (a
     stream of a meter's 1M readings sorted every remaining reading again for each batch) until
     autovacuum comes by, and never where it is off."""
     if not is_postgresql() or added <= 0:
-        return False
+        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
         (estimate,) = cursor.fetchone()
-        if estimate >= 0 and added <= 50 + 0.1 * estimate:
-            return False
-        cursor.execute(f"ANALYZE {table}")
-    return True
+        if estimate < 0 or added > 50 + 0.1 * estimate:
+            analyze(cursor, table)
 
 
 def fetch_columns(sql: str, params) -> tuple[np.ndarray, np.ndarray]:
