@@ -32,6 +32,9 @@ USER_CREDENTIAL_SECONDS = 60
 _SIGNING_SALT = "meterusage.accounts.caller"
 
 
+WRITE_NEEDS_CREDENTIAL = "writing readings needs a credential: an API key, or a signed-in user"
+
+
 class NotSignedIn(Exception):
     """A credential that is not valid (unknown, revoked, expired, malformed), or none where one is
     needed: gRPC UNAUTHENTICATED, HTTP 401."""
@@ -75,7 +78,7 @@ class Caller:
         """Nothing when the caller may write `meter`; NotPermitted when it may only read it. A
         meter it may not see is the caller's to report as missing (check `sees` first)."""
         if self.is_anonymous:
-            raise NotSignedIn("writing readings needs a credential: an API key, or a signed-in user")
+            raise NotSignedIn(WRITE_NEEDS_CREDENTIAL)
         if not self.may_write:
             raise NotPermitted(f"{self.name} may read but not write readings")
         if not self.owns(meter):
@@ -116,34 +119,54 @@ def caller_of_key(key) -> Caller:
 
 
 def user_credential(user) -> str:
-    """The credential the web tier sends the service for a signed-in user: who, signed, short-lived."""
-    return USER_CREDENTIAL_START + signing.dumps(user.pk, salt=_SIGNING_SALT, compress=False)
+    """The credential the web tier sends the service for its caller, a signed-in user or an
+    anonymous visitor: who, signed with SECRET_KEY, good for USER_CREDENTIAL_SECONDS. The service's
+    rate limits leave these calls to the web tier's own."""
+    pk = user.pk if user is not None and user.is_authenticated else 0
+    return USER_CREDENTIAL_START + signing.dumps(pk, salt=_SIGNING_SALT, compress=False)
 
 
-def _user_of_credential(text: str) -> Caller:
+def is_user_credential(text: str) -> bool:
+    """Whether `text` is a credential the web tier signed (and not yet expired)."""
     try:
-        pk = signing.loads(text[len(USER_CREDENTIAL_START):], salt=_SIGNING_SALT, max_age=USER_CREDENTIAL_SECONDS)
+        _signed_user(text)
+    except NotSignedIn:
+        return False
+    return True
+
+
+def _signed_user(text: str) -> int:
+    if not text.startswith(USER_CREDENTIAL_START):
+        raise NotSignedIn("the credential is not valid")
+    try:
+        return signing.loads(text[len(USER_CREDENTIAL_START):], salt=_SIGNING_SALT, max_age=USER_CREDENTIAL_SECONDS)
     except signing.SignatureExpired:
         raise NotSignedIn("the signed-in user's credential has expired") from None
     except signing.BadSignature:
         raise NotSignedIn("the credential is not valid") from None
-    user = get_user_model().objects.filter(pk=pk).first()
-    caller = caller_of_user(user)
+
+
+def _user_of_credential(text: str) -> Caller:
+    pk = _signed_user(text)
+    if not pk:
+        return ANONYMOUS
+    caller = caller_of_user(get_user_model().objects.filter(pk=pk).first())
     if caller is ANONYMOUS:
         raise NotSignedIn("the credential's user is no longer active")
     return caller
 
 
-def _is_one_of(token: str, tokens: list[str]) -> bool:
-    return any(hmac.compare_digest(token.encode(), allowed.encode()) for allowed in tokens)
+def is_one_of(token: str, tokens: list[str]) -> bool:
+    """Whether `token` is one of `tokens`, compared in constant time."""
+    return bool(token) and any(hmac.compare_digest(token.encode(), allowed.encode()) for allowed in tokens)
 
 
 def _resolve(text: str) -> Caller:
     from accounts.keys import key_for, prefix_of
 
-    if _is_one_of(text, settings.GRPC_WRITE_TOKENS):
+    if is_one_of(text, settings.GRPC_WRITE_TOKENS):
         return SERVICE
-    if _is_one_of(text, settings.GRPC_AUTH_TOKENS):
+    if is_one_of(text, settings.GRPC_AUTH_TOKENS):
         return SERVICE_READ_ONLY
     if text.startswith(USER_CREDENTIAL_START):
         return _user_of_credential(text)

@@ -1,9 +1,16 @@
 """The web tier's client of meterusage.v1: one channel per process, a deadline on every call,
-and failed calls raised as RpcFailed with their code and field violations.
+each call made as the caller it serves, and failed calls raised as RpcFailed with their code and
+field violations.
 
-Settings: GRPC_TARGET, GRPC_TOKEN (bearer token to send), GRPC_TLS_ROOT_CERT (CA certificate file;
-set, the channel uses TLS) and GRPC_DEADLINE_SECONDS.
+A call carries the credential of the request it serves (`calling_as`, set by the API's views):
+the caller's own API key or access token, or for a signed-in user or an anonymous visitor the
+short-lived credential the web tier signs (accounts/access.py). The service decides what each
+caller sees. The web tier's own token (GRPC_TOKEN) goes only with its own calls (health checks).
+
+Settings: GRPC_TARGET, GRPC_TOKEN, GRPC_TLS_ROOT_CERT (CA certificate file; set, the channel uses
+TLS) and GRPC_DEADLINE_SECONDS.
 """
+import contextvars
 import ipaddress
 import json
 import logging
@@ -193,17 +200,22 @@ def connection() -> _Connection:
     return current
 
 
-def _metadata(current: _Connection, token: str | None) -> tuple:
-    return current.metadata if token is None else (("authorization", f"Bearer {token}"),) if token else ()
+# The credential of the caller the current request serves; none: an anonymous caller.
+caller_credential: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller_credential", default=None)
+
+
+def _metadata(token: str | None) -> tuple:
+    credential = caller_credential.get() if token is None else token
+    return (("authorization", f"Bearer {credential}"),) if credential else ()
 
 
 def call(method: str, request, *, token: str | None = None):
-    """Call `method` of MeterUsageService with the deadline and token (GRPC_TOKEN unless `token`
-    is given: writes send GRPC_WRITE_TOKEN); a failure raises RpcFailed."""
+    """Call `method` of MeterUsageService with the deadline, as the current caller (or with
+    `token`); a failure raises RpcFailed."""
     current = connection()
     try:
         return getattr(current.stub, method)(
-            request, timeout=settings.GRPC_DEADLINE_SECONDS, metadata=_metadata(current, token)
+            request, timeout=settings.GRPC_DEADLINE_SECONDS, metadata=_metadata(token)
         )
     except grpc.RpcError as error:
         raise rpc_failed(error) from None
@@ -214,7 +226,7 @@ def stream(method: str, request, *, token: str | None = None):
     a failure raises RpcFailed. Leaving the loop early cancels the call."""
     current = connection()
     call_ = getattr(current.stub, method)(
-        request, timeout=settings.GRPC_DEADLINE_SECONDS, metadata=_metadata(current, token)
+        request, timeout=settings.GRPC_DEADLINE_SECONDS, metadata=_metadata(token)
     )
     try:
         yield from call_

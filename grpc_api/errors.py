@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 
 from grpc_api import convert
 from grpc_api.contract import ERROR_DOMAIN, STORE_UNAVAILABLE, VIOLATIONS_CUT
-from grpc_api.permissions import NotAllowed
+from accounts.access import NotPermitted, NotSignedIn
 from grpc_api.rpc_metrics import STORE_ERRORS
 from readings.domain import DESCRIPTION_CHARACTERS, InvalidArgument, MeterNotFound, SourceUnavailable, cut_short
 from readings.writes.changes import ChangesPruned
@@ -103,8 +103,10 @@ def status_for(error: Exception) -> grpc.Status:
         return _invalid(error)
     if isinstance(error, MeterNotFound):
         return _status(code_pb2.NOT_FOUND, str(error))
-    if isinstance(error, NotAllowed):
-        return _status(error.code.value[0], str(error))
+    if isinstance(error, NotSignedIn):
+        return _status(code_pb2.UNAUTHENTICATED, str(error))
+    if isinstance(error, NotPermitted):
+        return _status(code_pb2.PERMISSION_DENIED, str(error))
     if isinstance(error, ChangesPruned):
         return _status(code_pb2.OUT_OF_RANGE, str(error))
     # Where a store lives (its URL, host, files) goes to the log, not to clients.

@@ -1,5 +1,5 @@
 """Server interceptors: one log line and the metrics of every call, the calls in flight,
-bearer-token authentication, and database connections closed around every call (streams included).
+and database connections closed around every call (streams included).
 
 They wrap a call's behaviour as it is: sync behaviours with sync code, which runs in the worker
 thread that runs the behaviour (grpc_api/workers.py); coroutines and async generators with async
@@ -16,7 +16,6 @@ import grpc
 from django.db import close_old_connections
 from grpc_health.v1 import health
 
-from grpc_api.permissions import bearer_token, is_one_of
 from grpc_api.rpc_metrics import HANDLED, HANDLING, IN_FLIGHT
 
 logger = logging.getLogger("grpc_api.calls")
@@ -197,31 +196,3 @@ def _status_name(context, failed: bool, active: bool | None = None) -> str:
         remaining = context.time_remaining()
         return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
     return "UNKNOWN" if failed else "OK"
-
-
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Requires `authorization: Bearer <token>` with one of `tokens`; health checks stay open."""
-
-    def __init__(self, tokens: list[str]):
-        self.tokens = tokens
-
-    def _authorized(self, metadata) -> bool:
-        return is_one_of(bearer_token(metadata), self.tokens)
-
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(HEALTH_METHOD_PREFIX) or self._authorized(
-            handler_call_details.invocation_metadata
-        ):
-            return handler
-
-        # On the loop: refusing a call takes no worker thread.
-        async def deny(request, context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid 'authorization: Bearer <token>' is required")
-
-        kind = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.unary_unary_rpc_method_handler
-        return kind(
-            deny,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )

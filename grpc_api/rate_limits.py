@@ -1,11 +1,14 @@
-"""Calls per client address on the gRPC server (GRPC_RATE_PER_ADDRESS): past the rate a call is
-answered RESOURCE_EXHAUSTED at once, with when to try again (RetryInfo and gRPC's retry pushback).
+"""Calls per API key (GRPC_RATE_PER_KEY) and per client address (GRPC_RATE_PER_ADDRESS) on the
+gRPC server: past the rate a call is answered RESOURCE_EXHAUSTED at once, with when to try again
+(RetryInfo and gRPC's retry pushback).
 
-A token bucket per address, in the server process: it holds the rate's whole budget and refills
-continuously. Callers with one of the service's own tokens (GRPC_AUTH_TOKENS, GRPC_WRITE_TOKENS:
-the gateway, other services) and health checks are not counted: the gateway is one address for
-all of its users, who are counted by the web server's own limits.
+A token bucket per key (an API key by its prefix, an OAuth token by its digest) for calls that
+carry one, per address for calls that carry none, in the server process: it holds the rate's whole
+budget and refills continuously. Not counted: health checks, the service's own tokens
+(GRPC_AUTH_TOKENS, GRPC_WRITE_TOKENS) and the credentials the web tier signs for its callers: the
+web tier is one address for all of its users, who are counted by its own limits.
 """
+import hashlib
 import inspect
 import math
 import re
@@ -15,7 +18,9 @@ import grpc
 
 from grpc_api.errors import retry_later
 from grpc_api.interceptors import HEALTH_METHOD_PREFIX
-from grpc_api.permissions import bearer_token, is_one_of
+from accounts.access import is_one_of, is_user_credential
+from accounts.keys import prefix_of
+from grpc_api.permissions import bearer_token
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE = re.compile(r"(\d+)/(second|minute|hour|day)")
@@ -70,42 +75,52 @@ class Buckets:
 
 
 class RateLimitInterceptor(grpc.aio.ServerInterceptor):
-    """The outermost interceptor: counts each call before anything else is done for it."""
+    """The outermost interceptor: counts each call before anything else is done for it.
+    `per_key` and `per_address` are (calls, seconds), or None for no limit."""
 
-    def __init__(self, calls: int, seconds: float, exempt_tokens: list[str]):
-        self.buckets = Buckets(calls, seconds)
+    def __init__(self, *, per_key: tuple[int, float] | None, per_address: tuple[int, float] | None, exempt_tokens: list[str]):
+        self.per_key = Buckets(*per_key) if per_key else None
+        self.per_address = Buckets(*per_address) if per_address else None
         self.exempt_tokens = exempt_tokens
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if (
-            handler is None
-            or handler_call_details.method.startswith(HEALTH_METHOD_PREFIX)
-            or (self.exempt_tokens and is_one_of(bearer_token(handler_call_details.invocation_metadata), self.exempt_tokens))
-        ):
+        if handler is None or handler_call_details.method.startswith(HEALTH_METHOD_PREFIX):
             return handler
+        credential = bearer_token(handler_call_details.invocation_metadata)
+        if credential and (is_one_of(credential, self.exempt_tokens) or is_user_credential(credential)):
+            return handler
+        if credential:
+            if self.per_key is None:
+                return handler
+            counted = (self.per_key, _key_name(credential), "this key")
+        else:
+            if self.per_address is None:
+                return handler
+            counted = (self.per_address, None, "this address")
         if handler.unary_unary:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary))
+            return handler._replace(unary_unary=self._unary(handler.unary_unary, counted))
         if handler.unary_stream:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream))
+            return handler._replace(unary_stream=self._stream(handler.unary_stream, counted))
         return handler
 
-    async def _refuse_if_over(self, context) -> None:
-        wait = self.buckets.take(address_of(context.peer()))
+    async def _refuse_if_over(self, context, counted) -> None:
+        buckets, name, whose = counted
+        wait = buckets.take(name or address_of(context.peer()))
         if wait:
-            status = retry_later(f"too many calls from this address; try again in {math.ceil(wait)} s", wait)
+            status = retry_later(f"too many calls from {whose}; try again in {math.ceil(wait)} s", wait)
             await context.abort(status.code, status.details, status.trailing_metadata)
 
-    def _unary(self, behavior):
+    def _unary(self, behavior, counted):
         async def unary(request, context):
-            await self._refuse_if_over(context)
+            await self._refuse_if_over(context, counted)
             return await behavior(request, context)
 
         return unary
 
-    def _stream(self, behavior):
+    def _stream(self, behavior, counted):
         async def stream(request, context):
-            await self._refuse_if_over(context)
+            await self._refuse_if_over(context, counted)
             if inspect.isasyncgenfunction(behavior):
                 async for message in behavior(request, context):
                     yield message
@@ -113,3 +128,11 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
                 await behavior(request, context)
 
         return stream
+
+
+def _key_name(credential: str) -> str:
+    """What a key's bucket is called: an API key's prefix, another credential's digest (a client
+    cannot spread its calls over buckets by varying a key's secret part: an unknown key is refused
+    anyway, after one call)."""
+    prefix = prefix_of(credential)
+    return f"key:{prefix}" if prefix else hashlib.sha256(credential.encode()).hexdigest()

@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from grpc_api.contract import MAX_MESSAGE_BYTES, SERVICE_NAME
-from grpc_api.interceptors import CallLogInterceptor, DatabaseConnectionInterceptor, TokenAuthInterceptor
+from grpc_api.interceptors import CallLogInterceptor, DatabaseConnectionInterceptor
 from grpc_api.rate_limits import RateLimitInterceptor
 from grpc_api.watch import stop_hub
 from grpc_api.workers import WorkerPoolInterceptor
@@ -133,21 +133,21 @@ def create_server(
     address: str,
     *,
     max_workers: int = 10,
-    tokens: list[str] | None = None,
     tls: tuple[bytes, bytes] | None = None,
     health_check_seconds: float | None = None,
     extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
     rate_per_address: tuple[int, float] | None = None,
+    rate_per_key: tuple[int, float] | None = None,
     rate_exempt_tokens: Sequence[str] = (),
 ) -> RunningServer:
     """A started server on `address` ("127.0.0.1:0" picks a free port), with health and reflection.
 
-    `tokens` turns on bearer-token authentication; `tls` is (private key PEM, certificate chain PEM).
+    Who may read and write what is decided per call (accounts/access.py); `tls` is (private key PEM, certificate chain PEM).
     At most `max_workers` sync calls run at once and QUEUE_PER_WORKER times as many wait; more are
     refused with RESOURCE_EXHAUSTED. Health follows the relational store, checked every
     `health_check_seconds` (None: always SERVING until stopped). `extra_handlers` are served too.
-    `rate_per_address` (calls, seconds) limits each client address, except callers with one of
-    `rate_exempt_tokens` (grpc_api/rate_limits.py).
+    `rate_per_key` and `rate_per_address` (calls, seconds) limit each key and each client address,
+    except callers with one of `rate_exempt_tokens` (grpc_api/rate_limits.py).
     """
     loop = asyncio.new_event_loop()
     loop_thread = threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True)
@@ -156,7 +156,7 @@ def create_server(
     calls = CallLogInterceptor()
     try:
         server, port, health_servicer = asyncio.run_coroutine_threadsafe(
-            _started(address, workers, max_workers, calls, tokens, tls, extra_handlers, rate_per_address,
+            _started(address, workers, max_workers, calls, tls, extra_handlers, rate_per_address, rate_per_key,
                      list(rate_exempt_tokens)), loop
         ).result()
     except BaseException:
@@ -175,7 +175,9 @@ def create_server(
     return RunningServer(server, port, health_servicer, calls, workers, loop, loop_thread, store_health)
 
 
-async def _started(address, workers, max_workers, calls, tokens, tls, extra_handlers, rate_per_address, rate_exempt_tokens):
+async def _started(
+    address, workers, max_workers, calls, tls, extra_handlers, rate_per_address, rate_per_key, rate_exempt_tokens,
+):
     """The server, built and started on the loop (an asyncio server belongs to the loop it is made on)."""
     # Admission is the pool's, not grpc.aio's maximum_concurrent_rpcs: that counts every open call,
     # so a thousand watch streams on the loop would refuse unary calls that no thread is busy with.
@@ -184,11 +186,11 @@ async def _started(address, workers, max_workers, calls, tokens, tls, extra_hand
         calls,
         DatabaseConnectionInterceptor(),
     ]
-    if tokens:
-        interceptors.append(TokenAuthInterceptor(tokens))
-    if rate_per_address:
-        # Outermost: a call past its address's rate is refused before anything is done for it.
-        interceptors.insert(0, RateLimitInterceptor(*rate_per_address, exempt_tokens=rate_exempt_tokens))
+    if rate_per_address or rate_per_key:
+        # Outermost: a call past its rate is refused before anything is done for it.
+        interceptors.insert(0, RateLimitInterceptor(
+            per_key=rate_per_key, per_address=rate_per_address, exempt_tokens=rate_exempt_tokens,
+        ))
     server = grpc.aio.server(
         # Only for client-streaming sync handlers, which WorkerPoolInterceptor leaves to grpc.
         migration_thread_pool=workers,

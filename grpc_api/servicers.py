@@ -3,16 +3,17 @@ from django_grpc_framework.services import Service
 
 from grpc_api import convert, encode
 from grpc_api.errors import grpc_errors
-from grpc_api.permissions import require_write_token
+from grpc_api.permissions import caller_of
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings import selectors
 from readings.domain import FieldViolation, InvalidArgument
 from readings.writes import live
 
 
-def _meter_range(request) -> dict:
-    """The meter and [start, end) of a request, as the selectors take them."""
+def _meter_range(request, context) -> dict:
+    """The caller, the meter and [start, end) of a request, as the selectors take them."""
     return {
+        "caller": caller_of(context),
         "meter_name": request.meter,
         "start": convert.instant_of(request, "start_time"),
         "end": convert.instant_of(request, "end_time"),
@@ -31,7 +32,7 @@ class MeterUsageService(Service):
         )
         page = selectors.meter_page(
             filters=filters, order_by=request.order_by, skip=request.skip,
-            page_size=request.page_size, page_token=request.page_token,
+            page_size=request.page_size, page_token=request.page_token, caller=caller_of(context),
         )
         return pb.ListMetersResponse(
             meters=[convert.meter_message(entry) for entry in page.entries],
@@ -41,14 +42,14 @@ class MeterUsageService(Service):
 
     @grpc_errors
     def GetMeter(self, request, context):
-        return convert.meter_message(selectors.meter_detail(name=request.name))
+        return convert.meter_message(selectors.meter_detail(name=request.name, caller=caller_of(context)))
 
     @grpc_errors
     def ListReadings(self, request, context):
         if request.view not in pb.ReadingsView.values():
             raise InvalidArgument(FieldViolation("view", f"{request.view} is not a ReadingsView"))
         series, next_token = selectors.reading_page(
-            **_meter_range(request),
+            **_meter_range(request, context),
             page_size=request.page_size,
             page_token=request.page_token,
         )
@@ -59,7 +60,7 @@ class MeterUsageService(Service):
     @grpc_errors
     def StreamReadings(self, request, context):
         batches = selectors.reading_batches(
-            **_meter_range(request),
+            **_meter_range(request, context),
             batch_size=request.batch_size,
             resume_token=request.resume_token,
         )
@@ -72,7 +73,7 @@ class MeterUsageService(Service):
     @grpc_errors
     def AggregateReadings(self, request, context):
         result = selectors.reading_aggregates(
-            **_meter_range(request),
+            **_meter_range(request, context),
             window=convert.window_of(request.window),
             time_zone=request.time_zone,
         )
@@ -81,7 +82,7 @@ class MeterUsageService(Service):
     @grpc_errors
     def GetCompleteness(self, request, context):
         result = selectors.reading_completeness(
-            **_meter_range(request),
+            **_meter_range(request, context),
         )
         return pb.GetCompletenessResponse(
             interval=convert.duration(result.interval),
@@ -98,14 +99,14 @@ class MeterUsageService(Service):
 
     @grpc_errors
     def WriteReadings(self, request, context):
-        require_write_token(context)
+        caller = caller_of(context)
         unit, names = convert.row_naming(request)
         rows = live.rows_by_meter(
             [reading.meter for reading in request.readings],
             convert.reading_times(request.readings),
             [reading.value for reading in request.readings],
         )
-        counts = live.readings_write(rows, unit=unit, names=names)
+        counts = live.readings_write(rows, unit=unit, names=names, caller=caller)
         return pb.WriteReadingsResponse(
             inserted_count=counts.inserted,
             updated_count=counts.updated,

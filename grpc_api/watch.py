@@ -21,6 +21,7 @@ from prometheus_client import Histogram
 
 from grpc_api import convert
 from grpc_api.errors import status_for
+from grpc_api.permissions import credential_of
 from grpc_api.rpc_metrics import WATCH_START_BATCHES
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.domain import InvalidArgument, instant_violation
@@ -292,6 +293,7 @@ async def watch_readings(request, context):
         start = await changes_hub.begin(changes.WatchRequest(
             tuple(request.meters), request.resume_token,
             None if start_time is None else changes.utc(start_time.seconds + start_time.nanos / 1e9),
+            credential_of(context.invocation_metadata()),
         ))
     except Exception as exc:  # noqa: BLE001  (every error gets a canonical status)
         await _abort(context, exc)

@@ -87,7 +87,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -221,16 +220,17 @@ INFLUXDB = {
     "TIMEOUT": env.float("INFLUXDB_TIMEOUT", default=10.0),
 }
 
-# gRPC: the address grpcrunserver binds, the target the web gateway calls, and the bearer tokens
-# the server accepts (none: no authentication).
+# gRPC: the address grpcrunserver binds, the target the web gateway calls, and the service's own
+# tokens: other services' bearer tokens that read every meter (GRPC_AUTH_TOKENS), and read and
+# write every meter (GRPC_WRITE_TOKENS). Users call with API keys; accounts/access.py decides.
 GRPC_ADDRESS = env.str("GRPC_ADDRESS", default="127.0.0.1:50051")
 GRPC_TARGET = env.str("GRPC_TARGET", default="127.0.0.1:50051")
 GRPC_AUTH_TOKENS = env.list("GRPC_AUTH_TOKENS", default=[])
-# Calls a client address may make ("N/second", "/minute", "/hour", "/day"; empty: no limit);
-# callers with one of the service tokens (the gateway) are not counted.
-GRPC_RATE_PER_ADDRESS = env.str("GRPC_RATE_PER_ADDRESS", default="")
-# Tokens that may also write readings (WriteReadings). None set: the server takes no writes.
 GRPC_WRITE_TOKENS = env.list("GRPC_WRITE_TOKENS", default=[])
+# Calls a client address (calls without a credential) and a key may make ("N/second", "/minute",
+# "/hour", "/day"; empty: no limit); the service tokens and the web tier's callers are not counted.
+GRPC_RATE_PER_ADDRESS = env.str("GRPC_RATE_PER_ADDRESS", default="")
+GRPC_RATE_PER_KEY = env.str("GRPC_RATE_PER_KEY", default="")
 GRPC_FRAMEWORK = {"ROOT_HANDLERS_HOOK": "grpc_api.handlers.grpc_handlers"}
 # How often the gRPC server checks that its database answers (its health follows), and where it
 # serves Prometheus metrics (empty: nowhere).
@@ -285,8 +285,8 @@ API_WRITE_MAX_BYTES = env.int("API_WRITE_MAX_BYTES", default=8 * 1024 * 1024)
 METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=DEBUG)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
-# HTTP API (gateway/api/): anonymous clients may read unless API_ANONYMOUS_READ is off; a
-# session or a token (DRF authtoken) for anything more. Every error is application/problem+json.
+# HTTP API (gateway/api/): callers are anonymous (public meters), signed in (a session), or
+# present an API key (Authorization: Bearer). Every error is application/problem+json.
 # Requests to the API per address (anonymous callers) and per user, DRF's throttling: "N/second",
 # "/minute", "/hour" or "/day"; empty, none. Counted in the default cache: with REDIS_URL every web
 # server counts in one place, otherwise each process for itself.
@@ -298,18 +298,14 @@ API_PROXIES = env.int("API_PROXIES", default=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # Token first: its WWW-Authenticate header makes an anonymous refusal a 401, not a 403.
-        "rest_framework.authentication.TokenAuthentication",
-        # API keys (manage.py apikey create): Authorization: Bearer <key>.
+        # API keys (manage.py apikey create): Authorization: Bearer <key>. First: its
+        # WWW-Authenticate header makes an anonymous refusal a 401, not a 403.
         "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": [
-        "rest_framework.permissions.IsAuthenticatedOrReadOnly"
-        if env.bool("API_ANONYMOUS_READ", default=True)
-        else "rest_framework.permissions.IsAuthenticated",
-        "accounts.authentication.KeyLimits",
-    ],
+    # Anyone may read, and sees public meters; what else a caller reads and writes, the gRPC
+    # service decides (accounts/access.py).
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_RENDERER_CLASSES": [
         "gateway.api.renderers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",

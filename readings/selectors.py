@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from accounts.access import SERVICE, Caller
 from readings import tokens
 from readings.domain import (
     GAPS_KEPT,
@@ -104,18 +105,23 @@ METER_CACHE_SECONDS = 1.0
 _meters: dict[str, tuple[float, Meter]] = {}
 
 
-def _meter(name: str) -> Meter:
+def _meter(name: str, caller: Caller) -> Meter:
+    """The meter named `name`, if `caller` may see it: one it may not see is as missing as one
+    that does not exist (MeterNotFound either way, the same words)."""
     now = time.monotonic()
     kept = _meters.get(name)
     if kept is not None and kept[0] > now:
-        return kept[1]
-    try:
-        meter = Meter.objects.get(name=name)
-    except Meter.DoesNotExist:
-        raise MeterNotFound(name) from None
-    if len(_meters) > 10_000:
-        _meters.clear()
-    _meters[name] = (now + METER_CACHE_SECONDS, meter)
+        meter = kept[1]
+    else:
+        try:
+            meter = Meter.objects.get(name=name)
+        except Meter.DoesNotExist:
+            raise MeterNotFound(name) from None
+        if len(_meters) > 10_000:
+            _meters.clear()
+        _meters[name] = (now + METER_CACHE_SECONDS, meter)
+    if not caller.sees(meter):
+        raise MeterNotFound(name)
     return meter
 
 
@@ -180,12 +186,12 @@ def meter_entry(meter: Meter) -> MeterEntry:
         return MeterEntry(meter, None, exc.store)
 
 
-def meter_detail(*, name: str) -> MeterEntry:
+def meter_detail(*, name: str, caller: Caller = SERVICE) -> MeterEntry:
     """One meter with its readings' summary."""
     checks = _Checks()
     checks.meter_name(name, field="name")
     checks.raise_if_any()
-    return meter_entry(_meter(name))
+    return meter_entry(_meter(name, caller))
 
 
 def _ordering(order_by: str, checks: _Checks) -> tuple[str, bool]:
@@ -203,9 +209,13 @@ def _ordering(order_by: str, checks: _Checks) -> tuple[str, bool]:
 _SUMMARY_FIELDS = {"reading_count": "count", "first_reading_time": "first", "last_reading_time": "last"}
 
 
-def meter_page(*, filters: MeterFilters, order_by: str = "", skip: int = 0, page_size: int = 0, page_token: str = "") -> MeterPage:
+def meter_page(
+    *, filters: MeterFilters, order_by: str = "", skip: int = 0, page_size: int = 0, page_token: str = "",
+    caller: Caller = SERVICE,
+) -> MeterPage:
     """A page of meters matching `filters`, each with its summary; the next page's token and how
-    many meters match in all. Meters without a summary (their store is down) sort last and match
+    many meters match in all, of those `caller` may see. Meters without a summary (their store
+    is down) sort last and match
     neither value of `has_readings`."""
     checks = _Checks()
     size = checks.page_size(page_size, "page_size", METERS_PAGE_SIZE)
@@ -218,7 +228,7 @@ def meter_page(*, filters: MeterFilters, order_by: str = "", skip: int = 0, page
     offset = _redeemed(checks, "meters", page_token, "page_token", request_fields) or 0
     checks.raise_if_any()
     offset += skip
-    meters = _filtered_meters(filters)
+    meters = _filtered_meters(filters).filter(caller.meters_filter())
     if field == "name" and filters.has_readings is None:
         total = meters.count()
         names = meters.order_by("-name" if descending else "name")
@@ -269,7 +279,7 @@ def _redeemed(checks: _Checks, kind: str, token: str, field: str, request_fields
 
 
 def _continued_range(
-    *, checks: _Checks, kind: str, meter_name: str, start, end, token: str, token_field: str
+    *, checks: _Checks, kind: str, meter_name: str, start, end, token: str, token_field: str, caller: Caller
 ) -> tuple[Meter, int, int, int | None, tuple]:
     """The meter, the checked range, the position a token continues after (None without one)
     and the request fields tokens of this request are bound to. Raises InvalidArgument naming
@@ -281,17 +291,19 @@ def _continued_range(
         request_fields = (meter_name, *whole)
         after = _redeemed(checks, kind, token, token_field, request_fields)
     checks.raise_if_any()
-    return _meter(meter_name), *whole, after, request_fields
+    return _meter(meter_name, caller), *whole, after, request_fields
 
 
 def reading_page(
-    *, meter_name: str, start: int | None, end: int | None, page_size: int, page_token: str
+    *, meter_name: str, start: int | None, end: int | None, page_size: int, page_token: str,
+    caller: Caller = SERVICE,
 ) -> tuple[Series, str]:
     """A page of readings in [start, end), oldest first, and the next page's token ("" at the end)."""
     checks = _Checks()
     size = checks.page_size(page_size, "page_size", READINGS_PAGE_SIZE)
     meter, start, end, after, request_fields = _continued_range(
-        checks=checks, kind="readings", meter_name=meter_name, start=start, end=end, token=page_token, token_field="page_token"
+        checks=checks, kind="readings", meter_name=meter_name, start=start, end=end, token=page_token, token_field="page_token",
+        caller=caller,
     )
     # One reading more than the page tells whether another page follows.
     series = source_of(meter).read(meter, start=start, end=end, after=after, limit=size + 1)
@@ -302,7 +314,8 @@ def reading_page(
 
 
 def reading_batches(
-    *, meter_name: str, start: int | None, end: int | None, batch_size: int, resume_token: str
+    *, meter_name: str, start: int | None, end: int | None, batch_size: int, resume_token: str,
+    caller: Caller = SERVICE,
 ) -> Iterator[tuple[Series, str]]:
     """Batches of the readings in [start, end), each with the token that resumes after it.
 
@@ -312,7 +325,8 @@ def reading_batches(
     checks = _Checks()
     size = checks.page_size(batch_size, "batch_size", STREAM_BATCH_SIZE)
     meter, start, end, after, request_fields = _continued_range(
-        checks=checks, kind="stream", meter_name=meter_name, start=start, end=end, token=resume_token, token_field="resume_token"
+        checks=checks, kind="stream", meter_name=meter_name, start=start, end=end, token=resume_token, token_field="resume_token",
+        caller=caller,
     )
     source = source_of(meter)
 
@@ -349,7 +363,7 @@ class Aggregates:
 
 
 def reading_aggregates(
-    *, meter_name: str, start, end, window: Window | int | None, time_zone: str
+    *, meter_name: str, start, end, window: Window | int | None, time_zone: str, caller: Caller = SERVICE,
 ) -> Aggregates:
     """Stats per window of [start, end), windows aligned in `time_zone` (default: the meter's)."""
     checks = _Checks()
@@ -364,7 +378,7 @@ def reading_aggregates(
     if whole is not None and window is not None and (whole[1] - whole[0]) // window.nominal_seconds > MAX_BUCKETS:
         checks.fail("end_time", f"the range holds more than {MAX_BUCKETS} windows; use a wider window")
     checks.raise_if_any()
-    meter = _meter(meter_name)
+    meter = _meter(meter_name, caller)
     start, end = whole
     if zone is None:
         zone = _zone(checks, meter.time_zone, of_meter=True)
@@ -395,13 +409,15 @@ class Completeness:
         return max(self.expected - self.present, 0)
 
 
-def reading_completeness(*, meter_name: str, start: int | None, end: int | None) -> Completeness:
+def reading_completeness(
+    *, meter_name: str, start: int | None, end: int | None, caller: Caller = SERVICE,
+) -> Completeness:
     """Expected and present slots of [start, end) at the meter's interval, and the gaps."""
     checks = _Checks()
     checks.meter_name(meter_name)
     whole = checks.time_range(start, end)
     checks.raise_if_any()
-    meter = _meter(meter_name)
+    meter = _meter(meter_name, caller)
     start, end = whole
     interval = int(meter.interval.total_seconds())
     first_slot, end_slot = slots_from(start, interval), slots_from(end, interval)

@@ -135,6 +135,9 @@ def served_data(django_db_setup, django_db_blocker, reference_csv, tmp_path_fact
             Meter.objects.create(name=f"{name}-csv", source="csv", time_zone="Europe/Amsterdam")
         Meter.objects.create(name="lost", source="broken")
         Meter.objects.create(name="orphan", source="retired")
+        # Demo data: public, so any caller reads it. Who sees what is tested on meters of its own
+        # (accounts/tests/test_access_matrix.py).
+        Meter.objects.update(public=True)
         yield files
         Meter.objects.all().delete()
         ImportRun.objects.all().delete()

@@ -23,6 +23,10 @@ HEADER = "time,meterusage\n"
 # The token the tests' gRPC servers accept for writes (GRPC_WRITE_TOKENS), as call metadata.
 WRITE_TOKEN = "w-token"
 WRITER = (("authorization", f"Bearer {WRITE_TOKEN}"),)
+# The service token that reads every meter (GRPC_AUTH_TOKENS, set in pytest.ini): the tests'
+# channels send it on calls that carry no credential of their own.
+READ_TOKEN = "r-token"
+READER = (("authorization", f"Bearer {READ_TOKEN}"),)
 
 
 def require(reason: str) -> None:

@@ -27,7 +27,7 @@ from rest_framework.test import APIClient
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import RunningServer, create_server
-from testing.helpers import REPO, WRITE_TOKEN, free_port, ts, wait_for
+from testing.helpers import READER, REPO, WRITE_TOKEN, free_port, ts, wait_for
 
 # ---- gRPC servers of this process ------------------------------------------------------------
 
@@ -53,6 +53,14 @@ class GrpcServer:
 
     @property
     def channel(self) -> grpc.Channel:
+        """A channel whose calls read as the service (READ_TOKEN) unless they carry a credential."""
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.target)
+        return grpc.intercept_channel(self._channel, ServiceReader())
+
+    @property
+    def anonymous_channel(self) -> grpc.Channel:
+        """A channel whose calls carry only the credentials they are given."""
         if self._channel is None:
             self._channel = grpc.insecure_channel(self.target)
         return self._channel
@@ -71,6 +79,31 @@ class GrpcServer:
         finally:
             if self._channel is not None:
                 self._channel.close()
+
+
+class ServiceReader(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds READER to calls without an `authorization` of their own."""
+
+    def _details(self, details):
+        metadata = list(details.metadata or ())
+        if any(key == "authorization" for key, _ in metadata):
+            return details
+        return details._replace(metadata=[*metadata, *READER]) if hasattr(details, "_replace") else _Details(
+            details.method, details.timeout, [*metadata, *READER], details.credentials,
+            getattr(details, "wait_for_ready", None), getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
+        self.method, self.timeout, self.metadata = method, timeout, metadata
+        self.credentials, self.wait_for_ready, self.compression = credentials, wait_for_ready, compression
 
 
 @pytest.fixture
@@ -245,7 +278,7 @@ class ReconnectingWatcher(threading.Thread):
                 if not self.token:
                     request.start_time.CopyFrom(ts("2000-01-01T00:00:00Z"))
                 try:
-                    self.call = stub.WatchReadings(request, wait_for_ready=True, timeout=120)
+                    self.call = stub.WatchReadings(request, wait_for_ready=True, timeout=120, metadata=READER)
                     for message in self.call:
                         self.received += [(c.meter, c.time.seconds, c.value, c.replaced) for c in message.changes]
                         self.token = message.resume_token

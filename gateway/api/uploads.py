@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.conf import settings
 from google.type import datetime_pb2
 
 from gateway import client
@@ -184,7 +183,7 @@ def readings_write(*, meter: str, rows: RowsSent) -> dict:
         for i, (number, read, value) in enumerate(zip(rows.numbers, rows.times_read, rows.values))
     ])
     try:
-        response = client.call("WriteReadings", request, token=settings.GRPC_WRITE_TOKEN)
+        response = client.call("WriteReadings", request)
     except RpcFailed as failed:
         refused = _refused_rows(failed, rows)
         if refused:

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import KeyLimits
 from gateway.api import documents, uploads
+from gateway.api.callers import CallsAsCaller, caller_of
 from gateway.api import schema as openapi
 from gateway.api.answers import answer_key, cached_answer, keep_answer
 from gateway.api.filters import ImportRunFilter, RejectedMessageFilter
@@ -51,7 +52,7 @@ NOT_MODIFIED_HEADERS = ("ETag", "Cache-Control", "Vary", "Link")
 METER_FILTERS = ("search", "source", "time_zone", "unit", "has_readings")
 
 
-class MeterViewSet(viewsets.ViewSet):
+class MeterViewSet(CallsAsCaller, viewsets.ViewSet):
     """Meters: who they are (name, unit, zone, interval, source) and, from the store that serves
     each one, how many readings it has and its first and last reading."""
 
@@ -131,7 +132,7 @@ class RejectedMessageViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["received_at"]
 
 
-class RpcDocumentView(APIView):
+class RpcDocumentView(CallsAsCaller, APIView):
     """A GET answered from the gRPC service: query parameters checked by `query_class`, the
     document built by `fetch`, as JSON, the browsable API or CSV (`?format=csv`)."""
 
@@ -156,7 +157,7 @@ class RpcDocumentView(APIView):
             meter=meter, start=params.pop("start_time"), end=params.pop("end_time"), zone=params.get("time_zone"),
         )
         self.range_end = end
-        key = answer_key(meter=meter, url=request.build_absolute_uri(), end=end)
+        key = answer_key(meter=meter, url=request.build_absolute_uri(), end=end, caller=lambda: caller_of(request))
         answer = cached_answer(key)
         if answer is None:
             answer = (self.fetch(meter=meter, start=start, end=end, **params), dict(self.headers))
@@ -199,18 +200,6 @@ class RpcDocumentView(APIView):
         return response
 
 
-class CanWriteReadings(permissions.BasePermission):
-    """Writes are for staff users and users allowed to add readings; reads follow the defaults."""
-
-    message = "writing readings needs a staff user or the permission readings.add_reading"
-
-    def has_permission(self, request, view):
-        if request.method != "POST":  # other methods are not allowed at all (405)
-            return True
-        user = request.user
-        return bool(user and user.is_authenticated and (user.is_staff or user.has_perm("readings.add_reading")))
-
-
 @extend_schema_view(
     get=extend_schema(
         summary="Readings of a meter in a range, paged",
@@ -218,7 +207,7 @@ class CanWriteReadings(permissions.BasePermission):
         responses=openapi.rpc_document_responses(ReadingsDocument),
     ),
     post=extend_schema(
-        summary="Write readings of a meter (staff, or permission readings.add_reading)",
+        summary="Write readings of a meter (a member of its account, with a write key or signed in; staff)",
         description=openapi.WRITE_DESCRIPTION,
         parameters=[openapi.METER_PARAMETER],
         request=openapi.WRITE_REQUEST,
@@ -238,9 +227,6 @@ class ReadingsView(RpcDocumentView):
     query_class = ReadingsQuery
     csv_name = "readings"
     parser_classes = [LimitedJSONParser, ReadingsCSVParser]
-
-    def get_permissions(self):
-        return [*super().get_permissions(), CanWriteReadings()]
 
     def post(self, request, meter):
         rows = request.data
@@ -319,7 +305,7 @@ class CompletenessView(RpcDocumentView):
     parameters=[ChangesQuery, openapi.METER_PARAMETER],
     responses=openapi.with_problems(ChangesDocument, 400, 401, 403, 404, 406, 502, 503, 504),
 )
-class ChangesView(APIView):
+class ChangesView(CallsAsCaller, APIView):
     """Readings of a meter as writes commit them (imports, writes, corrections), oldest first,
     from the gRPC service (WatchReadings, caught up and ended). Poll with `after` set to the
     `next` of the previous answer; the first call, without it, starts the feed now. An answer

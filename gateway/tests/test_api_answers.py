@@ -7,6 +7,11 @@ held in a test transaction); the database is emptied after each.
 """
 import pytest
 
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from accounts.access import forget_resolved
+from accounts.models import Account
 from readings.models import Meter
 from testing.helpers import HEADER, grpc_calls, import_file, require
 
@@ -16,11 +21,11 @@ CACHED = "/api/v1/meters/{}/readings/"
 A_PAST_DAY = {"start": "2019-01-01T00:00:00Z", "end": "2019-01-02T00:00:00Z"}
 
 
-def import_day(write_csv, meter: str, value: float, source: str = "") -> None:
+def import_day(write_csv, meter: str, value: float, source: str = "", public: bool = True) -> None:
+    """A day of readings of `meter`, public unless said (the anonymous client reads it)."""
     path = write_csv(HEADER + "".join(f"2019-01-01 {h:02d}:00:00,{value}\n" for h in range(24)), f"{meter}.csv")
     import_file(path, meter=meter)
-    if source:
-        Meter.objects.filter(name=meter).update(source=source)
+    Meter.objects.filter(name=meter).update(public=public, **({"source": source} if source else {}))
 
 
 def values(response) -> list[float]:
@@ -104,3 +109,33 @@ def test_a_store_that_is_down_is_asked_once_not_again_by_the_retry_policy(api, w
 
     assert response.status_code == 503
     assert grpc_calls() - before == 1
+
+
+def signed_in(user: User) -> APIClient:
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+def test_a_kept_answer_reaches_no_caller_who_may_not_see_the_meter(api, write_csv, answer_cache):
+    import_day(write_csv, "private", 3.0, public=False)
+    acme, globex = Account.objects.create(name="acme"), Account.objects.create(name="globex")
+    ann, carl = User.objects.create_user("ann"), User.objects.create_user("carl")
+    acme.members.add(ann)
+    globex.members.add(carl)
+    Meter.objects.filter(name="private").update(account=acme)
+    ann_client, carl_client = signed_in(ann), signed_in(carl)
+
+    assert values(ann_client.get(CACHED.format("private"), A_PAST_DAY)) == [3.0] * 24
+    before = grpc_calls()
+    assert values(ann_client.get(CACHED.format("private"), A_PAST_DAY)) == [3.0] * 24
+    assert grpc_calls() == before  # kept, and given again to its caller
+
+    for other in (carl_client, api):
+        refused = other.get(CACHED.format("private"), A_PAST_DAY)
+        assert refused.status_code == 404, refused.content
+        assert refused.json()["detail"] == "no meter named 'private'"
+
+    acme.members.remove(ann)
+    forget_resolved()
+    assert ann_client.get(CACHED.format("private"), A_PAST_DAY).status_code == 404

@@ -4,6 +4,8 @@ wants a token (401)."""
 import socket
 
 import pytest
+
+from accounts import access
 from django.contrib.auth.models import User
 from django.test import override_settings
 
@@ -127,15 +129,17 @@ def test_grpc_server_that_never_answers_is_504(api):
     assert body["detail"] == "the gRPC service did not answer within 0.5 s"
 
 
-def test_grpc_server_with_tokens(api, make_grpc_server):
-    running = make_grpc_server(tokens=["s3cret"])
-    with override_settings(GRPC_TARGET=running.target):
+def test_a_credential_the_service_refuses_is_a_401(api, make_grpc_server, monkeypatch):
+    """The gateway sends its callers' credentials, signed and short-lived; one the service finds
+    expired is refused as not valid."""
+    running = make_grpc_server()
+    with override_settings(GRPC_TARGET=running.target, API_CACHE_SECONDS=0):
+        assert len(api.get(READINGS, HOUR).json()["readings"]) == 4
+        monkeypatch.setattr(access, "USER_CREDENTIAL_SECONDS", -1)
+        access.forget_resolved()
         body = problem(api.get(READINGS, HOUR), 401)
-        assert body["grpc_code"] == "UNAUTHENTICATED"
-        with override_settings(GRPC_TOKEN="wrong"):
-            assert problem(api.get(READINGS, HOUR), 401)["grpc_code"] == "UNAUTHENTICATED"
-        with override_settings(GRPC_TOKEN="s3cret"):
-            assert len(api.get(READINGS, HOUR).json()["readings"]) == 4
+    assert body["grpc_code"] == "UNAUTHENTICATED"
+    assert body["detail"] == "the signed-in user's credential has expired"
 
 
 def test_unknown_meter_is_a_problem(api):

@@ -2,11 +2,12 @@
 counts and reasons their import gives, JSON in both shapes, who may write, refusals that write
 nothing, body limits, and answers of the cache that a write makes stale."""
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.core.management.base import CommandError
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.keys import create_key, prefix_of
+from accounts.models import Account, ApiKey
 from readings.models import ImportRun, Meter
 from testing.data import REFERENCE_NAN_LINE, REFERENCE_READINGS
 from testing.helpers import grpc_calls, import_file, stored
@@ -200,36 +201,61 @@ def test_json_of_another_shape_is_refused(staff, new_meter, body, field):
 
 
 def test_who_may_write(write_server, new_meter):
+    """Members of the meter's account write, signed in or with a write key; anyone else is
+    refused by the service and nothing is written. The meter is public: everyone reads it."""
     name = new_meter()
+    acme = Account.objects.create(name="acme")
+    Meter.objects.filter(name=name).update(account=acme, public=True)
+    member, outsider = User.objects.create_user("member"), User.objects.create_user("outsider")
+    acme.members.add(member)
+    _, write_key = create_key(user=member, scope=ApiKey.Scope.WRITE)
+    _, read_key = create_key(user=member, scope=ApiKey.Scope.READ)
+    anonymous, as_outsider, by_read_key, by_write_key, as_member = (APIClient() for _ in range(5))
+    as_outsider.force_login(outsider)
+    as_member.force_login(member)
+    by_read_key.credentials(HTTP_AUTHORIZATION=f"Bearer {read_key}")
+    by_write_key.credentials(HTTP_AUTHORIZATION=f"Bearer {write_key}")
     body = [{"time": "2019-01-01 00:15:00", "value": 1}]
-    plain = User.objects.create_user("plain")
-    writer = User.objects.create_user("writer")
-    writer.user_permissions.add(Permission.objects.get(codename="add_reading", content_type__app_label="readings"))
-    anonymous, as_plain, by_token, by_plain_token = APIClient(), APIClient(), APIClient(), APIClient()
-    as_plain.force_login(plain)
-    by_token.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=writer).key}")
-    by_plain_token.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=plain).key}")
 
-    refused = [client.post(url(name), body, format="json") for client in (anonymous, as_plain, by_plain_token)]
+    refused = [client.post(url(name), body, format="json") for client in (anonymous, as_outsider, by_read_key)]
 
     assert [r.status_code for r in refused] == [401, 403, 403]
     assert all(r["Content-Type"] == "application/problem+json" for r in refused)
-    assert refused[0]["WWW-Authenticate"] == "Token"
-    assert refused[1].json()["detail"] == "writing readings needs a staff user or the permission readings.add_reading"
+    assert refused[0]["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert refused[1].json()["detail"] == f"user:outsider may read meter '{name}' but not write it"
+    assert refused[2].json()["detail"] == f"key:{prefix_of(read_key)} may read but not write readings"
     assert stored(name) == {}
-    assert by_token.post(url(name), body, format="json").json()["inserted"] == 1
-    # Reading stays open to anyone.
+    assert by_write_key.post(url(name), body, format="json").json()["inserted"] == 1
+    assert as_member.post(url(name), [{"time": "2019-01-01 00:30:00", "value": 2}], format="json").json()["inserted"] == 1
     assert anonymous.get(url(name), {"start": "2019-01-01", "end": "2019-01-02"}).json()["readings"] == [
-        {"time": "2019-01-01T00:15:00Z", "value": 1.0}
+        {"time": "2019-01-01T00:15:00Z", "value": 1.0}, {"time": "2019-01-01T00:30:00Z", "value": 2.0},
     ]
 
 
-def test_a_gateway_without_the_write_token_is_refused_by_the_service(staff, new_meter, settings):
-    settings.GRPC_WRITE_TOKEN = ""
-    response = staff.post(url(new_meter()), [{"time": "2019-01-01 00:15:00", "value": 1}], format="json")
+def test_a_meter_the_writer_may_not_see_is_not_found_as_a_missing_one(write_server, new_meter):
+    name = new_meter()
+    Meter.objects.filter(name=name).update(account=Account.objects.create(name="acme"))
+    outsider = APIClient()
+    outsider.force_login(User.objects.create_user("outsider"))
+    body = [{"time": "2019-01-01 00:15:00", "value": 1}]
 
-    assert response.status_code == 401
-    assert response.json()["grpc_code"] == "UNAUTHENTICATED"
+    hidden, missing = (outsider.post(url(meter), body, format="json") for meter in (name, "no-such-meter"))
+
+    assert (hidden.status_code, missing.status_code) == (404, 404)
+    assert hidden.json()["detail"].replace(name, "no-such-meter") == missing.json()["detail"]
+    assert stored(name) == {}
+
+
+def test_staff_write_without_any_service_token(staff, new_meter, settings):
+    """The gateway writes as its caller: it needs no service write token of its own."""
+    settings.GRPC_WRITE_TOKENS = []
+    settings.GRPC_WRITE_TOKEN = ""
+    name = new_meter()
+
+    response = staff.post(url(name), [{"time": "2019-01-01 00:15:00", "value": 1}], format="json")
+
+    assert response.status_code == 200, response.content
+    assert list(stored(name).values()) == [1.0]
 
 
 def test_unknown_meters_bodies_too_large_and_other_media(staff, new_meter, settings):

@@ -34,8 +34,8 @@ def test_a_new_target_gets_a_new_channel_and_the_old_one_is_closed(web_to_grpc, 
 def test_tls_with_a_root_certificate(api, tmp_path, settings, make_grpc_server):
     settings.API_CACHE_SECONDS = 0  # every request goes to the server: this is about the channel
     key, cert = self_signed_certificate(tmp_path)
-    running = make_grpc_server(tls=(key.read_bytes(), cert.read_bytes()), tokens=["s3cret"])
-    with override_settings(GRPC_TARGET=running.target, GRPC_TLS_ROOT_CERT=str(cert), GRPC_TOKEN="s3cret"):
+    running = make_grpc_server(tls=(key.read_bytes(), cert.read_bytes()))
+    with override_settings(GRPC_TARGET=running.target, GRPC_TLS_ROOT_CERT=str(cert)):
         assert [r["value"] for r in api.get(READINGS, HOUR).json()["readings"]] == [56.03, 55.77, 55.45, 55.74]
         assert client.service_status() == "SERVING"
     # Plaintext to a TLS server fails, and says the service is unavailable.

@@ -1,11 +1,15 @@
-"""Calls per client address on a real gRPC server: past the rate RESOURCE_EXHAUSTED with when to
-come back; the service's own token and health checks are not counted."""
+"""Calls per client address and per key on a real gRPC server: past the rate RESOURCE_EXHAUSTED
+with when to come back; the service's own token, the web tier's callers and health checks are not
+counted."""
 import grpc
 import pytest
+from django.contrib.auth.models import User
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from accounts.access import user_credential
+from accounts.keys import create_key
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.rate_limits import Buckets, address_of, parse_rate
@@ -18,9 +22,10 @@ SERVICE_TOKEN = "the-gateways-token"
 
 
 @pytest.fixture
-def limited(make_grpc_server, served_data):
-    server = make_grpc_server(rate_per_address=(RATE, 60.0), rate_exempt_tokens=[SERVICE_TOKEN])
-    return meter_usage_pb2_grpc.MeterUsageServiceStub(server.channel), server
+def limited(make_grpc_server, served_data, settings):
+    settings.GRPC_AUTH_TOKENS = [*settings.GRPC_AUTH_TOKENS, SERVICE_TOKEN]
+    server = make_grpc_server(rate_per_address=(RATE, 60.0), rate_per_key=(RATE, 60.0), rate_exempt_tokens=[SERVICE_TOKEN])
+    return meter_usage_pb2_grpc.MeterUsageServiceStub(server.anonymous_channel), server
 
 
 def test_past_its_rate_an_address_is_refused_with_when_to_come_back(limited):
@@ -44,6 +49,29 @@ def test_past_its_rate_an_address_is_refused_with_when_to_come_back(limited):
     assert stub.ListReadings(request, metadata=[("authorization", f"Bearer {SERVICE_TOKEN}")]).readings
     health = health_pb2_grpc.HealthStub(server.channel)
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_past_its_rate_a_key_is_refused_wherever_it_calls_from(limited, served_data):
+    stub, _ = limited
+    user = User.objects.create_user("ann")
+    (_, first), (_, second) = create_key(user=user), create_key(user=user)
+    request = pb.ListReadingsRequest(meter="meterusage", **JANUARY)
+
+    def call(key: str) -> grpc.StatusCode:
+        try:
+            stub.ListReadings(request, metadata=[("authorization", f"Bearer {key}")])
+            return grpc.StatusCode.OK
+        except grpc.RpcError as error:
+            return error.code()
+
+    assert [call(first) for _ in range(RATE + 1)] == [grpc.StatusCode.OK] * RATE + [grpc.StatusCode.RESOURCE_EXHAUSTED]
+    # Another key of the same user, and the address without a key, have their own budgets; the
+    # web tier's callers are counted by the web tier.
+    assert call(second) == grpc.StatusCode.OK
+    assert stub.ListReadings(request).readings
+    web_caller = user_credential(user)
+    assert all(call(web_caller) == grpc.StatusCode.OK for _ in range(RATE + 1))
 
 
 def test_a_bucket_refills_at_the_rate():

@@ -1,5 +1,4 @@
 """The server around the service: health, reflection, auth, TLS, concurrency, deadlines, stop."""
-import contextlib
 import json
 import os
 import signal
@@ -23,6 +22,7 @@ from grpc_status import rpc_status
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.server import create_server
+from readings.models import Meter
 from testing.helpers import JANUARY, REPO, self_signed_certificate, ts, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -116,9 +116,19 @@ def test_every_rpc_of_the_contract_needs_a_method(monkeypatch):
     ]
 
 
+@pytest.fixture(scope="module")
+def private_meter(served_data, django_db_blocker):
+    """A meter of no account, not public: only staff and the service's tokens see it."""
+    with django_db_blocker.unblock():
+        Meter.objects.create(name="private-meter")
+        yield "private-meter"
+        Meter.objects.filter(name="private-meter").delete()
+
+
 @pytest.fixture
-def token_server(served_data):
-    running = create_server("127.0.0.1:0", tokens=["s3cret", "other"])
+def token_server(private_meter, settings):
+    settings.GRPC_AUTH_TOKENS = ["s3cret", "other"]
+    running = create_server("127.0.0.1:0")
     with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         yield channel
     running.stop(0)
@@ -127,23 +137,29 @@ def token_server(served_data):
 @pytest.mark.parametrize(
     ("metadata", "code"),
     [
-        (None, grpc.StatusCode.UNAUTHENTICATED),
+        # No credential: anonymous, who sees public meters only.
+        (None, grpc.StatusCode.NOT_FOUND),
         ((("authorization", "Bearer wrong"),), grpc.StatusCode.UNAUTHENTICATED),
         ((("authorization", "s3cret"),), grpc.StatusCode.UNAUTHENTICATED),
         ((("authorization", "Bearer s3cret"),), grpc.StatusCode.OK),
         ((("authorization", "bearer other"),), grpc.StatusCode.OK),
     ],
 )
-def test_bearer_tokens(token_server, metadata, code):
+def test_bearer_tokens(token_server, private_meter, metadata, code):
     stub = meter_usage_pb2_grpc.MeterUsageServiceStub(token_server)
     try:
-        stub.ListMeters(pb.ListMetersRequest(), metadata=metadata)
+        list(stub.StreamReadings(pb.StreamReadingsRequest(meter=private_meter, **JANUARY), metadata=metadata))
         got = grpc.StatusCode.OK
     except grpc.RpcError as error:
         got = error.code()
     assert got == code
-    with pytest.raises(grpc.RpcError) if code != grpc.StatusCode.OK else contextlib.nullcontext():
-        list(stub.StreamReadings(pb.StreamReadingsRequest(meter="meterusage", **JANUARY), metadata=metadata))
+    try:
+        names = [meter.name for meter in stub.ListMeters(pb.ListMetersRequest(page_size=1000), metadata=metadata).meters]
+    except grpc.RpcError as error:
+        assert error.code() == code == grpc.StatusCode.UNAUTHENTICATED
+        return
+    assert (private_meter in names) == (code == grpc.StatusCode.OK)
+    assert "meterusage" in names  # public
 
 
 def test_health_stays_open_with_tokens(token_server):

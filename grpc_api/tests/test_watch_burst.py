@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.watch import _hubs
-from testing.helpers import write_readings
+from testing.helpers import READER, write_readings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,7 +41,7 @@ async def burst(target: str, requests: list[pb.WatchReadingsRequest], write) -> 
     before it caught up and then the next ones."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
-        calls = [stub.WatchReadings(request) for request in requests]
+        calls = [stub.WatchReadings(request, metadata=READER) for request in requests]
 
         async def caught_up(call):
             found = []

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
+from accounts.access import SERVICE, Caller, NotSignedIn, caller_for_bearer
 from readings import tokens
 from readings.domain import FieldViolation, InvalidArgument, MeterNotFound, check_meter_name
 from readings.models import Meter, ReadingChange, StoreIdentity
@@ -51,10 +52,12 @@ class WatchStart:
 
 @dataclass(frozen=True)
 class WatchRequest:
-    """What a watch asks for: its meters, and where to begin (a resume token, a time, or now)."""
+    """What a watch asks for: its meters, and where to begin (a resume token, a time, or now);
+    and who asks, by the bearer credential the call carries ("": none; None: the project itself)."""
     names: tuple[str, ...]
     resume_token: str = ""
     start: datetime | None = None
+    credential: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,12 @@ class _MeterState:
     id: int
     pruned_through: int
     last: int  # the id of its last change (0: none)
+    account_id: int | None
+    public: bool
+
+    @property
+    def pk(self) -> int:
+        return self.id
 
 
 def _checked_names(names: tuple[str, ...]) -> list[str]:
@@ -88,8 +97,10 @@ def _meter_states(names: set[str]) -> dict[str, _MeterState]:
     last = ReadingChange.objects.filter(meter_id=OuterRef("pk")).order_by("-id").values("id")[:1]
     found = Meter.objects.filter(name__in=names).annotate(last=Subquery(last))
     return {
-        name: _MeterState(pk, pruned or 0, last or 0)
-        for name, pk, pruned, last in found.values_list("name", "pk", "changes_pruned_through", "last")
+        name: _MeterState(pk, pruned or 0, last or 0, account_id, public)
+        for name, pk, pruned, last, account_id, public in found.values_list(
+            "name", "pk", "changes_pruned_through", "last", "account_id", "public",
+        )
     }
 
 
@@ -112,8 +123,9 @@ def watch_starts(requests: list[WatchRequest]) -> list["WatchStart | Exception"]
         try:
             if isinstance(names, Exception):
                 raise names
-            results.append(_watch_start(request, names, states, store))
-        except (InvalidArgument, MeterNotFound, ChangesPruned) as exc:
+            caller = SERVICE if request.credential is None else caller_for_bearer(request.credential)
+            results.append(_watch_start(request, names, states, store, caller))
+        except (InvalidArgument, MeterNotFound, ChangesPruned, NotSignedIn) as exc:
             results.append(exc)
     pages = changes_after_each([start.positions for start in results if isinstance(start, WatchStart) and not start.from_now])
     for start in (start for start in results if isinstance(start, WatchStart) and not start.from_now):
@@ -134,17 +146,20 @@ def changes_after_each(positions: list[dict[int, int]]) -> list[list[Change]]:
     return found
 
 
-def watch_start(names: list[str], *, resume_token: str = "", start: datetime | None = None) -> WatchStart:
+def watch_start(names: list[str], *, resume_token: str = "", start: datetime | None = None, credential: str | None = None) -> WatchStart:
     """Where a watch of `names` begins: after a resume token, at a time, or now."""
-    (result,) = watch_starts([WatchRequest(tuple(names), resume_token, start)])
+    (result,) = watch_starts([WatchRequest(tuple(names), resume_token, start, credential)])
     if isinstance(result, Exception):
         raise result
     return result
 
 
-def _watch_start(request: WatchRequest, names: list[str], states: dict[str, _MeterState], store: str) -> WatchStart:
+def _watch_start(
+    request: WatchRequest, names: list[str], states: dict[str, _MeterState], store: str, caller: Caller = SERVICE,
+) -> WatchStart:
+    # A resume token names the meters of the request that it was issued to: these same names.
     for name in names:
-        if name not in states:
+        if name not in states or not caller.sees(states[name]):
             raise MeterNotFound(name)
     meters = {states[name].id: name for name in names}
     latest = {states[name].id: states[name].last for name in names}

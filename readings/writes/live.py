@@ -13,6 +13,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from accounts.access import SERVICE, WRITE_NEEDS_CREDENTIAL, Caller, NotSignedIn
 from readings.domain import MAX_WRITE_ROWS, FieldViolation, InvalidArgument, MeterNotFound, check_meter_name, quoted
 from readings.models import Meter
 from readings.selectors import forget_meters
@@ -64,19 +65,26 @@ class RowsInvalid(InvalidArgument):
         super().__init__(*violations, count=count)
 
 
-def meters_for_write(names: list[str], *, create: bool = False) -> dict[str, Meter]:
-    """The meters `names` name; unknown ones are created with `create`, else MeterNotFound.
-    A meter whose source is read-only (a CSV file) cannot be written to."""
+def meters_for_write(names: list[str], *, create: bool = False, caller: Caller = SERVICE) -> dict[str, Meter]:
+    """The meters `names` name, each one `caller` may write; unknown ones are created with
+    `create` (by a caller who sees every meter), else MeterNotFound, as for a meter the caller
+    may not see. A meter whose source is read-only (a CSV file) cannot be written to."""
+    if caller.is_anonymous:  # refused before anything about the meters is told
+        raise NotSignedIn(WRITE_NEEDS_CREDENTIAL)
     found = {meter.name: meter for meter in Meter.objects.filter(name__in=set(names))}
     for name in dict.fromkeys(names):
         if name in found:
+            if not caller.sees(found[name]):
+                raise MeterNotFound(name)
+            caller.check_write(found[name])
             continue
         try:
             check_meter_name(name)
         except ValueError as exc:
             raise InvalidArgument(FieldViolation("meter", f"meter name {exc}")) from None
-        if not create:
+        if not (create and caller.everything):
             raise MeterNotFound(name)
+        caller.check_write(Meter(name=name))
         found[name], _ = Meter.objects.get_or_create(name=name)
     for meter in found.values():
         if isinstance(readings_sources[meter.source], CsvSource):
@@ -174,17 +182,17 @@ def _write_series_stores(writes: list[CleanWrite]) -> None:
 
 def readings_write(
     rows: list[RowsIn], *, unit: str = "reading", names: np.ndarray | None = None,
-    create_meters: bool | None = None, ambiguous: Ambiguous = Ambiguous.INFER,
+    create_meters: bool | None = None, ambiguous: Ambiguous = Ambiguous.INFER, caller: Caller = SERVICE,
 ) -> WriteCounts:
     """Write rows of one or more meters atomically, each meter's rows cleaned together (as one
-    file would be); RowsInvalid names every invalid row and nothing is written then. Reasons name
+    file would be), as `caller`; RowsInvalid names every invalid row and nothing is written then. Reasons name
     rows by `unit` and `names` (the client's numbers by position), else by position."""
     total_rows = sum(len(r.times) for r in rows)
     if total_rows > MAX_WRITE_ROWS:
         raise InvalidArgument(FieldViolation("readings", f"{total_rows} rows in one write; at most {MAX_WRITE_ROWS}"))
     if create_meters is None:
         create_meters = settings.INGEST_CREATE_METERS
-    meters = meters_for_write([r.meter_name for r in rows], create=create_meters)
+    meters = meters_for_write([r.meter_name for r in rows], create=create_meters, caller=caller)
     cleaned, invalid = [], []
     count = 0
     for r in rows:

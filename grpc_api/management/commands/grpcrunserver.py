@@ -54,17 +54,18 @@ class Command(BaseCommand):
                     tls = (key.read(), chain.read())
             except OSError as exc:
                 raise CommandError(f"cannot read TLS files: {exc}") from None
+        rates = {}
+        for name in ("GRPC_RATE_PER_ADDRESS", "GRPC_RATE_PER_KEY"):
+            try:
+                rates[name] = parse_rate(getattr(settings, name))
+            except ValueError as exc:
+                raise CommandError(f"{name}: {exc}") from None
         try:
-            rate = parse_rate(settings.GRPC_RATE_PER_ADDRESS)
-        except ValueError as exc:
-            raise CommandError(f"GRPC_RATE_PER_ADDRESS: {exc}") from None
-        try:
-            # A write token may read too; with no read tokens, reads stay open.
-            tokens = settings.GRPC_AUTH_TOKENS and [*settings.GRPC_AUTH_TOKENS, *settings.GRPC_WRITE_TOKENS]
             running = create_server(
-                address, max_workers=max_workers, tokens=tokens, tls=tls,
+                address, max_workers=max_workers, tls=tls,
                 health_check_seconds=settings.GRPC_HEALTH_CHECK_SECONDS,
-                rate_per_address=rate, rate_exempt_tokens=[*settings.GRPC_AUTH_TOKENS, *settings.GRPC_WRITE_TOKENS],
+                rate_per_address=rates["GRPC_RATE_PER_ADDRESS"], rate_per_key=rates["GRPC_RATE_PER_KEY"],
+                rate_exempt_tokens=[*settings.GRPC_AUTH_TOKENS, *settings.GRPC_WRITE_TOKENS],
             )
             metrics = f", metrics on port {serve_metrics(metrics_address)}" if metrics_address else ""
         except OSError as exc:
@@ -73,7 +74,7 @@ class Command(BaseCommand):
         # the collector need not walk it again each time calls' short-lived objects trigger it.
         gc.freeze()
         host = address.rsplit(":", 1)[0]
-        auth = "bearer tokens" if settings.GRPC_AUTH_TOKENS else "no authentication"
+        auth = "callers by bearer credential"
         self.stdout.write(
             f"Serving meterusage.v1 on {host}:{running.port} ({'TLS' if tls else 'plaintext'}, {auth}{metrics}). "
             "Ctrl-C stops it."
