@@ -15,7 +15,8 @@ from django.utils.text import slugify
 from accounts.models import Account
 from readings.csvreader import DEFAULT_BATCH_SIZE, CsvError, check_is_file, read_readings
 from readings.domain import (
-    MAX_EPOCH, MIN_EPOCH, SourceUnavailable, WriteBy, check_meter_name, cut_short, quoted, time_zone_named,
+    MAX_EPOCH, MIN_EPOCH, WRITTEN_BY_MAX_LENGTH, SourceUnavailable, WriteBy, check_meter_name, cut_short, quoted,
+    time_zone_named,
 )
 from readings.models import ImportRun, Meter, Reading, Write
 from readings.sources import Series, SeriesStore, readings_sources
@@ -78,7 +79,7 @@ def start_run(
         meter=meter,
         target=target,
         uploaded_by=uploaded_by,
-        written_by=cut_short(_author(written_by, uploaded_by), ImportRun._meta.get_field("written_by").max_length),
+        written_by=cut_short(_author(written_by, uploaded_by), WRITTEN_BY_MAX_LENGTH),
         file_name=file_name or (str(path) if path else "relational store"),
         file_size=path.stat().st_size if path else None,
         file_sha256=file_sha256(path) if path else "",
