@@ -7,12 +7,13 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from readings.admin_uploads import confirm_upload, preview_upload
-from readings.models import ImportRun, Meter, Reading, RejectedMessage
+from readings.models import ImportRun, Meter, Reading, ReadingChange, RejectedMessage, Write
 
 EXACT_COUNT_TIMEOUT_MS = 200
 
@@ -47,7 +48,7 @@ class EstimatedCountPaginator(Paginator):
 
 class ImportRunInline(admin.TabularInline):
     model = ImportRun
-    fields = ["started_at", "status", "target", "file_name", "uploaded_by", "rows_inserted", "rows_updated",
+    fields = ["started_at", "status", "target", "file_name", "written_by", "rows_inserted", "rows_updated",
               "rows_unchanged", "rows_skipped", "rows_invalid", "dry_run"]
     readonly_fields = fields
     extra = 0
@@ -137,15 +138,16 @@ class ReadingAdmin(admin.ModelAdmin):
 
 @admin.register(ImportRun)
 class ImportRunAdmin(admin.ModelAdmin):
-    list_display = ["started_at", "meter_name", "target", "status", "dry_run", "file_name", "uploaded_by",
+    list_display = ["started_at", "meter_name", "target", "status", "dry_run", "file_name", "written_by",
                     "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped",
                     "rows_invalid", "points_written"]
     list_filter = ["status", "target", "dry_run", "meter"]
-    search_fields = ["meter_name", "file_name", "file_sha256"]
+    search_fields = ["meter_name", "file_name", "file_sha256", "written_by"]
     date_hierarchy = "started_at"
     fieldsets = [
         (None, {"fields": ["meter_name", "meter", "target", "status", "dry_run", "error"]}),
-        ("File", {"fields": ["file_name", "file_size", "file_sha256", "time_zone", "uploaded_by"]}),
+        ("File", {"fields": ["file_name", "file_size", "file_sha256", "time_zone"]}),
+        ("Who", {"fields": ["written_by", "uploaded_by", "write"]}),
         ("Timing", {"fields": ["started_at", "finished_at", "duration"]}),
         ("Counts", {"fields": ["rows_read", "rows_inserted", "rows_updated", "rows_unchanged",
                                "rows_skipped", "rows_invalid", "points_written"]}),
@@ -196,3 +198,118 @@ class RejectedMessageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class AuthorKindFilter(admin.SimpleListFilter):
+    """Writes by kind of author: the part of `written_by` before its colon."""
+
+    title = "who"
+    parameter_name = "author"
+    KINDS = [("user", "users"), ("key", "API keys"), ("oauth", "OAuth clients"), ("device", "devices (MQTT)"),
+             ("command", "commands"), ("service", "the service")]
+
+    def lookups(self, request, model_admin):
+        return self.KINDS
+
+    def queryset(self, request, queryset):
+        kind = self.value()
+        if kind not in dict(self.KINDS):
+            return queryset
+        return queryset.filter(models.Q(written_by=kind) | models.Q(written_by__startswith=f"{kind}:"))
+
+
+def changes_url(write: Write) -> str | None:
+    """The change log of a write of one meter (found through the meter's index of changes)."""
+    if write.meter_id is None:
+        return None
+    query = urlencode({"meter__id__exact": write.meter_id, "write": write.pk})
+    return f"{reverse('admin:readings_readingchange_changelist')}?{query}"
+
+
+@admin.register(Write)
+class WriteAdmin(admin.ModelAdmin):
+    """Who wrote what: one row per committed write, a record, so read-only."""
+
+    list_display = ["committed_at", "author", "channel", "meters", "inserted", "updated", "unchanged", "import_run_link"]
+    list_filter = ["channel", AuthorKindFilter]
+    search_fields = ["written_by"]
+    list_select_related = ["meter", "import_run"]
+    ordering = ["-id"]
+    list_per_page = 100
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    fields = ["written_by", "channel", "committed_at", "meter", "meter_count", "inserted", "updated", "unchanged",
+              "import_run_link", "changes_link"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="who", ordering="written_by")
+    def author(self, write):
+        # Every write of the same author, by the list's own filter of the field.
+        return format_html('<a href="?{}">{}</a>', urlencode({"written_by": write.written_by}), write.written_by)
+
+    @admin.display(description="meter(s)")
+    def meters(self, write):
+        if write.meter is not None:
+            return write.meter.name
+        return f"{write.meter_count} meters" if write.meter_count > 1 else "—"
+
+    @admin.display(description="import run")
+    def import_run_link(self, write):
+        run = getattr(write, "import_run", None)
+        if run is None:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("admin:readings_importrun_change", args=[run.pk]), run.file_name)
+
+    @admin.display(description="changes")
+    def changes_link(self, write):
+        url = changes_url(write)
+        if url is None or not (write.inserted or write.updated):
+            return "—"
+        return format_html('<a href="{}">{} changed readings</a>', url, write.inserted + write.updated)
+
+
+@admin.register(ReadingChange)
+class ReadingChangeAdmin(admin.ModelAdmin):
+    """The change log WatchReadings serves, each change with the write (and its author) that made it;
+    read-only. Filtered by meter, a page is a scan of the (meter, id) index backwards."""
+
+    list_display = ["id", "committed_at", "meter", "time", "value", "replaced", "author", "write_link"]
+    list_filter = ["meter"]
+    list_select_related = ["meter", "write"]
+    ordering = ["-id"]
+    list_per_page = 100
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in ReadingChange._meta.fields] + ["author"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="written by")
+    def author(self, change):
+        return change.write.written_by if change.write_id and change.write else "—"
+
+    @admin.display(description="write")
+    def write_link(self, change):
+        if not change.write_id:
+            return "—"
+        return format_html('<a href="{}">#{}</a>', reverse("admin:readings_write_change", args=[change.write_id]), change.write_id)

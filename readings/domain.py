@@ -203,3 +203,32 @@ def check_meter_name(name: str) -> str:
     if not _METER_NAME.fullmatch(name):
         raise ValueError(f"{name[:64]!r} has characters other than {METER_NAME_RULE}")
     return name
+
+
+# ---- Who writes ----------------------------------------------------------------------------
+
+# Room for "oauth:" and the longest user name Django allows (150), or "device:" and a meter name.
+WRITTEN_BY_MAX_LENGTH = 160
+# An MQTT topic is published only by its meter's device (the broker's ACL): its writes are by this
+# followed by the meter's name.
+DEVICE = "device:"
+
+
+@dataclass(frozen=True)
+class WriteBy:
+    """Who a write is by, as its record says, and how it came (`channel`: file, grpc or mqtt):
+    `written_by` such as "user:ann", "key:ab12cd34", "command:root" or "service"; with `per_meter`
+    each meter's rows are a write of their own, by `written_by` followed by the meter's name."""
+
+    channel: str
+    written_by: str = "service"
+    per_meter: bool = False
+
+    @classmethod
+    def devices(cls, channel: str = "mqtt") -> "WriteBy":
+        """Writes of meters' own devices: one a meter, each by "device:<meter name>"."""
+        return cls(channel, DEVICE, per_meter=True)
+
+    def author(self, meter_name: str = "") -> str:
+        """Who wrote the rows of `meter_name` (of every meter, unless `per_meter`)."""
+        return cut_short(self.written_by + meter_name if self.per_meter else self.written_by, WRITTEN_BY_MAX_LENGTH)

@@ -4,7 +4,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 
-from readings.domain import METER_NAME_MAX_LENGTH, METER_NAME_REGEX
+from readings.domain import METER_NAME_MAX_LENGTH, METER_NAME_REGEX, WRITTEN_BY_MAX_LENGTH
 from readings.validators import (
     validate_interval,
     validate_meter_name,
@@ -107,6 +107,37 @@ class Reading(models.Model):
         return f"{self.meter_id} {self.time.isoformat()} {self.value}"
 
 
+class Write(models.Model):
+    """One committed write into the relational store and who made it: a file import, a
+    WriteReadings call (the HTTP write is one), or one meter's readings of an MQTT batch. Its
+    change-log rows point at it, so that who wrote a reading costs a column of those rows, not a
+    copy of the name in each."""
+
+    class Channel(models.TextChoices):
+        FILE = "file", "File import"
+        GRPC = "grpc", "WriteReadings"
+        MQTT = "mqtt", "MQTT"
+
+    id = models.BigAutoField(primary_key=True)
+    # "user:ann", "key:ab12cd34", "oauth:ann", "device:house-7-main", "command:root", "service".
+    written_by = models.CharField(max_length=WRITTEN_BY_MAX_LENGTH)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    committed_at = models.DateTimeField()
+    # The meter written, when the write was of one (a write of several names none: see meter_count).
+    meter = models.ForeignKey(Meter, on_delete=models.SET_NULL, null=True, blank=True, related_name="writes")
+    meter_count = models.PositiveIntegerField(default=1)
+    inserted = models.PositiveBigIntegerField(default=0)
+    updated = models.PositiveBigIntegerField(default=0)
+    unchanged = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["written_by", "-id"], name="write_written_by_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.channel} by {self.written_by}"
+
+
 class ReadingChange(models.Model):
     """A reading as a write committed it (new, or a new value for its time): the feed that
     WatchReadings serves. Written in the write's transaction while the meter is locked, so within a
@@ -124,6 +155,12 @@ class ReadingChange(models.Model):
     # True when the reading replaced another value for its time (a correction).
     replaced = models.BooleanField(default=False)
     committed_at = models.DateTimeField()
+    # The write that committed it (who made it). No index and no constraint, as for the meter:
+    # every write pays for each; a write's changes are found through its meter.
+    write = models.ForeignKey(
+        Write, on_delete=models.DO_NOTHING, null=True, blank=True, related_name="changes", db_index=False,
+        db_constraint=False,
+    )
 
     class Meta:
         # One index: what a watch reads (a meter's changes after a position). Pruning by time
@@ -212,6 +249,12 @@ class ImportRun(models.Model):
     # Who sent the file, when it came through admin's upload (a command's runs have none).
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="uploads",
+    )
+    # Who ran it ("user:ann" for an upload, "command:<OS user>" for a command), whatever its outcome;
+    # and the write it committed (none for a dry run, a failed run, or a run that staged nothing).
+    written_by = models.CharField(max_length=WRITTEN_BY_MAX_LENGTH, blank=True)
+    write = models.OneToOneField(
+        Write, on_delete=models.SET_NULL, null=True, blank=True, related_name="import_run",
     )
 
     REJECTED_ROWS_KEPT = 1000

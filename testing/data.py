@@ -14,7 +14,7 @@ from django.db import connections
 from django.test import override_settings
 
 from readings.generate import synthetic_readings, write_readings_csv
-from readings.models import ImportRun, Meter
+from readings.models import ImportRun, Meter, Write
 from testing.helpers import REPO, import_file, require
 
 # Figures of the reference file (January 2019), checked against the file itself by the
@@ -141,3 +141,4 @@ def served_data(django_db_setup, django_db_blocker, reference_csv, tmp_path_fact
         yield files
         Meter.objects.all().delete()
         ImportRun.objects.all().delete()
+        Write.objects.all().delete()

@@ -412,13 +412,16 @@ class MeterListDocument(Document):
 class ImportRunSerializer(serializers.ModelSerializer):
     meter = serializers.SlugRelatedField(slug_field="name", read_only=True)
     duration_seconds = serializers.SerializerMethodField()
+    written_by = serializers.CharField(
+        read_only=True, help_text='Who ran the import: "user:<name>" (an upload in admin), "command:<OS user>"; "" before this was kept.',
+    )
 
     class Meta:
         model = ImportRun
         fields = [
             "id", "meter_name", "meter", "target", "file_name", "file_size", "file_sha256", "time_zone",
             "dry_run", "status", "started_at", "finished_at", "duration_seconds", "rows_read",
-            "rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped", "rows_invalid", "error",
+            "rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped", "rows_invalid", "error", "written_by",
         ]
 
     def get_duration_seconds(self, run) -> float | None:

@@ -1,4 +1,6 @@
 """Meters and import runs from the relational store: lists, filters, detail and permissions."""
+import getpass
+
 import pytest
 from django.contrib.auth.models import User
 
@@ -119,6 +121,7 @@ def test_import_runs_for_staff_by_key(api):
         "meterusage", "succeeded", 2975, 2974, 1,
     )
     assert "rejected_rows" not in run
+    assert run["written_by"] == f"command:{getpass.getuser()}"
     detail = api.get(f"/api/v1/import-runs/{run['id']}/").json()
     assert detail["rejected_rows"] == [{"line": 1548, "value": "NaN", "reason": "NaN", "kind": "skipped"}]
 

@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 from django.db import DatabaseError, transaction
 
-from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable, json_document, quoted
+from readings.domain import InvalidArgument, MeterNotFound, SourceUnavailable, WriteBy, json_document, quoted
 from readings.models import Meter, Reading, RejectedMessage
 from readings.writes.counts import WriteCounts
 from readings.writes.live import (
@@ -223,12 +223,15 @@ def ingest_batch(messages: list[Message], *, level: int, create_meters: bool, ch
         rejection(message, name, reason, channel, outcome=RejectedMessage.Outcome.SKIPPED) for message, name, reason in skips
     ]
     with transaction.atomic():
-        counts = store_writes(writes) if writes else WriteCounts()
+        # The broker lets only a meter's device publish on its topic: each meter's readings are a
+        # write of its device's.
+        counts = store_writes(writes, by=WriteBy.devices(channel)) if writes else WriteCounts()
         # A rejection committed before (its acknowledgement was lost) is not recorded again.
         RejectedMessage.objects.bulk_create(rejections, ignore_conflicts=True)
-    # Counts of a batch are added up for a while: the skipped rows they name are not kept.
+    # Counts of a batch are added up for a while: the skipped rows and writes they name are not kept.
     return replace(
         counts, messages=len(messages), rejected=len(rejections) - len(skips), messages_skipped=len(skips), skipped_rows=[],
+        writes=[],
     )
 
 

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from django.db import connections
 
-from readings.models import Meter, RejectedMessage
+from readings.models import Meter, RejectedMessage, Write
 from readings.writes.rows import clean_rows
 from testing.helpers import REPO, file_reason, wait_for
 from testing.influxd import free_port
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 RUN = uuid.uuid4().hex[:8]  # topics and client ids of this run only
 ACCEPTANCE_METERS = [f"acc-{i:03d}" for i in range(1, 51)]
-OTHER_METERS = [f"drain-{i:03d}" for i in range(1, 6)] + ["logged", "held"]
+OTHER_METERS = [f"drain-{i:03d}" for i in range(1, 6)] + ["logged", "held", "house-7-main", "house-8-main"]
 FIRST_SLOT = datetime(2020, 1, 1)
 
 
@@ -95,6 +95,7 @@ def store(django_db_setup, django_db_blocker, tmp_path_factory):
             Meter.objects.filter(name__startswith="sim").delete()
             Meter.objects.filter(name__in=names).delete()
             RejectedMessage.objects.all().delete()
+            Write.objects.all().delete()
 
 
 def start_consumer(store: Store, broker, topic: str, client_id: str, log: Path, *extra: str, env=None) -> subprocess.Popen:
@@ -389,3 +390,25 @@ def test_a_retained_reading_handed_out_again_never_undoes_a_correction(store, mq
         (topic, '{"time": "2024-06-01 00:00:00", "value": 100}',
          "reading 1: a retained message does not replace the reading stored for its time"),
     ]
+
+
+def test_each_meter_s_readings_are_recorded_as_written_by_its_device(store, mqtt_broker, tmp_path):
+    root = f"{RUN}-audit/meters"
+    consumer = start_consumer(store, mqtt_broker, f"{root}/+/readings", f"ingest-{RUN}-audit", tmp_path / "ingest.log")
+    try:
+        publisher = Publisher(mqtt_broker)
+        for meter, slots in [("house-7-main", range(3)), ("house-8-main", range(2))]:
+            publisher.publish(f"{root}/{meter}/readings", {"readings": [{"time": slot_time(i), "value": i} for i in slots]})
+        publisher.wait()
+        wait_for(lambda: store.reading_count("house-") == 5, 30)
+    finally:
+        stop_process(consumer)
+    # One write a meter, by the meter's device (the broker lets only that device publish on its topic).
+    assert store.query(
+        "SELECT w.written_by, w.channel, m.name, w.meter_count, w.inserted FROM readings_write w "
+        "JOIN readings_meter m ON m.id = w.meter_id WHERE m.name LIKE 'house-%' ORDER BY m.name"
+    ) == [("device:house-7-main", "mqtt", "house-7-main", 1, 3), ("device:house-8-main", "mqtt", "house-8-main", 1, 2)]
+    assert store.query(
+        "SELECT m.name, w.written_by, COUNT(*) FROM readings_readingchange c JOIN readings_meter m ON m.id = c.meter_id "
+        "JOIN readings_write w ON w.id = c.write_id WHERE m.name LIKE 'house-%' GROUP BY m.name, w.written_by ORDER BY m.name"
+    ) == [("house-7-main", "device:house-7-main", 3), ("house-8-main", "device:house-8-main", 2)]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from django.db import transaction
 
+from readings.domain import WriteBy
 from readings.models import Meter, Reading, ReadingChange
 from readings.sources.sql import upsert
 from readings.sources.sql.upsert import StagedRows, upsert_readings
@@ -15,6 +16,7 @@ from readings.writes.counts import WriteCounts
 pytestmark = pytest.mark.django_db
 
 DAY = 1_546_300_800  # 2019-01-01 00:00 UTC
+BY = WriteBy("grpc", "key:abcd1234")
 
 
 def rows(meter: Meter, *pairs: tuple[int, float]) -> StagedRows:
@@ -25,7 +27,7 @@ def rows(meter: Meter, *pairs: tuple[int, float]) -> StagedRows:
 
 def write(*batches: StagedRows, meters: list[Meter]) -> WriteCounts:
     with transaction.atomic():
-        return upsert_readings(meters=meters, batches=list(batches))
+        return upsert_readings(meters=meters, batches=list(batches), by=BY)
 
 
 def summary(meter: Meter) -> tuple:
@@ -72,8 +74,8 @@ def test_a_write_that_changes_nothing_leaves_the_meter_and_the_log_alone(staging
 def test_two_writes_in_one_transaction_each_count_their_own_rows(staging_size):
     a = Meter.objects.create(name="a")
     with transaction.atomic():
-        first = upsert_readings(meters=[a], batches=[rows(a, (1, 1.0), (2, 2.0))])
-        second = upsert_readings(meters=[a], batches=[rows(a, (3, 3.0))])
+        first = upsert_readings(meters=[a], batches=[rows(a, (1, 1.0), (2, 2.0))], by=BY)
+        second = upsert_readings(meters=[a], batches=[rows(a, (3, 3.0))], by=BY)
 
     assert (first, second) == (WriteCounts(inserted=2), WriteCounts(inserted=1))
     assert summary(a) == (3, at(1), at(3), 2)

@@ -22,6 +22,8 @@ class WriteCounts:
     rejected: int = 0
     messages_skipped: int = 0
     skipped_rows: list[tuple[str, RowProblem]] = field(default_factory=list)  # (meter name, problem)
+    # Ids of the Write rows that record who wrote; not a count, so not compared.
+    writes: list[int] = field(default_factory=list, compare=False)
 
     @property
     def readings(self) -> int:

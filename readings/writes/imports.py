@@ -1,6 +1,7 @@
 """File writes: CSV files of readings into the relational store (import) and into a series store
 such as InfluxDB (seed), each one atomic where the store allows and recorded as an ImportRun: its
 counts and the rows it set aside, finished as succeeded or failed whatever happens in between."""
+import getpass
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -13,8 +14,11 @@ from django.utils.text import slugify
 
 from accounts.models import Account
 from readings.csvreader import DEFAULT_BATCH_SIZE, CsvError, check_is_file, read_readings
-from readings.domain import MAX_EPOCH, MIN_EPOCH, SourceUnavailable, check_meter_name, quoted, time_zone_named
-from readings.models import ImportRun, Meter, Reading
+from readings.domain import (
+    MAX_EPOCH, MIN_EPOCH, WRITTEN_BY_MAX_LENGTH, SourceUnavailable, WriteBy, check_meter_name, cut_short, quoted,
+    time_zone_named,
+)
+from readings.models import ImportRun, Meter, Reading, Write
 from readings.sources import Series, SeriesStore, readings_sources
 from readings.sources.sql import SqlSource
 from readings.sources.sql.dialect import analyze_if_grown
@@ -25,7 +29,7 @@ from readings.writes.rows import Ambiguous, ReadingBatch, RowReport
 FROM_DB_BATCH = 50_000
 
 __all__ = [
-    "ReadingsImportError", "meter_name_for", "readings_import", "readings_seed", "readings_seed_from_db",
+    "ReadingsImportError", "command_author", "meter_name_for", "readings_import", "readings_seed", "readings_seed_from_db",
     "series_store_alias",
 ]
 
@@ -43,6 +47,21 @@ def meter_name_for(path: Path) -> str:
     return slugify(path.stem) or "meter"
 
 
+def command_author() -> str:
+    """Who runs a command, as the record of its writes says: "command:" and the OS user."""
+    try:
+        return f"command:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in the environment nor the password database
+        return "command"
+
+
+def _author(written_by: str | None, uploaded_by) -> str:
+    """Who a file write is by: `written_by`, else the uploader ("user:ann"), else the service."""
+    if written_by:
+        return written_by
+    return f"user:{uploaded_by.get_username()}" if uploaded_by is not None else "service"
+
+
 def file_sha256(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -50,15 +69,17 @@ def file_sha256(path: Path) -> str:
 
 def start_run(
     *, meter_name: str, meter: Meter | None, target: str, time_zone: str, dry_run: bool, path: Path | None = None,
-    file_name: str | None = None, uploaded_by=None,
+    file_name: str | None = None, uploaded_by=None, written_by: str | None = None,
 ) -> ImportRun:
     """Record a running ImportRun of `path` (None: the relational store is the input), named
-    `file_name` if given (an upload's own name, not where it was kept)."""
+    `file_name` if given (an upload's own name, not where it was kept), run by `written_by` (by
+    default the uploader, else the service)."""
     return ImportRun.objects.create(
         meter_name=meter_name,
         meter=meter,
         target=target,
         uploaded_by=uploaded_by,
+        written_by=cut_short(_author(written_by, uploaded_by), WRITTEN_BY_MAX_LENGTH),
         file_name=file_name or (str(path) if path else "relational store"),
         file_size=path.stat().st_size if path else None,
         file_sha256=file_sha256(path) if path else "",
@@ -107,6 +128,8 @@ def _finish_run(run: ImportRun, report: RowReport, counts: WriteCounts, *, statu
     run.rows_unchanged = counts.unchanged
     run.points_written = counts.points
     run.rejected_rows = [p.as_dict() for p in report.problems]
+    # A dry run's write was rolled back, as a failed run's was (its counts have none).
+    run.write_id = counts.writes[0] if counts.writes and not run.dry_run else None
     run.save()
 
 
@@ -122,7 +145,7 @@ def owner_named(name: str | None) -> Account | None:
 
 def _start_file_run(
     *, path: Path, meter_name: str | None, time_zone: str | None, target: str, dry_run: bool,
-    owner: Account | None = None, file_name: str | None = None, uploaded_by=None,
+    owner: Account | None = None, file_name: str | None = None, uploaded_by=None, written_by: str | None = None,
 ) -> tuple[ImportRun, Meter | None]:
     """Check the file and the names, then record a running ImportRun for it."""
     try:
@@ -145,7 +168,7 @@ def _start_file_run(
         raise ReadingsImportError(f"--tz: {exc}") from None
     run = start_run(
         meter_name=meter_name, meter=existing, target=target, time_zone=zone, dry_run=dry_run, path=path,
-        file_name=file_name, uploaded_by=uploaded_by,
+        file_name=file_name, uploaded_by=uploaded_by, written_by=written_by,
     )
     return run, existing
 
@@ -163,9 +186,11 @@ def _raise_if_invalid(report: RowReport, source: str) -> None:
 def _upsert_file(
     *, meter: Meter, batches: Iterable[ReadingBatch], report: RowReport, run: ImportRun, merge: bool = True
 ) -> WriteCounts:
-    """Upsert a file's batches into the relational store, duplicates settled as a file's are."""
+    """Upsert a file's batches into the relational store, duplicates settled as a file's are,
+    written by whoever runs `run`."""
     staged: Iterator[StagedRows] = (StagedRows.of_meter(meter.pk, batch) for batch in batches)
-    counts = upsert_readings(meters=[meter], batches=staged, report=report, source=run.file_name, merge=merge)
+    by = WriteBy(Write.Channel.FILE, run.written_by)
+    counts = upsert_readings(meters=[meter], batches=staged, by=by, report=report, source=run.file_name, merge=merge)
     if counts.inserted or counts.updated:
         meter.refresh_from_db(fields=["reading_count", "first_reading_at", "last_reading_at", "updated_at"])
     return counts
@@ -183,12 +208,14 @@ def readings_import(
     account: str | None = None,
     file_name: str | None = None,
     uploaded_by=None,
+    written_by: str | None = None,
 ) -> ImportRun:
     """Import a CSV of readings into the relational store, atomically and idempotently.
 
     Readings are upserted by (meter, time); the meter is created if missing (owned by the
     account named `account`, which must own it if it exists). `file_name` and `uploaded_by` record
-    an upload's own name and who sent it. Returns the
+    an upload's own name and who sent it; `written_by` who ran the import ("command:root"; by
+    default "user:<uploader>", else "service"), in the run and in the write it commits. Returns the
     finished ImportRun; raises ReadingsImportError (with the failed run) and writes no reading
     when the file has an invalid row or cannot be read.
     """
@@ -196,7 +223,7 @@ def readings_import(
     owner = owner_named(account)
     run, existing = _start_file_run(
         path=path, meter_name=meter_name, time_zone=time_zone, target=ImportRun.Target.SQL, dry_run=dry_run,
-        owner=owner, file_name=file_name, uploaded_by=uploaded_by,
+        owner=owner, file_name=file_name, uploaded_by=uploaded_by, written_by=written_by,
     )
     report, counts = RowReport(), WriteCounts()
     with record_run(run=run, report=report, counts=counts):
@@ -242,8 +269,10 @@ def readings_seed(
     create_database: bool = False,
     batch_size: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    written_by: str | None = None,
 ) -> ImportRun:
-    """Write a CSV of readings to a series store (InfluxDB), cleaned as `readings_import` cleans it.
+    """Write a CSV of readings to a series store (InfluxDB), cleaned as `readings_import` cleans it,
+    recorded as run by `written_by` (as `readings_import` records it).
 
     The whole file is checked before the first point is written. With `mirror`, the readings
     are also upserted into the relational store, in a transaction that commits only once every
@@ -255,7 +284,8 @@ def readings_seed(
     alias = series_store_alias(source_alias)
     store = readings_sources[alias]
     run, existing = _start_file_run(
-        path=path, meter_name=meter_name, time_zone=time_zone, target=ImportRun.Target.INFLUXDB, dry_run=dry_run
+        path=path, meter_name=meter_name, time_zone=time_zone, target=ImportRun.Target.INFLUXDB, dry_run=dry_run,
+        written_by=written_by,
     )
     report, counts = RowReport(), WriteCounts()
     with record_run(run=run, report=report, counts=counts):
@@ -308,13 +338,15 @@ def readings_seed_from_db(
     dry_run: bool = False,
     create_database: bool = False,
     batch_size: int | None = None,
+    written_by: str | None = None,
 ) -> ImportRun:
-    """Write every reading the relational store holds for `meter` to a series store."""
+    """Write every reading the relational store holds for `meter` to a series store, recorded as
+    run by `written_by`."""
     store = readings_sources[series_store_alias(source_alias)]
     relational = _relational_source()
     run = start_run(
         meter_name=meter.name, meter=meter, target=ImportRun.Target.INFLUXDB,
-        time_zone=meter.time_zone, dry_run=dry_run,
+        time_zone=meter.time_zone, dry_run=dry_run, written_by=written_by,
     )
     report, counts = RowReport(), WriteCounts()
     position = None

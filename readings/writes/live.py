@@ -14,7 +14,9 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.access import SERVICE, WRITE_NEEDS_CREDENTIAL, Caller, NotSignedIn
-from readings.domain import MAX_WRITE_ROWS, FieldViolation, InvalidArgument, MeterNotFound, check_meter_name, quoted
+from readings.domain import (
+    MAX_WRITE_ROWS, FieldViolation, InvalidArgument, MeterNotFound, WriteBy, check_meter_name, quoted,
+)
 from readings.models import Meter
 from readings.selectors import forget_meters
 from readings.sources import Series, SeriesStore, readings_sources
@@ -142,14 +144,18 @@ def _value_text(value) -> str:
     return str(value)
 
 
-def store_writes(writes: list[CleanWrite]) -> WriteCounts:
-    """Commit the cleaned writes in one transaction and count what they did together. Where
-    several writes give one (meter, time), the later one's value is stored; a reading counts as
-    inserted, updated or unchanged against the store as it was before the transaction."""
+def store_writes(writes: list[CleanWrite], *, by: WriteBy) -> WriteCounts:
+    """Commit the cleaned writes in one transaction, recorded as written `by` someone, and count
+    what they did together. Where several writes give one (meter, time), the later one's value is
+    stored; a reading counts as inserted, updated or unchanged against the store as it was before
+    the transaction."""
     writes_with_rows = [w for w in writes if len(w.epochs)]
     meters = list({w.meter.pk: w.meter for w in writes_with_rows}.values())
     with transaction.atomic():
-        counts = upsert_readings(meters=meters, batches=[_later_wins(writes_with_rows)]) if meters else WriteCounts()
+        if meters:
+            counts = upsert_readings(meters=meters, batches=[_later_wins(writes_with_rows)], by=by)
+        else:
+            counts = WriteCounts()
         _write_series_stores(writes)
     # The meters kept for a second would still show their counts from before the write.
     forget_meters()
@@ -182,11 +188,13 @@ def _write_series_stores(writes: list[CleanWrite]) -> None:
 
 def readings_write(
     rows: list[RowsIn], *, unit: str = "reading", names: np.ndarray | None = None,
-    create_meters: bool | None = None, ambiguous: Ambiguous = Ambiguous.INFER, caller: Caller = SERVICE,
+    create_meters: bool | None = None, ambiguous: Ambiguous = Ambiguous.INFER,
+    caller: Caller = SERVICE, written_by: str | None = None, channel: str = "grpc",
 ) -> WriteCounts:
     """Write rows of one or more meters atomically, each meter's rows cleaned together (as one
-    file would be), as `caller`; RowsInvalid names every invalid row and nothing is written then. Reasons name
-    rows by `unit` and `names` (the client's numbers by position), else by position."""
+    file would be), as `caller` (recorded as its author unless `written_by` names another);
+    RowsInvalid names every invalid row and nothing is written then. Reasons name rows by `unit`
+    and `names` (the client's numbers by position), else by position."""
     total_rows = sum(len(r.times) for r in rows)
     if total_rows > MAX_WRITE_ROWS:
         raise InvalidArgument(FieldViolation("readings", f"{total_rows} rows in one write; at most {MAX_WRITE_ROWS}"))
@@ -203,7 +211,8 @@ def readings_write(
             count += exc.count
     if invalid:
         raise RowsInvalid(sorted(invalid, key=lambda item: item[1].line), count=count)
-    return store_writes(cleaned)
+    # Who wrote is recorded with the write ("user:ann", "key:ab12cd34"), over `channel`.
+    return store_writes(cleaned, by=WriteBy(channel, written_by or caller.name))
 
 
 def rows_by_meter(meter_names: list[str], times: list[str] | TypedTimes, values) -> list[RowsIn]:

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from readings.csvreader import DEFAULT_BATCH_SIZE
 from readings.management.progress import ProgressBar, add_ambiguous_argument
-from readings.writes.imports import ReadingsImportError, readings_import
+from readings.writes.imports import ReadingsImportError, command_author, readings_import
 from readings.writes.rows import Ambiguous
 
 
@@ -40,6 +40,7 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         verbosity = options["verbosity"]
+        written_by = command_author()  # recorded in each run and the write it commits
         for path in paths:
             progress = ProgressBar(self.stdout, f"Importing {path}")
             try:
@@ -52,6 +53,7 @@ class Command(BaseCommand):
                     batch_size=batch_size,
                     on_progress=progress,
                     account=account,
+                    written_by=written_by,
                 )
             except ReadingsImportError as exc:
                 raise CommandError(str(exc)) from None

@@ -5,6 +5,7 @@ from readings.models import Meter
 from readings.sources import readings_sources
 from readings.writes.imports import (
     ReadingsImportError,
+    command_author,
     readings_seed,
     readings_seed_from_db,
     series_store_alias,
@@ -43,7 +44,10 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1")
         if from_db == bool(paths):
             raise CommandError("give CSV files to seed, or --from-db (not both)")
-        write = {"source_alias": source, "dry_run": dry_run, "create_database": create_database, "batch_size": batch_size}
+        write = {
+            "source_alias": source, "dry_run": dry_run, "create_database": create_database, "batch_size": batch_size,
+            "written_by": command_author(),
+        }
         try:
             target = readings_sources[series_store_alias(source)]
             read = {"meter_name": meter, "time_zone": time_zone, "ambiguous": Ambiguous(ambiguous), "mirror": not no_mirror}

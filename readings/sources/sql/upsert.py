@@ -9,8 +9,9 @@ meter's file, a backlog of live readings) are inserted without being compared wi
 by row. The merge is the one place that appends what a write changed (new readings, new values
 for a time) to the change log that WatchReadings serves and keeps each meter's summary (count,
 first and last reading, data version) in step: in the write's transaction, with the meters locked,
-so that within a meter the log's ids follow commit order. On PostgreSQL it then notifies the
-watching servers.
+so that within a meter the log's ids follow commit order. It records who made the write too (a
+`Write` row, one a meter for writes of devices), which the change-log rows point at. On PostgreSQL
+it then notifies the watching servers.
 """
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,7 +23,8 @@ from django.db import connection
 from django.utils import timezone
 
 from readings.csvreader import CsvError
-from readings.models import Meter, Reading, ReadingChange
+from readings.domain import WriteBy
+from readings.models import Meter, Reading, ReadingChange, Write
 from readings.sources.sql.dialect import analyze, is_postgresql, load_rows, time_of
 from readings.writes.counts import WriteCounts
 from readings.writes.rows import PROBLEMS_KEPT, Code, ReadingBatch, RowProblem, RowReport
@@ -83,12 +85,14 @@ def upsert_readings(
     *,
     meters: Sequence[Meter],
     batches: Iterable[StagedRows],
+    by: WriteBy,
     report: RowReport | None = None,
     source: str = "",
     merge: bool = True,
 ) -> WriteCounts:
-    """Upsert rows of `meters` by (meter, time); returns the readings inserted, updated and
-    unchanged. Must run inside a transaction. With `merge` false the rows are only checked.
+    """Upsert rows of `meters` by (meter, time), recorded as written `by` someone; returns the
+    readings inserted, updated and unchanged, and the Write rows recorded. Must run inside a
+    transaction. With `merge` false the rows are only checked.
 
     Without `report`, rows must be distinct by (meter, time). With a file's `report` (rows of one
     meter, numbered by line), staging stops at the file's first invalid row (rows are still read
@@ -113,7 +117,9 @@ def upsert_readings(
             analyze(cursor, STAGING_TABLE)
             analyzed = True
             spans[meters[0].pk].rows -= _settle_repeated_times(cursor, meters[0], report, source)
-        return _merge_staging_table(cursor, spans, analyzed=analyzed) if merge else WriteCounts()
+        if not merge:
+            return WriteCounts()
+        return _merge_staging_table(cursor, spans, by=by, names={m.pk: m.name for m in meters}, analyzed=analyzed)
 
 
 def _add_spans(spans: dict[int, _Span], batch: StagedRows) -> None:
@@ -173,7 +179,9 @@ def _settle_repeated_times(cursor, meter: Meter, report: RowReport, source: str)
     return total
 
 
-def _merge_staging_table(cursor, spans: dict[int, _Span], *, analyzed: bool = False) -> WriteCounts:
+def _merge_staging_table(
+    cursor, spans: dict[int, _Span], *, by: WriteBy, names: Mapping[int, str], analyzed: bool = False,
+) -> WriteCounts:
     # Rows whose spans hold no reading need no comparing (a fresh import: a join of every row
     # saved); few rows are compared at once, which costs no more than asking.
     if sum(span.rows for span in spans.values()) <= COMPARE_AT_ONCE_ROWS or _meters_with_readings_in(cursor, spans):
@@ -190,23 +198,36 @@ def _merge_staging_table(cursor, spans: dict[int, _Span], *, analyzed: bool = Fa
     # the same times then fails on the unique index instead of merging (an import reports it and
     # changes nothing).
     some_stored = inserted < rows
+    now = timezone.now()
+    writes = _record_writes(figures, by=by, names=names, committed_at=now)
     if inserted or updated:
         time_sql = time_of("s.epoch")
-        committed_at = connection.ops.adapt_datetimefield_value(timezone.now())
+        committed_at = connection.ops.adapt_datetimefield_value(now)
+        # Each change row names its write: one for all rows, or each meter's own (a join with a
+        # list of the meters' writes, as small as the batch's meters).
+        if by.per_meter:
+            pairs = ", ".join(["(%s, %s)"] * len(writes))
+            with_writes = f"WITH w (meter_id, write_id) AS (VALUES {pairs}) "
+            write_params = [x for meter_id, write in writes.items() for x in (meter_id, write.pk)]
+            write_id, join_writes, changes_params = "w.write_id", " JOIN w ON w.meter_id = s.meter_id", [committed_at]
+        else:
+            (write,) = writes.values()
+            with_writes, write_params, join_writes = "", [], ""
+            write_id, changes_params = "%s", [committed_at, write.pk]
         # The change log first: once merged, a new value can no longer be told from an old one.
         if some_stored:
             cursor.execute(
-                f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
-                f"SELECT s.meter_id, {time_sql}, s.value, r.id IS NOT NULL, %s FROM {STAGING_TABLE} AS s "
-                f"LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_sql} "
+                f"{with_writes}INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at, write_id) "
+                f"SELECT s.meter_id, {time_sql}, s.value, r.id IS NOT NULL, %s, {write_id} FROM {STAGING_TABLE} AS s"
+                f"{join_writes} LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_sql} "
                 "WHERE r.id IS NULL OR r.value <> s.value",
-                [committed_at],
+                [*write_params, *changes_params],
             )
         else:
             cursor.execute(
-                f"INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at) "
-                f"SELECT s.meter_id, {time_sql}, s.value, false, %s FROM {STAGING_TABLE} AS s",
-                [committed_at],
+                f"{with_writes}INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at, write_id) "
+                f"SELECT s.meter_id, {time_sql}, s.value, false, %s, {write_id} FROM {STAGING_TABLE} AS s{join_writes}",
+                [*write_params, *changes_params],
             )
         if updated:
             cursor.execute(
@@ -226,7 +247,29 @@ def _merge_staging_table(cursor, spans: dict[int, _Span], *, analyzed: bool = Fa
         }
         _note_meters_changed(cursor, changed)
         notify_changes(cursor, changed)
-    return WriteCounts(inserted=inserted, updated=updated, unchanged=rows - inserted - updated)
+    return WriteCounts(
+        inserted=inserted, updated=updated, unchanged=rows - inserted - updated,
+        writes=[write.pk for write in writes.values()],
+    )
+
+
+def _record_writes(
+    figures: Mapping[int, tuple[int, int, int, int, int]], *, by: WriteBy, names: Mapping[int, str], committed_at: datetime,
+) -> dict[int, Write]:
+    """The Write rows of this write, with its counts: one for all its meters (keyed by 0), or,
+    for writes of devices, one a meter (keyed by the meter's id)."""
+    def write(meter_ids: list[int]) -> Write:
+        rows, inserted, updated = (sum(figures[m][i] for m in meter_ids) for i in range(3))
+        return Write(
+            written_by=by.author(names[meter_ids[0]]), channel=by.channel, committed_at=committed_at,
+            meter_id=meter_ids[0] if len(meter_ids) == 1 else None, meter_count=len(meter_ids),
+            inserted=inserted, updated=updated, unchanged=rows - inserted - updated,
+        )
+
+    meter_ids = sorted(figures)
+    planned = {meter_id: write([meter_id]) for meter_id in meter_ids} if by.per_meter else {0: write(meter_ids)}
+    Write.objects.bulk_create(planned.values())
+    return planned
 
 
 def _meters_with_readings_in(cursor, spans: dict[int, _Span]) -> set[int]:
