@@ -4,7 +4,8 @@ A device's username is its meter's name; the broker's ACL (deploy/mosquitto-acl.
 publish only to `meterusage/v1/meters/<its name>/readings`. The consumer (`ingest_mqtt`) has a
 credential of its own that may read every meter's topic. Lines are written in the format of
 Mosquitto 2's `mosquitto_passwd`: PBKDF2-HMAC-SHA512, `$7$<iterations>$<salt>$<hash>` in base64.
-Mosquitto reads the file at start and again on SIGHUP.
+Mosquitto reads the file at start and again on SIGHUP, the second time as its own user: a rewrite
+keeps the file's owner, so that a broker that could read it still can.
 """
 import base64
 import hashlib
@@ -29,10 +30,10 @@ def usernames(path: Path) -> list[str]:
     return [line.split(":", 1)[0] for line in path.read_text().splitlines() if ":" in line]
 
 
-def set_credential(path: Path, username: str) -> str:
-    """Give `username` a new random password in the file at `path` (made if missing; its other
-    lines kept); returns the password, which is not kept anywhere else."""
-    password = secrets.token_urlsafe(24)
+def set_credential(path: Path, username: str, password: str | None = None) -> str:
+    """Give `username` `password` (by default a new random one) in the file at `path` (made if
+    missing; its other lines kept); returns the password, which is not kept anywhere else."""
+    password = password if password is not None else secrets.token_urlsafe(24)
     _rewrite(path, username, password_line(username, password))
     return password
 
@@ -54,4 +55,14 @@ def _rewrite(path: Path, username: str, line: str | None) -> None:
     with os.fdopen(handle, "w") as out:
         out.write("".join(f"{entry}\n" for entry in kept))
     os.chmod(temporary, 0o600)
+    if path.exists():
+        _keep_owner(path, temporary)
     os.replace(temporary, path)
+
+
+def _keep_owner(path: Path, temporary: str) -> None:
+    old = path.stat()
+    try:
+        os.chown(temporary, old.st_uid, old.st_gid)
+    except PermissionError:
+        pass  # only root may give a file away; anyone else's rewrite is their own

@@ -19,10 +19,11 @@ from testing.helpers import require
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ["init", "grpc", "web", "ingest"]
+APP_SERVICES = ["init", "grpc", "web", "ingest", "mqtt-passwords"]
 TEST_SECRETS = {
     "DJANGO_SECRET_KEY": "k3y-for-deploy-checks-" + "x9Fq2mZ7vR4tL8wB1nC6hJ0pD5sG3kY" * 2,
     "POSTGRES_PASSWORD": "pw", "INFLUXDB_TOKEN": "token", "INFLUXDB_ADMIN_PASSWORD": "admin-pw",
+    "MQTT_INGEST_PASSWORD": "mqtt-pw",
 }
 
 
@@ -65,6 +66,7 @@ def test_servers_have_healthchecks_and_start_in_order():
         "init": {"condition": "service_completed_successfully"}, "mosquitto": {"condition": "service_healthy"},
     }
     assert app_environment("ingest")["ROLE"] == "ingest"
+    assert SERVICES["mosquitto"]["depends_on"] == {"mqtt-passwords": {"condition": "service_completed_successfully"}}
     # The app image's own HEALTHCHECK serves grpc and web, told apart by ROLE.
     dockerfile = (REPO / "Dockerfile").read_text()
     assert 'CMD ["python", "scripts/healthcheck.py"]' in dockerfile
@@ -75,10 +77,37 @@ def test_only_web_grpc_and_local_mqtt_ports_are_published():
     published = {name: service.get("ports", []) for name, service in SERVICES.items() if service.get("ports")}
 
     assert set(published) == {"web", "grpc", "mosquitto"}
-    # Anonymous publishing: the broker answers on the host's loopback only.
+    # The broker answers on the host's loopback only.
     assert interpolate(published["mosquitto"][0]) == "127.0.0.1:1883:1883"
     assert interpolate(published["web"][0]) == "8000:8000"
     assert interpolate(published["grpc"][0]) == "50051:50051"
+
+
+def test_the_broker_runs_deploy_mosquitto_conf_with_the_password_file_the_project_writes():
+    conf = (REPO / "deploy" / "mosquitto.conf").read_text()
+    directives = dict(line.split(" ", 1) for line in conf.splitlines() if line and not line.startswith("#"))
+    broker, passwords = SERVICES["mosquitto"], SERVICES["mqtt-passwords"]
+    mounts = [volume.split(":") for volume in broker["volumes"]]
+
+    assert directives["allow_anonymous"] == "false"
+    assert ["./deploy/mosquitto.conf", "/mosquitto/config/mosquitto.conf", "ro"] in mounts
+    assert ["./deploy/mosquitto-acl.conf", directives["acl_file"], "ro"] in mounts
+    # Every path the configuration names is mounted; the password file from the volume that the
+    # one-shot mqtt-passwords job writes (as root, to hand the file to the broker's user).
+    for path in re.findall(r"/mosquitto/\S*", conf):
+        assert any(path.startswith(target.rstrip("/")) for _, target, *_ in mounts), path
+    password_file = app_environment("mqtt-passwords")["MQTT_PASSWORD_FILE"]
+    assert password_file == directives["password_file"]
+    volume = next(source for source, target, *_ in mounts if password_file.startswith(target + "/"))
+    assert f"{volume}:{Path(password_file).parent}" in passwords["volumes"]
+    assert passwords["command"] == ["mqtt-passwords"] and passwords["user"] == "0:0" and passwords["restart"] == "no"
+    # The consumer's URL carries the password that job writes; only they two are given it.
+    assert app_environment("ingest")["MQTT_URL"] == "mqtt://meterusage-ingest:mqtt-pw@mosquitto:1883"
+    assert app_environment("mqtt-passwords")["MQTT_URL"] == app_environment("ingest")["MQTT_URL"]
+    assert [name for name in APP_SERVICES if "MQTT_URL" in SERVICES[name]["environment"]] == ["ingest", "mqtt-passwords"]
+    # The health check signs in as the consumer, whom deploy/mosquitto-acl.conf lets read the version.
+    assert "-u meterusage-ingest" in broker["healthcheck"]["test"][1]
+    assert "topic read $SYS/broker/version" in (REPO / "deploy" / "mosquitto-acl.conf").read_text()
 
 
 def test_influxdb_is_set_up_for_the_v1_api_with_a_token():
