@@ -1,6 +1,10 @@
-"""Pages and probes outside the API: the dashboard, /healthz and /readyz."""
+"""Pages and probes outside the API: the dashboard, the page of a locked-out sign-in, /healthz and
+/readyz."""
 import logging
+import math
+from datetime import timedelta
 
+from axes.helpers import get_client_username, get_cool_off
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpResponse, JsonResponse
@@ -28,8 +32,32 @@ def dashboard(request):
             for name in ("readings", "aggregates", "completeness", "changes")
         },
     }
-    config = {"api": urls, "meterPlaceholder": METER_PLACEHOLDER}
+    config = {"api": urls, "meterPlaceholder": METER_PLACEHOLDER, "signedIn": request.user.is_authenticated}
     return render(request, "gateway/dashboard.html", {"dashboard_config": config})
+
+
+def locked_out(request, credentials=None):
+    """django-axes' answer to a sign-in it refuses (AXES_LOCKOUT_CALLABLE): a page in the
+    dashboard's look that says for how long, 429 with Retry-After."""
+    cool_off = get_cool_off(request)
+    context = {
+        "username": get_client_username(request, credentials) or "",
+        "wait": duration_text(cool_off) if cool_off else "",
+    }
+    response = render(request, "gateway/locked_out.html", context, status=429)
+    if cool_off:
+        response["Retry-After"] = str(math.ceil(cool_off.total_seconds()))
+    return response
+
+
+def duration_text(delta: timedelta) -> str:
+    """"15 minutes", "1 hour", "90 seconds": the largest unit that states the duration exactly."""
+    seconds = math.ceil(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+    return "1 second" if seconds == 1 else f"{seconds} seconds"
 
 
 @never_cache

@@ -1,6 +1,7 @@
-"""Content-Security-Policy on every response. The dashboard loads only its own scripts and styles,
-so its policy is strict; admin, the browsable API and Swagger UI carry inline scripts of their
-frameworks, so theirs allows inline code but still nothing from another origin."""
+"""Content-Security-Policy on every response. The dashboard and its sign-in pages load only their
+own scripts and styles, so their policy is strict; admin, the browsable API and Swagger UI carry
+inline scripts of their frameworks, so theirs allows inline code but still nothing from another
+origin."""
 
 STRICT = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -10,6 +11,8 @@ FRAMEWORK_PAGES = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+# The project's own pages (URL names), which hold no inline code.
+OWN_PAGES = {"dashboard", "login", "logout"}
 
 
 class ContentSecurityPolicyMiddleware:
@@ -21,6 +24,6 @@ class ContentSecurityPolicyMiddleware:
         if "Content-Security-Policy" not in response:
             html = response.get("Content-Type", "").startswith("text/html")
             match = getattr(request, "resolver_match", None)
-            dashboard = match is not None and match.url_name == "dashboard"
-            response["Content-Security-Policy"] = FRAMEWORK_PAGES if html and not dashboard else STRICT
+            own = match is not None and match.view_name in OWN_PAGES
+            response["Content-Security-Policy"] = FRAMEWORK_PAGES if html and not own else STRICT
         return response

@@ -115,8 +115,8 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# Sign-ins (admin, the API's session login) go through django-axes first: after LOGIN_FAILURE_LIMIT
-# failed attempts for a username from one address, that pair is refused (429) for
+# Sign-ins (the dashboard's, admin's, the API's session login) go through django-axes first: after
+# LOGIN_FAILURE_LIMIT failed attempts for a username from one address, that pair is refused (429) for
 # LOGIN_LOCKOUT_MINUTES, even with the right password; a success resets the count.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -128,6 +128,12 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # The connection's address (as the API's rate limits count it): a client cannot pick its own.
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+# The refusal is a page in the dashboard's look that says for how long (with Retry-After).
+AXES_LOCKOUT_CALLABLE = "gateway.views.locked_out"
+# Where a page that needs a signed-in user sends a visitor, and where signing in and out lands.
+LOGIN_URL = env.str("LOGIN_URL", default="/accounts/login/")
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
 
 ROOT_URLCONF = "meterproject.urls"
 WSGI_APPLICATION = "meterproject.wsgi.application"

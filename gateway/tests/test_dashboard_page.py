@@ -28,6 +28,7 @@ def test_dashboard_page_uses_local_assets_only(client):
             "changes": "/api/v1/meters/__meter__/changes/",
         },
         "meterPlaceholder": "__meter__",
+        "signedIn": False,
     }
 
 

@@ -2,6 +2,8 @@
 // range as a chart, a summary, its gaps and a paged table. The view lives in the URL
 // (?meter=&start=&end=&window=&tz=&page=, and &live=1), so it can be shared and survives a reload.
 // Live mode polls the meter's changes feed and reloads the view when a change falls in it.
+// The API answers with what the signed-in user (the session cookie, which same-origin requests
+// carry) may see; the page only reads, so it sends no CSRF token.
 "use strict";
 
 (() => {
@@ -183,9 +185,19 @@
     const url = urlOf(state);
     if (url !== window.location.search) {
       (push ? history.pushState : history.replaceState).call(history, null, "", url);
+      returnHereAfterSigning();
     }
     showControls();
     if (reload) load();
+  }
+
+  // Signing in or out comes back to the view shown (the URL holds it).
+  function returnHereAfterSigning() {
+    const here = window.location.pathname + window.location.search;
+    const signIn = $("sign-in");
+    if (signIn) signIn.search = `?${new URLSearchParams({ next: here })}`;
+    const signOut = document.querySelector("#sign-out [name=next]");
+    if (signOut) signOut.value = here;
   }
 
   // ---- Windows -----------------------------------------------------------------------------
@@ -640,18 +652,26 @@
       meters = await allPages(`${config.api.meters}?page_size=1000`, "results");
     } catch (error) {
       setPhase("error", "");
-      showError(error);
+      const refused = error.problem && [401, 403].includes(error.problem.status);
+      showError(refused && !config.signedIn
+        ? { problem: { ...error.problem, detail: `${error.problem.detail || ""} Sign in to see your accounts' meters.`.trim() } }
+        : error);
       return;
     }
     if (!meters.length) {
       setPhase("error", "");
-      showError({ problem: { title: "No meters", detail: "Import readings first (manage.py import_readings FILE.csv)." } });
+      showError({
+        problem: config.signedIn
+          ? { title: "No meters", detail: "None you may see: import readings (manage.py import_readings FILE.csv --account NAME), or ask to be made a member of an account that owns meters." }
+          : { title: "No public meters", detail: "Sign in to see your accounts' meters." },
+      });
       return;
     }
     fillMeters();
     fillZones();
     state = stateFromUrl();
     history.replaceState(null, "", urlOf(state));
+    returnHereAfterSigning();
     showControls();
     $("controls").addEventListener("change", onControlChange);
     $("controls").addEventListener("submit", (event) => event.preventDefault());
@@ -661,6 +681,7 @@
     window.addEventListener("popstate", () => {
       const followed = state.live ? state.meter : null;
       state = stateFromUrl();
+      returnHereAfterSigning();
       showControls();
       if (!state.live) stopLive();
       if (state.live && followed !== state.meter) {
