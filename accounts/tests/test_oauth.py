@@ -248,3 +248,11 @@ def test_over_http_a_bearer_text_that_is_no_token_is_refused(app):
 
     assert refused.status_code == 401
     assert refused.json()["detail"] == "the bearer credential is not valid: not an API key or a usable access token"
+
+
+def test_admin_lists_and_adds_apps_and_tokens(app):
+    client = signed_in(get_user_model().objects.create_user("operator", is_staff=True, is_superuser=True))
+
+    for page in ("/admin/", "/admin/oauth2_provider/application/", "/admin/oauth2_provider/application/add/",
+                 f"/admin/oauth2_provider/application/{app.pk}/change/", "/admin/oauth2_provider/accesstoken/"):
+        assert client.get(page).status_code == 200, page
