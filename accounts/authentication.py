@@ -29,6 +29,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return f'{self.keyword} realm="api"'
 
 
+def _bearer_text(request) -> str:
+    """The text after `Bearer` in the Authorization header (any case, as oauthlib reads it), or ""."""
+    words = authentication.get_authorization_header(request).split()
+    return words[1].decode("latin-1") if len(words) == 2 and words[0].lower() == b"bearer" else ""
+
+
 class AccessTokenAuthentication(OAuth2Authentication):
     """OAuth 2 access tokens (django-oauth-toolkit), after API keys. A bearer text that is neither
     a key nor a usable token is refused (401), not taken as an anonymous request."""
@@ -42,11 +48,6 @@ class AccessTokenAuthentication(OAuth2Authentication):
                 "the bearer credential is not valid: not an API key or a usable access token"
             )
         return signed_in
-
-
-def _bearer_text(request) -> str:
-    words = authentication.get_authorization_header(request).split()
-    return words[1].decode("latin-1") if len(words) == 2 and words[0] == b"Bearer" else ""
 
 
 class KeyLimits(permissions.BasePermission):

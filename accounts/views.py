@@ -16,7 +16,7 @@ class ConsentView(AuthorizationView):
         context = super().get_context_data(**kwargs)
         user = self.request.user
         context["every_meter"] = user.is_staff
-        context["meters"] = [] if user.is_staff else Meter.objects.filter(account__members=user).order_by("name").distinct()
+        context["meters"] = [] if user.is_staff else Meter.objects.filter(account__members=user).order_by("name")
         return context
 
     def get(self, request, *args, **kwargs):
