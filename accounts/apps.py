@@ -7,4 +7,4 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from accounts import schema  # noqa: F401  (registers how the OpenAPI schema shows API keys)
+        from accounts import schema  # noqa: F401  (registers how the OpenAPI schema shows API keys and OAuth tokens)

@@ -1,6 +1,7 @@
-"""API keys on the HTTP API: `Authorization: Bearer <key>` signs the request in as the key's user;
-the key goes on to the service, where its limits (scope, meters) hold on top of what that user
-may do."""
+"""Bearer credentials on the HTTP API: an API key or an OAuth 2 access token in `Authorization:
+Bearer` signs the request in as its user; the credential goes on to the service, where its own
+limits (scope, meters) hold on top of what that user may do."""
+from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import authentication, exceptions, permissions
 
 from accounts.keys import key_for, prefix_of
@@ -15,7 +16,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if len(words) != 2 or words[0].decode("latin-1") != self.keyword:
             return None  # not ours: another scheme, or none
         text = words[1].decode("latin-1")
-        key = key_for(text) if prefix_of(text) else None
+        if prefix_of(text) is None:
+            return None  # not shaped like a key: an access token, for AccessTokenAuthentication
+        key = key_for(text)
         if key is None:
             raise exceptions.AuthenticationFailed("the API key is not valid: unknown, revoked or expired")
         # Passed on to the service, which decides what the key reaches (accounts/access.py).
@@ -24,6 +27,30 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return f'{self.keyword} realm="api"'
+
+
+def _bearer_text(request) -> str:
+    """The text after `Bearer` in the Authorization header (any case, as oauthlib reads it), or ""."""
+    words = authentication.get_authorization_header(request).split()
+    return words[1].decode("latin-1") if len(words) == 2 and words[0].lower() == b"bearer" else ""
+
+
+class AccessTokenAuthentication(OAuth2Authentication):
+    """OAuth 2 access tokens (django-oauth-toolkit), after API keys. A bearer text that is neither
+    a key nor a usable token is refused (401), not taken as an anonymous request."""
+
+    def authenticate(self, request):
+        signed_in = super().authenticate(request)
+        if signed_in is not None and not signed_in[0].is_active:
+            signed_in = None
+        if signed_in is None and _bearer_text(request):
+            raise exceptions.AuthenticationFailed(
+                "the bearer credential is not valid: not an API key or a usable access token"
+            )
+        if signed_in is not None:
+            # Passed on to the service, which decides what the token reaches (accounts/access.py).
+            signed_in[1].presented = _bearer_text(request)
+        return signed_in
 
 
 class KeyLimits(permissions.BasePermission):

@@ -15,6 +15,12 @@ FRAMEWORK_PAGES = (
 OWN_PAGES = {"dashboard", "login", "logout"}
 
 
+def strict_policy(*, form_action=()) -> str:
+    """The strict policy, its forms also allowed to post (and be redirected) to `form_action`
+    origins: the OAuth consent page, whose answer redirects to the app."""
+    return STRICT.replace("form-action 'self'", " ".join(["form-action 'self'", *form_action]))
+
+
 class ContentSecurityPolicyMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response

@@ -92,6 +92,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "accounts",
+    # After accounts, whose oauth2_provider/authorize.html (the consent page) replaces its own.
+    "oauth2_provider",
     "readings",
     "gateway",
     # Before django_grpc_framework: its grpcrunserver is replaced by the project's own.
@@ -130,7 +132,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 # The refusal is a page in the dashboard's look that says for how long (with Retry-After).
 AXES_LOCKOUT_CALLABLE = "gateway.views.locked_out"
-# Where a page that needs a signed-in user sends a visitor, and where signing in and out lands.
+# Where a page that needs a signed-in user (/o/authorize/ too) sends a visitor, and where signing
+# in and out lands.
 LOGIN_URL = env.str("LOGIN_URL", default="/accounts/login/")
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -302,11 +305,42 @@ API_RATE_USER = env.str("API_RATE_USER", default="3000/minute")
 # connection's (a client's own X-Forwarded-For cannot lift its limit).
 API_PROXIES = env.int("API_PROXIES", default=0)
 
+# Third-party apps a user authorises (OAuth 2, django-oauth-toolkit, under /o/): authorization
+# code with PKCE (S256) only, https redirect URIs registered exactly, tokens kept as checksums,
+# refresh tokens rotated and a replayed one revoking its whole family.
+OAUTH2_PROVIDER = {
+    "SCOPES": {
+        "read": "read the readings of your meters",
+        "write": "read the readings of your meters and add readings to them",
+    },
+    "DEFAULT_SCOPES": ["read"],
+    "PKCE_REQUIRED": True,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env.int("OAUTH_ACCESS_TOKEN_SECONDS", default=3600),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": int(env.float("OAUTH_REFRESH_TOKEN_DAYS", default=90) * 86400),
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+    # RFC 9700 (OAuth 2.0 Security Best Current Practice), enforced rather than warned about.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # API keys (manage.py apikey create): Authorization: Bearer <key>. First: its
         # WWW-Authenticate header makes an anonymous refusal a 401, not a 403.
         "accounts.authentication.ApiKeyAuthentication",
+        # OAuth 2 access tokens (django-oauth-toolkit's class): any other Bearer text.
+        "accounts.authentication.AccessTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Anyone may read, and sees public meters; what else a caller reads and writes, the gRPC
@@ -343,6 +377,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # OAuth 2 (third-party apps): the authorization code flow of /o/.
+    "OAUTH2_FLOWS": ["authorizationCode"],
+    "OAUTH2_AUTHORIZATION_URL": "/o/authorize/",
+    "OAUTH2_TOKEN_URL": "/o/token/",
+    "OAUTH2_REFRESH_URL": "/o/token/",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "gateway.api.schema.empty_list_parameters_are_omitted",

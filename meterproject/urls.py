@@ -2,8 +2,19 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from oauth2_provider import views as oauth_views
 
+from accounts.views import ConsentView
 from gateway import views
+
+# OAuth 2 for third-party apps (django-oauth-toolkit): the consent page, tokens, revocation and
+# introspection, under the toolkit's own names; apps are registered in admin.
+oauth_urls = ([
+    path("authorize/", ConsentView.as_view(), name="authorize"),
+    path("token/", oauth_views.TokenView.as_view(), name="token"),
+    path("revoke_token/", oauth_views.RevokeTokenView.as_view(), name="revoke-token"),
+    path("introspect/", oauth_views.IntrospectTokenView.as_view(), name="introspect"),
+], "oauth2_provider")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -21,6 +32,7 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("o/", include(oauth_urls)),
 ]
 
 # Errors under /api/ outside the DRF views are problem documents too.

@@ -7,7 +7,7 @@ from gateway import client
 def credential_of(request) -> str:
     """The credential the service is sent for `request`: the API key or access token the client
     presented, else the signed credential of its user (a session, or anonymous)."""
-    presented = getattr(request.auth, "presented", None) or getattr(request.auth, "token", None)
+    presented = getattr(request.auth, "presented", None)
     if isinstance(presented, str) and presented:
         return presented
     return user_credential(request.user)
