@@ -219,14 +219,14 @@ def live_url(web_to_grpc):
 @pytest.fixture(scope="module")
 def process_env(tmp_path_factory, reference_csv) -> dict:
     """The environment of servers started as processes: a SQLite file database of their own,
-    migrated, with the reference month imported (as meter "meterusage")."""
+    migrated, with the reference month imported (as meter "meterusage", public)."""
     folder = tmp_path_factory.mktemp("processes")
     env = {
         **os.environ, "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}", "PYTHONUNBUFFERED": "1",
         "DJANGO_DEBUG": "false", "GRPC_HEALTH_CHECK_SECONDS": "0.2",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    for command in (["migrate", "--verbosity", "0"], ["import_readings", str(reference_csv)]):
+    for command in (["migrate", "--verbosity", "0"], ["import_readings", str(reference_csv), "--public"]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=REPO, env=env, check=True, capture_output=True)
     return env
 

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from readings.csvreader import DEFAULT_BATCH_SIZE
 from readings.management.progress import ProgressBar, add_ambiguous_argument
+from readings.models import Meter
 from readings.writes.imports import ReadingsImportError, command_author, readings_import
 from readings.writes.rows import Ambiguous
 
@@ -25,6 +26,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--account", help="Account that owns the meter: a new meter is made its (see `manage.py account add`)."
         )
+        parser.add_argument(
+            "--public", action="store_true",
+            help="Mark the meter public: anyone may read its readings, signed in or not.",
+        )
         add_ambiguous_argument(parser)
         parser.add_argument(
             "--dry-run", action="store_true", help="Read and count everything, then roll back."
@@ -36,7 +41,7 @@ class Command(BaseCommand):
             help=f"Rows read and staged at a time (default {DEFAULT_BATCH_SIZE}).",
         )
 
-    def handle(self, *args, paths, meter, time_zone, ambiguous, dry_run, batch_size, account, **options):
+    def handle(self, *args, paths, meter, time_zone, ambiguous, dry_run, batch_size, account, public, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         verbosity = options["verbosity"]
@@ -59,6 +64,8 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
             finally:
                 progress.close()
+            if public and not dry_run:
+                Meter.objects.filter(name=run.meter_name).update(public=True)
             if verbosity >= 2:
                 for row in run.rejected_rows:
                     self.stdout.write(f"  line {row['line']}: {row['reason']} ({row['kind']})")
