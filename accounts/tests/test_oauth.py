@@ -8,6 +8,7 @@ import secrets
 from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import grpc
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -17,6 +18,7 @@ from rest_framework.test import APIClient
 
 from accounts.access import NotSignedIn, caller_for_bearer, forget_resolved
 from accounts.models import Account
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.models import Meter
 
 pytestmark = pytest.mark.django_db
@@ -224,20 +226,34 @@ def test_an_expired_or_revoked_token_or_one_of_an_inactive_user_is_not_signed_in
         caller_for_bearer(inactive)
 
 
-def test_over_http_a_read_token_reads_and_may_not_write(app, ann):
-    ann.is_staff = True  # import runs are listed to staff; the list needs no gRPC server
-    ann.save()
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_of(ann, app, scope='read')['access_token']}")
+@pytest.mark.django_db(transaction=True)
+def test_over_http_and_grpc_a_token_reads_its_users_meters_and_writes_with_the_write_scope(app, ann, write_server):
+    read_token = token_of(ann, app, scope="read")["access_token"]
+    write_token = token_of(ann, app, scope="read write")["access_token"]
+    readings = "/api/v1/meters/{}/readings/"
+    row = b"time,meterusage\n2024-06-01 00:00:00,1.5\n"
 
-    listed = client.get("/api/v1/import-runs/")
-    # Refused before the gRPC service is called: none is needed.
-    refused = client.post("/api/v1/meters/house-7-main/readings/", b"time,meterusage\n2024-06-01 00:00:00,1.5\n",
-                          content_type="text/csv")
+    def http(token: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return client
 
-    assert listed.status_code == 200
+    refused = http(read_token).post(readings.format("house-7-main"), row, content_type="text/csv")
     assert refused.status_code == 403
-    assert refused.json()["detail"] == "the access token may only read (scope read, not write)"
+    assert refused.json()["detail"] == "oauth:ann may read but not write readings"
+    assert http(write_token).post(readings.format("house-7-main"), row, content_type="text/csv").json()["inserted"] == 1
+    assert http(read_token).get(readings.format("house-7-main"), {"start": "2024-06-01", "end": "2024-06-02"}).json()["readings"] == [
+        {"time": "2024-06-01T00:00:00Z", "value": 1.5},
+    ]
+    assert http(read_token).get(readings.format("house-9-main"), {"start": "2024-06-01", "end": "2024-06-02"}).status_code == 404
+    # The same token as gRPC metadata.
+    stub = write_server.stub
+    metadata = [("authorization", f"Bearer {read_token}")]
+    listed = stub.ListMeters(pb.ListMetersRequest(), metadata=metadata)
+    assert sorted(m.name for m in listed.meters) == ["house-7-main", "house-7-solar"] and listed.total_size == 2
+    with pytest.raises(grpc.RpcError) as hidden:
+        stub.GetMeter(pb.GetMeterRequest(name="house-9-main"), metadata=metadata)
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_over_http_a_bearer_text_that_is_no_token_is_refused(app):

@@ -19,7 +19,7 @@ def year_meter(served_data, django_db_blocker, tmp_path_factory):
     path = tmp_path_factory.mktemp("year") / "gen-year.csv"
     with django_db_blocker.unblock():
         call_command("generate_readings", "--days", "366", "--start", "2020-01-01", "--seed", "3", "--out", str(path), stdout=StringIO())
-        call_command("import_readings", str(path), stdout=StringIO())
+        call_command("import_readings", str(path), "--public", stdout=StringIO())
         yield Meter.objects.get(name="gen-year")
 
 

@@ -66,7 +66,7 @@ def test_live_mode_shows_readings_as_they_are_written(live_page, stub):
     from playwright.sync_api import expect
 
     page = live_page
-    meter = Meter.objects.create(name="live-one").name
+    meter = Meter.objects.create(name="live-one", public=True).name  # the page is not signed in
     write_readings(stub, meter, (int(datetime(2019, 1, 1, 0, 15, tzinfo=UTC).timestamp()), 1.0))
     page.goto(f"/?meter={meter}")
     expect_ready(page)
@@ -106,7 +106,7 @@ def test_polling_stops_when_live_is_off_or_the_tab_hidden_and_resumes_with_its_c
     # The page's clock is Playwright's: it runs as the real one does, and can be moved on at once.
     page.clock.install()
     page.add_init_script(COUNT_POLLS)
-    meter = Meter.objects.create(name="live-two").name
+    meter = Meter.objects.create(name="live-two", public=True).name
     with page.expect_response(is_a_later_poll):
         page.goto(f"/?meter={meter}&live=1")
     expect(page.locator("#dashboard")).to_have_attribute("data-live", "on")
