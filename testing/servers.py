@@ -69,6 +69,10 @@ class GrpcServer:
     def stub(self) -> meter_usage_pb2_grpc.MeterUsageServiceStub:
         return meter_usage_pb2_grpc.MeterUsageServiceStub(self.channel)
 
+    @property
+    def anonymous_stub(self) -> meter_usage_pb2_grpc.MeterUsageServiceStub:
+        return meter_usage_pb2_grpc.MeterUsageServiceStub(self.anonymous_channel)
+
     def stop(self, grace: float | None = None) -> None:
         """Stop the server (gracefully within `grace` seconds) and close the channel; once."""
         if self.stopped:
