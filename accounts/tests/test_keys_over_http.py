@@ -1,12 +1,20 @@
 """API keys on the HTTP API (`Authorization: Bearer`), in front of a real gRPC server: a key signs
 in as its user; a read key only reads; a key limited to meters reaches only those, any other meter
-being as missing as one that is not; a revoked key is refused at once."""
+being as missing as one that is not; a revoked key is refused at once over HTTP, and within half a
+second by a running gRPC server."""
+import time
+from io import StringIO
+
+import grpc
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from accounts.access import ACCESS_CACHE_SECONDS
 from accounts.keys import create_key, revoke_key
 from accounts.models import ApiKey
+from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.models import Meter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,3 +70,21 @@ def test_a_revoked_or_malformed_key_is_refused_at_once(operator, new_meter):
     assert refused.status_code == 401
     assert refused["WWW-Authenticate"]
     assert with_key("mu_nothing_here").get("/api/v1/import-runs/").status_code == 401
+
+
+def test_on_a_running_grpc_server_a_revoked_key_stops_once_its_resolution_lapses(operator, new_meter, write_server):
+    """The service keeps a resolved key ACCESS_CACHE_SECONDS (half a second): the first call after
+    that is refused, whichever process revoked it."""
+    meter = new_meter()
+    key, text = create_key(user=operator, scope=ApiKey.Scope.READ)
+    metadata = [("authorization", f"Bearer {text}")]
+    stub = write_server.anonymous_stub
+    assert stub.GetMeter(pb.GetMeterRequest(name=meter), metadata=metadata).name == meter
+
+    call_command("apikey", "revoke", key.prefix, stdout=StringIO())
+    time.sleep(ACCESS_CACHE_SECONDS)
+
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.GetMeter(pb.GetMeterRequest(name=meter), metadata=metadata)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert refused.value.details() == "the API key is not valid: unknown, revoked or expired"
