@@ -301,6 +301,8 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # server counts in one place, otherwise each process for itself.
 API_RATE_ANONYMOUS = env.str("API_RATE_ANONYMOUS", default="600/minute")
 API_RATE_USER = env.str("API_RATE_USER", default="3000/minute")
+# The same per API key or OAuth token, on top of its user's.
+API_RATE_KEY = env.str("API_RATE_KEY", default="1200/minute")
 # How many proxies in front of the web server append to X-Forwarded-For; 0: the address is the
 # connection's (a client's own X-Forwarded-For cannot lift its limit).
 API_PROXIES = env.int("API_PROXIES", default=0)
@@ -357,8 +359,11 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
+        "accounts.throttles.KeyRateThrottle",
     ],
-    "DEFAULT_THROTTLE_RATES": {"anon": API_RATE_ANONYMOUS or None, "user": API_RATE_USER or None},
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": API_RATE_ANONYMOUS or None, "user": API_RATE_USER or None, "key": API_RATE_KEY or None,
+    },
     "NUM_PROXIES": API_PROXIES,
     "DEFAULT_PAGINATION_CLASS": "gateway.api.pagination.PageNumberPagination",
     "EXCEPTION_HANDLER": "gateway.api.problems.problem_exception_handler",
