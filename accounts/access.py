@@ -207,5 +207,8 @@ def caller_for_bearer(text: str) -> Caller:
 
 def forget_resolved() -> None:
     """Drop every kept resolution (tests that change rights between calls)."""
+    from accounts.keys import forget_recent_keys
+
     with _resolved_lock:
         _resolved.clear()
+    forget_recent_keys()

@@ -4,7 +4,8 @@ limits (scope, meters) hold on top of what that user may do."""
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import authentication, exceptions, permissions
 
-from accounts.keys import key_for, prefix_of
+from accounts.access import ACCESS_CACHE_SECONDS
+from accounts.keys import prefix_of, recent_key_for
 from accounts.models import ApiKey
 
 
@@ -18,7 +19,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         text = words[1].decode("latin-1")
         if prefix_of(text) is None:
             return None  # not shaped like a key: an access token, for AccessTokenAuthentication
-        key = key_for(text)
+        key = recent_key_for(text, ACCESS_CACHE_SECONDS)
         if key is None:
             raise exceptions.AuthenticationFailed("the API key is not valid: unknown, revoked or expired")
         # Passed on to the service, which decides what the key reaches (accounts/access.py).
@@ -40,7 +41,12 @@ class AccessTokenAuthentication(OAuth2Authentication):
     a key nor a usable token is refused (401), not taken as an anonymous request."""
 
     def authenticate(self, request):
-        signed_in = super().authenticate(request)
+        if not _bearer_text(request):
+            return None  # tokens come only in the header; oauthlib need not read the request
+        try:
+            signed_in = super().authenticate(request)
+        except ValueError:  # oauthlib reads the whole URL: a query string it cannot decode
+            raise exceptions.AuthenticationFailed("the request's query string is not valid URL encoding") from None
         if signed_in is not None and not signed_in[0].is_active:
             signed_in = None
         if signed_in is None and _bearer_text(request):

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import secrets
 import string
+import time
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -78,3 +79,25 @@ def key_for(text: str) -> ApiKey | None:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
     return key
+
+
+_recent: dict[str, tuple[float, ApiKey | None]] = {}
+
+
+def recent_key_for(text: str, keep_seconds: float) -> ApiKey | None:
+    """key_for(text), kept `keep_seconds` in this process: a web server that answers a key's every
+    request reads its row once in that time (a revoked key stops within it)."""
+    digest = digest_of(text)
+    now = time.monotonic()
+    kept = _recent.get(digest)
+    if kept is not None and kept[0] > now:
+        return kept[1]
+    key = key_for(text)
+    if len(_recent) > 10_000:
+        _recent.clear()
+    _recent[digest] = (now + keep_seconds, key)
+    return key
+
+
+def forget_recent_keys() -> None:
+    _recent.clear()

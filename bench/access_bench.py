@@ -10,9 +10,9 @@ meter with `authorization: Bearer <key>`. Both return the same readings.
 
 The servers run as users run them: `manage.py grpcrunserver 127.0.0.1:0` with DJANGO_DEBUG=0 (its
 call log to a file), and the gateway in gunicorn calling it, with API_CACHE_SECONDS=0 so that every
-call reaches the service, and API_RATE_ANONYMOUS / API_RATE_USER far above what one client sends
-(an empty value is taken as unset, so the default 600/minute, not as no limit; a rate that never
-binds still counts every request, the key's and the anonymous alike). Calls go one at a
+call reaches the service, and API_RATE_ANONYMOUS / API_RATE_USER / API_RATE_KEY far above what one
+client sends (a rate that never binds still counts every request, the key's and the anonymous
+alike, as a deployment's rates do). Calls go one at a
 time from this process over loopback, the two kinds alternating call by call, in --rounds rounds of
 --calls calls of each kind (which kind goes first alternates round by round). Goal: the key's call
 costs at most 1.1x the anonymous one (the median of the rounds' ratios of medians), for each
@@ -112,7 +112,7 @@ def http_calls(connection: http.client.HTTPConnection, key: str):
 
 def start_gunicorn(env: dict, workers: int) -> tuple[subprocess.Popen, int]:
     """The gateway as gateway_bench.py starts it (gunicorn with meterproject/gunicorn.conf.py), with
-    `env` as given (that bench's own start sets API_RATE_ANONYMOUS="")."""
+    `env` as given."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "meterproject/gunicorn.conf.py", "meterproject.wsgi"],
@@ -240,7 +240,7 @@ with CaptureQueriesContext(connection) as queries:
 print(json.dumps({
     "caller_for_bearer(key), kept (the 0.5 s cache)": timed(lambda: caller_for_bearer(key), 2000),
     "caller_for_bearer(key), not kept (database)": timed(lambda: caller_for_bearer(key), 300, forget_resolved),
-    f"key_for(key) (the gateway's authentication, every request: {len(queries)} query)": timed(lambda: key_for(key), 300),
+    f"key_for(key) (the gateway's authentication when not kept: {len(queries)} query)": timed(lambda: key_for(key), 300),
     "... within a request's bounds (the kept connection checked first)": timed(as_a_request(lambda: key_for(key)), 300),
     "a request's bounds alone, no query (the anonymous call's gateway)": timed(as_a_request(lambda: None), 300),
     "the gateway's preamble (authentication, permissions, throttles), anonymous": timed(gateway_preamble({}), 300),
@@ -291,7 +291,7 @@ def main() -> None:
                 print(f"\nResolving credentials in one process ({store}), median microseconds:")
                 print("| step | µs |\n| --- | --- |")
                 for step, micros in resolving_costs({**env, "DJANGO_LOG_LEVEL": "WARNING", "API_RATE_ANONYMOUS": UNBOUND_RATE,
-                                                  "API_RATE_USER": UNBOUND_RATE}, key).items():
+                                                  "API_RATE_USER": UNBOUND_RATE, "API_RATE_KEY": UNBOUND_RATE}, key).items():
                     print(f"| {step} | {micros:.1f} |")
         finally:
             if args.database_url:
@@ -306,7 +306,7 @@ def run(args, env: dict, folder: Path, key: str) -> tuple[list[str], bool]:
     try:
         web, web_port = start_gunicorn(
             {**env, "GRPC_TARGET": f"127.0.0.1:{grpc_port}", "API_RATE_ANONYMOUS": UNBOUND_RATE, "API_RATE_USER": UNBOUND_RATE,
-             "API_CACHE_SECONDS": "0"}, args.workers)
+             "API_RATE_KEY": UNBOUND_RATE, "API_CACHE_SECONDS": "0"}, args.workers)
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             stub = meter_usage_pb2_grpc.MeterUsageServiceStub(channel)
             grpc_order: list[str] = []

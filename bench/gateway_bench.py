@@ -67,7 +67,7 @@ def start_gunicorn(env: dict, workers: int) -> tuple[subprocess.Popen, int]:
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "meterproject/gunicorn.conf.py", "meterproject.wsgi"],
         cwd=REPO, env={**env, "WEB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers), "API_CACHE_SECONDS": "0",
-             "API_RATE_ANONYMOUS": ""},  # one client address, many calls: no rate limit in the way
+             "API_RATE_ANONYMOUS": "none"},  # one client address, many calls: no rate limit in the way
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30

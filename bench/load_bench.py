@@ -184,7 +184,7 @@ def main() -> None:
         env = {**os.environ, "DATABASE_URL": args.database_url or f"sqlite:///{Path(tmp) / 'bench.sqlite3'}",
                "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "load-bench-only", "DJANGO_LOG_LEVEL": "WARNING",
                "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(args.repo), "API_CACHE_SECONDS": "0",
-               "API_RATE_ANONYMOUS": ""}  # the clients are one address: the capacity is measured, not a rate limit
+               "API_RATE_ANONYMOUS": "none"}  # the clients are one address: the capacity is measured, not a rate limit
         print(f"Preparing data and servers from {args.repo} ...", flush=True)
         subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=args.repo, env=env, check=True)
         subprocess.run([sys.executable, "manage.py", "import_readings", args.reference], cwd=args.repo, env=env,

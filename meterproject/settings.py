@@ -50,6 +50,14 @@ class Env(environ.Env):
 
 env = Env()
 Env.read_env(env.str("DJANGO_ENV_FILE", default=str(BASE_DIR / ".env")))
+
+
+def _rate(name: str, default: str) -> str:
+    """A rate setting; "none" (or "off", "0") for no limit (an empty value is unset: the default)."""
+    value = env.str(name, default=default).strip()
+    return "" if value.lower() in ("none", "off", "0") else value
+
+
 # Set by the test run before these settings load (pytest.ini's `env`, through pytest-env), and so
 # also seen by the servers the tests start.
 TESTING = env.bool("DJANGO_TESTING", default=False)
@@ -237,9 +245,9 @@ GRPC_TARGET = env.str("GRPC_TARGET", default="127.0.0.1:50051")
 GRPC_AUTH_TOKENS = env.list("GRPC_AUTH_TOKENS", default=[])
 GRPC_WRITE_TOKENS = env.list("GRPC_WRITE_TOKENS", default=[])
 # Calls a client address (calls without a credential) and a key may make ("N/second", "/minute",
-# "/hour", "/day"; empty: no limit); the service tokens and the web tier's callers are not counted.
-GRPC_RATE_PER_ADDRESS = env.str("GRPC_RATE_PER_ADDRESS", default="")
-GRPC_RATE_PER_KEY = env.str("GRPC_RATE_PER_KEY", default="")
+# "/hour", "/day"; empty or "none": no limit); the service tokens and the web tier's callers are not counted.
+GRPC_RATE_PER_ADDRESS = _rate("GRPC_RATE_PER_ADDRESS", "")
+GRPC_RATE_PER_KEY = _rate("GRPC_RATE_PER_KEY", "")
 GRPC_FRAMEWORK = {"ROOT_HANDLERS_HOOK": "grpc_api.handlers.grpc_handlers"}
 # How often the gRPC server checks that its database answers (its health follows), and where it
 # serves Prometheus metrics (empty: nowhere).
@@ -297,12 +305,12 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # HTTP API (gateway/api/): callers are anonymous (public meters), signed in (a session), or
 # present an API key (Authorization: Bearer). Every error is application/problem+json.
 # Requests to the API per address (anonymous callers) and per user, DRF's throttling: "N/second",
-# "/minute", "/hour" or "/day"; empty, none. Counted in the default cache: with REDIS_URL every web
-# server counts in one place, otherwise each process for itself.
-API_RATE_ANONYMOUS = env.str("API_RATE_ANONYMOUS", default="600/minute")
-API_RATE_USER = env.str("API_RATE_USER", default="3000/minute")
+# "/minute", "/hour" or "/day"; "none", no limit. Counted in the default cache: with REDIS_URL
+# every web server counts in one place, otherwise each process for itself.
+API_RATE_ANONYMOUS = _rate("API_RATE_ANONYMOUS", "600/minute")
+API_RATE_USER = _rate("API_RATE_USER", "3000/minute")
 # The same per API key or OAuth token, on top of its user's.
-API_RATE_KEY = env.str("API_RATE_KEY", default="1200/minute")
+API_RATE_KEY = _rate("API_RATE_KEY", "1200/minute")
 # How many proxies in front of the web server append to X-Forwarded-For; 0: the address is the
 # connection's (a client's own X-Forwarded-For cannot lift its limit).
 API_PROXIES = env.int("API_PROXIES", default=0)

@@ -10,19 +10,11 @@ from grpc_status import rpc_status
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from readings.models import ImportRun, Meter, ReadingChange
 from testing.data import REFERENCE_READINGS
-from testing.helpers import WRITER, import_file, stored
+from testing.helpers import READER, WRITER, import_file, stored
 
 # Transactional tests: the server writes with its own connections, which a test's open
 # transaction would lock out of SQLite's tables. The tables are emptied after each test.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-READER = (("authorization", "Bearer r-token"),)
-
-
-@pytest.fixture(autouse=True)
-def read_tokens(settings):
-    settings.GRPC_AUTH_TOKENS = ["r-token"]
-
 
 @pytest.fixture
 def stub(write_server, settings, tmp_path):
@@ -137,10 +129,10 @@ def test_instants_meters_mixed_and_values_missing(stub, new_meter):
     ((("authorization", "Bearer nope"),), grpc.StatusCode.UNAUTHENTICATED),
     (READER, grpc.StatusCode.PERMISSION_DENIED),
 ])
-def test_writing_needs_a_write_token(stub, new_meter, metadata, code):
+def test_writing_needs_a_write_token(stub, write_server, new_meter, metadata, code):
     name = new_meter()
     with pytest.raises(grpc.RpcError) as error:
-        stub.WriteReadings(pb.WriteReadingsRequest(readings=[reading(name, "2019-01-01 00:15:00", 1.0)]), metadata=metadata)
+        write_server.anonymous_stub.WriteReadings(pb.WriteReadingsRequest(readings=[reading(name, "2019-01-01 00:15:00", 1.0)]), metadata=metadata)
 
     assert error.value.code() == code
     assert stored(name) == {}
