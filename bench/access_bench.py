@@ -38,8 +38,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import grpc
 import orjson
 
-from common import REPO, manage, ts  # puts the repository on sys.path
-from gateway_bench import free_port
+from common import REPO, manage, start_gunicorn, ts  # puts the repository on sys.path
 from outside_bench import CALL_LOG, start_logged_server
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb  # noqa: E402
@@ -110,27 +109,6 @@ def http_calls(connection: http.client.HTTPConnection, key: str):
             get(PRIVATE, {"Accept": "application/json", "Authorization": f"Bearer {key}"}))
 
 
-def start_gunicorn(env: dict, workers: int) -> tuple[subprocess.Popen, int]:
-    """The gateway as gateway_bench.py starts it (gunicorn with meterproject/gunicorn.conf.py), with
-    `env` as given."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "meterproject/gunicorn.conf.py", "meterproject.wsgi"],
-        cwd=REPO, env={**env, "WEB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                connection.close()
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("gunicorn did not start")
 
 
 def percentile(samples: list[float], fraction: float) -> float:

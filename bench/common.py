@@ -1,5 +1,6 @@
 """What the benchmark scripts share: the repository on sys.path, a throwaway secret key for the
 servers they start, and small helpers to run manage.py, start a gRPC server and time calls."""
+import http.client
 import os
 import secrets
 import statistics
@@ -41,6 +42,31 @@ def start_server(command: list[str], env: dict) -> tuple[subprocess.Popen, int]:
     # What it prints later (its call log) is read and dropped: a full pipe would stop the server.
     threading.Thread(target=process.stdout.read, daemon=True).start()
     return process, int(line.split("127.0.0.1:")[1].split(" ")[0])
+
+
+def start_gunicorn(env: dict, workers: int) -> tuple[subprocess.Popen, int]:
+    """The gateway as it is deployed (gunicorn with meterproject/gunicorn.conf.py) on a free port,
+    once /healthz answers; `env` as given."""
+    from testing.influxd import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "meterproject/gunicorn.conf.py", "meterproject.wsgi"],
+        cwd=REPO, env={**env, "WEB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                connection.close()
+                return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("gunicorn did not start")
 
 
 def latency(call, calls: int, warm_up: int = 5) -> tuple[float, float]:

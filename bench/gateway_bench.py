@@ -34,7 +34,8 @@ from urllib.parse import urlencode
 import grpc
 import orjson
 
-from common import REPO, alternating, manage, start_server, ts  # puts the repository on sys.path
+import common  # puts the repository on sys.path
+from common import REPO, alternating, manage, start_server, ts
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb  # noqa: E402
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc  # noqa: E402
@@ -63,25 +64,8 @@ def start_grpc(env: dict) -> tuple[subprocess.Popen, int]:
 
 
 def start_gunicorn(env: dict, workers: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "meterproject/gunicorn.conf.py", "meterproject.wsgi"],
-        cwd=REPO, env={**env, "WEB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers), "API_CACHE_SECONDS": "0",
-             "API_RATE_ANONYMOUS": "none"},  # one client address, many calls: no rate limit in the way
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                connection.close()
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("gunicorn did not start")
+    # One client address, many calls: no rate limit in the way; every call reaches the service.
+    return common.start_gunicorn({**env, "API_CACHE_SECONDS": "0", "API_RATE_ANONYMOUS": "none"}, workers)
 
 
 def http_get(connection: http.client.HTTPConnection, url: str, expect: int):
