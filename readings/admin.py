@@ -59,6 +59,19 @@ class ImportRunInline(admin.TabularInline):
     verbose_name_plural = "import history"
 
 
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """A record that is written by the project, never in admin: viewed only."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Meter)
 class MeterAdmin(admin.ModelAdmin):
     list_display = ["name", "account", "public", "unit", "time_zone", "interval", "source", "reading_count",
@@ -110,7 +123,7 @@ class UploadForm(forms.Form):
 
 
 @admin.register(Reading)
-class ReadingAdmin(admin.ModelAdmin):
+class ReadingAdmin(ViewOnlyAdmin):
     """Readings are written by imports only (each one recorded), so admin shows them read-only."""
 
     list_display = ["time", "meter", "value"]
@@ -126,14 +139,6 @@ class ReadingAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ImportRun)
@@ -227,7 +232,7 @@ def changes_url(write: Write) -> str | None:
 
 
 @admin.register(Write)
-class WriteAdmin(admin.ModelAdmin):
+class WriteAdmin(ViewOnlyAdmin):
     """Who wrote what: one row per committed write, a record, so read-only."""
 
     list_display = ["committed_at", "author", "channel", "meters", "inserted", "updated", "unchanged", "import_run_link"]
@@ -244,14 +249,6 @@ class WriteAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return self.fields
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="who", ordering="written_by")
     def author(self, write):
@@ -280,7 +277,7 @@ class WriteAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReadingChange)
-class ReadingChangeAdmin(admin.ModelAdmin):
+class ReadingChangeAdmin(ViewOnlyAdmin):
     """The change log WatchReadings serves, each change with the write (and its author) that made it;
     read-only. Filtered by meter, a page is a scan of the (meter, id) index backwards."""
 
@@ -295,14 +292,6 @@ class ReadingChangeAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in ReadingChange._meta.fields] + ["author"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="written by")
     def author(self, change):
