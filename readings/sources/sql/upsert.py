@@ -218,9 +218,9 @@ def _merge_staging_table(
         if some_stored:
             cursor.execute(
                 f"{with_writes}INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at, write_id) "
-                f"SELECT s.meter_id, {time_sql}, s.value, r.id IS NOT NULL, %s, {write_id} FROM {STAGING_TABLE} AS s"
+                f"SELECT s.meter_id, {time_sql}, s.value, r.meter_id IS NOT NULL, %s, {write_id} FROM {STAGING_TABLE} AS s"
                 f"{join_writes} LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_sql} "
-                "WHERE r.id IS NULL OR r.value <> s.value",
+                "WHERE r.meter_id IS NULL OR r.value <> s.value",
                 [*write_params, *changes_params],
             )
         else:
@@ -286,8 +286,8 @@ def _meters_with_readings_in(cursor, spans: dict[int, _Span]) -> set[int]:
 def _compare_with_store(cursor) -> dict[int, tuple[int, int, int, int, int]]:
     """Per staged meter: rows, how many are new, how many give a new value, first and last epoch."""
     cursor.execute(
-        "SELECT s.meter_id, COUNT(*), SUM(CASE WHEN r.id IS NULL THEN 1 ELSE 0 END), "
-        "SUM(CASE WHEN r.id IS NOT NULL AND r.value <> s.value THEN 1 ELSE 0 END), MIN(s.epoch), MAX(s.epoch) "
+        "SELECT s.meter_id, COUNT(*), SUM(CASE WHEN r.meter_id IS NULL THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN r.meter_id IS NOT NULL AND r.value <> s.value THEN 1 ELSE 0 END), MIN(s.epoch), MAX(s.epoch) "
         f"FROM {STAGING_TABLE} AS s LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_of('s.epoch')} "
         "GROUP BY s.meter_id"
     )
