@@ -199,3 +199,9 @@ def test_a_new_file_beside_readings_in_its_first_hour_counts_them_too(tmp_path):
     assert DailyRollup.objects.get(meter=meter, start=epoch).count == in_day
     rollups.rebuild_rollups([meter.pk])
     assert_rows_close(rollup_rows(meter), kept)
+
+
+def test_deleting_a_meter_deletes_its_rollups(meter):
+    meter.delete()
+
+    assert not HourlyRollup.objects.exists() and not DailyRollup.objects.exists()
