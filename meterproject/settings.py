@@ -277,6 +277,10 @@ MQTT_SESSION_EXPIRY_SECONDS = env.int("MQTT_SESSION_EXPIRY_SECONDS", default=7 *
 INGEST_HEARTBEAT_FILE = env.str("INGEST_HEARTBEAT_FILE", default="")
 INGEST_METRICS_ADDRESS = env.str("INGEST_METRICS_ADDRESS", default="")
 CHANGE_LOG_DAYS = env.float("CHANGE_LOG_DAYS", default=7.0)
+# On a database with TimescaleDB (migration 0015): the readings' chunk width, and the age past
+# which chunks are compressed (both in days; the chunk width applies when the migration runs).
+TIMESCALE_CHUNK_DAYS = env.float("TIMESCALE_CHUNK_DAYS", default=7.0)
+TIMESCALE_COMPRESS_AFTER_DAYS = env.float("TIMESCALE_COMPRESS_AFTER_DAYS", default=30.0)
 # How often a watching server looks for changes when the database cannot notify it (SQLite),
 # and how often an idle watch gets a heartbeat.
 WATCH_POLL_SECONDS = env.float("WATCH_POLL_SECONDS", default=0.25)
