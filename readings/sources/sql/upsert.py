@@ -25,6 +25,7 @@ from django.utils import timezone
 from readings.csvreader import CsvError
 from readings.domain import WriteBy
 from readings.models import Meter, Reading, ReadingChange, Write
+from readings.sources.sql import timescale
 from readings.sources.sql.dialect import analyze, is_postgresql, load_rows, time_of
 from readings.sources.sql.rollups import keep_rollups
 from readings.writes.counts import WriteCounts
@@ -254,6 +255,11 @@ def _merge_staging_table(
         )
         _note_meters_changed(cursor, changed)
         notify_changes(cursor, changed)
+        if changed:
+            # On TimescaleDB: the continuous aggregates over the written span, once committed.
+            timescale.refresh_after_commit(
+                first=min(c.first for c in changed.values()), last=max(c.last for c in changed.values())
+            )
     return WriteCounts(
         inserted=inserted, updated=updated, unchanged=rows - inserted - updated,
         writes=[write.pk for write in writes.values()],
