@@ -160,6 +160,16 @@ def test_a_late_write_is_stale_until_refreshed(timescale_store):
     with mock.patch.object(timescale, "refresh"):
         counts = readings_write([RowsIn("ts-b", [iso(corrected), iso(gap)], [999.5, 123.25])])
     assert (counts.inserted, counts.updated) == (1, 1)
+    # Only chunks within the span written hold rows taken out of compressed batches (the write's
+    # statements are bounded by its meters and the span of its times; unbounded, every batch of
+    # the table was decompressed).
+    partial = sql(
+        "SELECT EXTRACT(EPOCH FROM s.range_start)::bigint FROM _timescaledb_catalog.chunk AS c "
+        "JOIN timescaledb_information.chunks AS s ON s.chunk_schema = c.schema_name AND s.chunk_name = c.table_name "
+        "WHERE s.hypertable_name = 'readings_reading' AND c.status & 8 = 8 ORDER BY 1"
+    )
+    week = 7 * DAY
+    assert [row[0] for row in partial] == list(range(corrected - corrected % week, gap, week))
     assert sql("SELECT value FROM readings_reading WHERE meter_id = %s AND time = to_timestamp(%s)", [b.pk, corrected]) == [(999.5,)]
     assert list(ReadingChange.objects.filter(meter=b).order_by("id").values_list("value", "replaced"))[-2:] == [
         (999.5, True), (123.25, False),

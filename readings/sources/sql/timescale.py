@@ -171,6 +171,15 @@ def _whole_buckets(entries, *, width: int, start: int, end: int) -> list[tuple[i
     return spans
 
 
+def allow_decompression(cursor) -> None:
+    """Let this transaction write into compressed chunks as much as it needs: TimescaleDB refuses
+    DML that decompresses more than 100,000 rows in a transaction by default, which a late import
+    of many meters' corrections passes. The write path bounds its statements by the meters and
+    span it writes, so only their batches are decompressed."""
+    if catalog() is not None:
+        cursor.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
+
+
 def refresh_after_commit(*, first: int, last: int) -> None:
     """Once the current transaction commits, refresh the aggregates over [first, last] (epoch
     seconds of the rows written) where that lies below their watermarks: hourly, then daily.

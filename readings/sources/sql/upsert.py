@@ -104,6 +104,7 @@ def upsert_readings(
     """
     with connection.cursor() as cursor:
         lock_meters(cursor, [meter.pk for meter in meters])
+        timescale.allow_decompression(cursor)
         _empty_staging_table(cursor)
         # Counted as rows are staged: a scan of the staging table would cost as much as a merge.
         spans: dict[int, _Span] = {}
@@ -192,7 +193,7 @@ def _merge_staging_table(
             # table were large: a scan of every reading, which grew each live write with the
             # store. Rows that are only inserted (no join) need none.
             analyze(cursor, STAGING_TABLE)
-        figures = _compare_with_store(cursor)
+        figures = _compare_with_store(cursor, spans)
         fresh = False
     else:
         figures = {meter_id: (s.rows, s.rows, 0, s.first, s.last) for meter_id, s in spans.items()}
@@ -220,12 +221,13 @@ def _merge_staging_table(
             write_id, changes_params = "%s", [committed_at, write.pk]
         # The change log first: once merged, a new value can no longer be told from an old one.
         if some_stored:
+            bounds, bound_params = _store_bounds(spans, "r")
             cursor.execute(
                 f"{with_writes}INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at, write_id) "
                 f"SELECT s.meter_id, {time_sql}, s.value, r.meter_id IS NOT NULL, %s, {write_id} FROM {STAGING_TABLE} AS s"
-                f"{join_writes} LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_sql} "
+                f"{join_writes} LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_sql}{bounds} "
                 "WHERE r.meter_id IS NULL OR r.value <> s.value",
-                [*write_params, *changes_params],
+                [*write_params, *changes_params, *bound_params],
             )
         else:
             cursor.execute(
@@ -234,9 +236,11 @@ def _merge_staging_table(
                 [*write_params, *changes_params],
             )
         if updated:
+            bounds, bound_params = _store_bounds(spans, TABLE)
             cursor.execute(
                 f"UPDATE {TABLE} SET value = s.value FROM {STAGING_TABLE} AS s WHERE {TABLE}.meter_id = s.meter_id "
-                f"AND {TABLE}.time = {time_sql} AND {TABLE}.value <> s.value"
+                f"AND {TABLE}.time = {time_sql} AND {TABLE}.value <> s.value{bounds}",
+                bound_params or None,
             )
         if inserted:
             # WHERE true: SQLite needs it to tell ON CONFLICT from a join constraint.
@@ -296,13 +300,29 @@ def _meters_with_readings_in(cursor, spans: dict[int, _Span]) -> set[int]:
     return {int(row[0]) for row in cursor.fetchall()}
 
 
-def _compare_with_store(cursor) -> dict[int, tuple[int, int, int, int, int]]:
+def _store_bounds(spans: dict[int, _Span], alias: str) -> tuple[str, list]:
+    """Constant bounds on the store's rows (`alias`) that a join with the staging table can meet:
+    the staged meters and the span of their times. On PostgreSQL, where TimescaleDB excludes chunks
+    and selects compressed batches by them (with the join alone, every batch of the table is
+    decompressed); SQLite needs none."""
+    if not is_postgresql():
+        return "", []
+    first, last = min(s.first for s in spans.values()), max(s.last for s in spans.values())
+    return (
+        f" AND {alias}.meter_id = ANY(%s) AND {alias}.time >= {time_of('%s')} AND {alias}.time <= {time_of('%s')}",
+        [sorted(spans), first, last],
+    )
+
+
+def _compare_with_store(cursor, spans: dict[int, _Span]) -> dict[int, tuple[int, int, int, int, int]]:
     """Per staged meter: rows, how many are new, how many give a new value, first and last epoch."""
+    bounds, params = _store_bounds(spans, "r")
     cursor.execute(
         "SELECT s.meter_id, COUNT(*), SUM(CASE WHEN r.meter_id IS NULL THEN 1 ELSE 0 END), "
         "SUM(CASE WHEN r.meter_id IS NOT NULL AND r.value <> s.value THEN 1 ELSE 0 END), MIN(s.epoch), MAX(s.epoch) "
-        f"FROM {STAGING_TABLE} AS s LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_of('s.epoch')} "
-        "GROUP BY s.meter_id"
+        f"FROM {STAGING_TABLE} AS s LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_of('s.epoch')}{bounds} "
+        "GROUP BY s.meter_id",
+        params or None,
     )
     return {int(row[0]): tuple(int(x) for x in row[1:]) for row in cursor.fetchall()}
 
