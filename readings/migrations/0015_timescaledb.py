@@ -35,14 +35,17 @@ def _has_timescaledb(connection) -> bool:
 
 
 def _aggregate(name: str, width: str) -> str:
-    # One row per meter and UTC bucket; `start` is the bucket's first instant. WITH NO DATA: a
-    # migration runs in a transaction, which materializing cannot; the refresh policies fill them
-    # and, until then, real-time aggregation answers from the raw rows.
+    # One row per meter and UTC bucket: `bucket` its first instant, `start` the same in epoch
+    # seconds, the key the rollup tables have (readings/sources/sql/rollups.py reads either),
+    # indexed with the meter. WITH NO DATA: a migration runs in a transaction, which materializing
+    # cannot; the refresh policies fill them and, until then, real-time aggregation answers from
+    # the raw rows.
+    bucket = f"time_bucket(INTERVAL '{width}', time)"
     return (
         f"CREATE MATERIALIZED VIEW {name} WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS "
-        f"SELECT meter_id, time_bucket(INTERVAL '{width}', time) AS start, count(*) AS count, sum(value) AS total, "
-        f"min(value) AS low, max(value) AS high FROM {READINGS} GROUP BY meter_id, time_bucket(INTERVAL '{width}', time) "
-        "WITH NO DATA"
+        f"SELECT meter_id, {bucket} AS bucket, EXTRACT(EPOCH FROM {bucket} - TIMESTAMPTZ '1970-01-01 00:00:00+00')::bigint AS start, "
+        "count(*) AS count, sum(value) AS total, min(value) AS low, max(value) AS high "
+        f"FROM {READINGS} GROUP BY meter_id, {bucket} WITH NO DATA"
     )
 
 
@@ -66,6 +69,7 @@ def to_timescaledb(apps, schema_editor):
     run(f"SELECT add_compression_policy('{READINGS}', compress_after => %s * INTERVAL '1 day')", [compress_after])
     for name, width, end_offset, every in ((HOUR, "1 hour", "1 hour", "30 minutes"), (DAY, "1 day", "1 hour", "1 hour")):
         run(_aggregate(name, width))
+        run(f"CREATE INDEX {name}_meter_start ON {name} (meter_id, start)")
         # From the beginning (start_offset NULL): a refresh does only what was invalidated, so late
         # writes anywhere are picked up; up to the last whole bucket an hour ago.
         run(
@@ -75,7 +79,7 @@ def to_timescaledb(apps, schema_editor):
     # The hourly aggregate holds a row per meter and hour: uncompressed it outgrows the compressed
     # readings it sums up. The daily one is 24 times smaller and stays as it is.
     run(f"ALTER MATERIALIZED VIEW {HOUR} SET (timescaledb.compress = true, timescaledb.compress_segmentby = 'meter_id', "
-        "timescaledb.compress_orderby = 'start')")
+        "timescaledb.compress_orderby = 'bucket')")
     run(f"SELECT add_compression_policy('{HOUR}', compress_after => %s * INTERVAL '1 day')", [compress_after])
 
 
@@ -90,7 +94,7 @@ def from_timescaledb(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("readings", "0013_reading_key_is_meter_and_time"),
+        ("readings", "0014_rollups"),
     ]
 
     operations = [

@@ -5,6 +5,7 @@ continuous aggregates that equal the raw rows' figures wherever they are not rep
 Without TimescaleDB installed these are skipped (failed in CI)."""
 import contextlib
 import math
+import zoneinfo
 from datetime import UTC, datetime
 from unittest import mock
 
@@ -14,9 +15,11 @@ from django.core.management import call_command
 from django.db import connection
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from readings.models import Meter, ReadingChange
-from readings.sources.sql import timescale
+from readings.domain import Window
+from readings.models import DailyRollup, HourlyRollup, Meter, ReadingChange
+from readings.sources.sql import rollups, timescale
 from readings.sources.sql.source import SqlSource
+from readings.windows import window_edges
 from readings.writes.live import RowsIn, readings_write
 from testing.helpers import require
 from testing.timescaledb import TimescaleServer, default_database_on, missing
@@ -205,7 +208,7 @@ def test_a_late_write_is_refreshed_once_committed(timescale_store):
         got = dict(zip(found.starts.tolist(), found.counts.tolist()))
         assert got[bucket] == raw_buckets(a.pk, width, bucket, bucket + width)[bucket][0]
     assert (HOUR // 900) == sql(
-        "SELECT count FROM readings_reading_hour WHERE meter_id = %s AND start = to_timestamp(%s)", [a.pk, gap - gap % HOUR]
+        "SELECT count FROM readings_reading_hour WHERE meter_id = %s AND start = %s", [a.pk, gap - gap % HOUR]
     )[0][0]
 
 
@@ -239,3 +242,55 @@ def test_rollups_with_stale_spans_read_raw_equal_the_raw_rows(timescale_store, d
     last = data.draw(st.integers(first + 1, DAYS * DAY // width + 2))
     start, end = START + first * width, START + last * width
     assert_same(answered(m.pk, width, start, end), raw_buckets(m.pk, width, start, end))
+
+
+ZONES = ["UTC", "Europe/Berlin", "Asia/Kathmandu", "America/St_Johns"]
+
+
+def store_aggregate(m: Meter, edges: np.ndarray, *, rolled: bool):
+    """AggregateReadings' figures from the store: from the rollups wherever a window holds a
+    whole hour, or from the raw readings only."""
+    if rolled:
+        patches = [mock.patch.object(rollups, "ROLLUP_FROM_SECONDS", 0), mock.patch.object(rollups, "ROLLUP_PIECE_SECONDS", 0)]
+    else:
+        patches = [mock.patch.object(rollups, "aggregate", lambda *args: None)]
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
+        return SqlSource(alias="default").aggregate(m, edges=edges)
+
+
+def test_the_store_reads_the_aggregates_and_leaves_the_rollup_tables_empty(timescale_store):
+    assert rollups.rollup_relations() == (
+        timescale.catalog().materialized[HOUR], timescale.catalog().materialized[DAY],
+    )
+    assert rollups.rollup_relations()[1].startswith("_timescaledb_internal._materialized_hypertable_")
+    assert HourlyRollup.objects.count() == DailyRollup.objects.count() == 0
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.data(),
+    window=st.sampled_from([Window.HOUR, Window.DAY, Window.WEEK, Window.MONTH]),
+    zone=st.sampled_from(ZONES),
+    refreshed=st.booleans(),
+)
+def test_aggregate_readings_from_the_aggregates_equal_the_raw_computation(timescale_store, data, window, zone, refreshed):
+    """After a random late write (refreshed after commit or not), random windows in zones with
+    DST days and a +05:45 offset: the store's answer through the aggregates is the raw one."""
+    name = data.draw(st.sampled_from(["ts-a", "ts-b"]))
+    m = meter(name)
+    slots = data.draw(st.lists(st.integers(-96, (DAYS + 1) * 96), min_size=1, max_size=3))
+    values = data.draw(st.lists(st.floats(-1e3, 1e3, allow_nan=False).map(lambda v: round(v, 1)), min_size=len(slots), max_size=len(slots)))
+    rows = dict(zip((iso(START + s * 900) for s in slots), values))
+    with mock.patch.object(timescale, "refresh") if not refreshed else contextlib.nullcontext():
+        readings_write([RowsIn(name, list(rows), list(rows.values()))])
+    start = data.draw(st.integers(START - 2 * DAY, END))
+    length = data.draw(st.integers(1, (3 if window is Window.HOUR else DAYS + 4) * DAY))
+    edges = window_edges(start=start, end=start + length, window=window, zone=zoneinfo.ZoneInfo(zone))
+    rolled, raw = store_aggregate(m, edges, rolled=True), store_aggregate(m, edges, rolled=False)
+    assert rolled.counts.tolist() == raw.counts.tolist()
+    np.testing.assert_allclose(rolled.sums, raw.sums, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(rolled.mins, raw.mins)
+    np.testing.assert_array_equal(rolled.maxs, raw.maxs)
+    assert rolled.extremes == raw.extremes

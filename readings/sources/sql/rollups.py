@@ -20,6 +20,7 @@ from django.db import connection
 
 from readings.models import DailyRollup, HourlyRollup, Reading
 from readings.sources.base import BucketStats, Extremes
+from readings.sources.sql import timescale
 from readings.sources.sql.dialect import epoch_of, is_postgresql, time_of, time_parameter
 
 HOUR, DAY = HourlyRollup.WIDTH, DailyRollup.WIDTH
@@ -175,13 +176,19 @@ def _rows_sql(columns: str, meter_id: int, pieces: Pieces) -> tuple[str, list]:
 
 
 def rollup_relations() -> tuple[str, str]:
-    """The relations holding the hourly and the daily rollups."""
+    """The relations holding the hourly and the daily rollups: on TimescaleDB its continuous
+    aggregates, elsewhere the rollup tables."""
+    if timescale.catalog() is not None:
+        return timescale.rollup_relations()
     return ROLLUP_TABLES[HOURLY], ROLLUP_TABLES[DAILY]
 
 
 def stale_spans(meter_id: int, start: int, end: int) -> list[tuple[int, int]]:
-    """Spans of [start, end) whose rollups are not known to match the raw readings: none here,
+    """Spans of [start, end) whose rollups are not known to match the raw readings: on TimescaleDB
+    where its invalidation logs say so (see readings/sources/sql/timescale.py); none elsewhere,
     where every write keeps them in its own transaction."""
+    if timescale.catalog() is not None:
+        return timescale.stale_spans(start=start, end=end)
     return []
 
 
@@ -198,7 +205,8 @@ def keep_rollups(cursor, staging_table: str, spans: Mapping[int, tuple[int, int,
     readings (the write's own included): a meter whose rows fill their span (a file) over
     its span in one range scan, one whose rows are scattered (a late correction beside today's
     reading) over the hours of its rows only. Days are summed from their hours."""
-    if not spans:
+    if not spans or timescale.catalog() is not None:
+        # On TimescaleDB the continuous aggregates stand in for the tables (refreshed after commit).
         return
     upsert = (
         "ON CONFLICT (meter_id, start) DO UPDATE SET count = excluded.count, total = excluded.total, "
@@ -278,6 +286,10 @@ def _ranges(staging_table: str, spans: Mapping[int, tuple[int, int, int]], width
 def rebuild_rollups(meter_ids: list[int] | None = None) -> None:
     """Recompute every rollup (of `meter_ids`, or of all meters) from the raw readings: after rows
     were loaded around the write path (a bulk COPY), or to check them."""
+    if timescale.catalog() is not None:
+        # The continuous aggregates, rematerialized where the raw rows changed, once committed.
+        timescale.refresh_all_after_commit()
+        return
     where, params = ("WHERE meter_id IN (" + ", ".join(["%s"] * len(meter_ids)) + ")", list(meter_ids)) if meter_ids else ("", [])
     with connection.cursor() as cursor:
         for table in ROLLUP_TABLES.values():

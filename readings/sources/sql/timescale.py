@@ -47,6 +47,7 @@ class Catalog:
 
     readings: int
     aggregates: dict[int, int]  # width (seconds) → the aggregate's materialization hypertable id
+    materialized: dict[int, str]  # width → that hypertable, schema-qualified
 
 
 @dataclass(frozen=True)
@@ -95,51 +96,102 @@ def _find_catalog() -> Catalog | None:
         if cursor.fetchone() is None:
             return None
         cursor.execute(
-            "SELECT h.id, a.user_view_name, a.mat_hypertable_id FROM _timescaledb_catalog.hypertable AS h "
-            "LEFT JOIN _timescaledb_catalog.continuous_agg AS a ON a.raw_hypertable_id = h.id "
-            "AND a.user_view_schema = h.schema_name WHERE h.table_name = %s AND h.schema_name = current_schema()",
+            "SELECT h.id, a.user_view_name, a.mat_hypertable_id, quote_ident(m.schema_name) || '.' || quote_ident(m.table_name) "
+            "FROM _timescaledb_catalog.hypertable AS h "
+            "LEFT JOIN _timescaledb_catalog.continuous_agg AS a ON a.raw_hypertable_id = h.id AND a.user_view_schema = h.schema_name "
+            "LEFT JOIN _timescaledb_catalog.hypertable AS m ON m.id = a.mat_hypertable_id "
+            "WHERE h.table_name = %s AND h.schema_name = current_schema()",
             [READINGS],
         )
         rows = cursor.fetchall()
-    views = {name: mat_id for _, name, mat_id in rows if name}
+    views = {name: (mat_id, table) for _, name, mat_id, table in rows if name}
     if not rows or any(name not in views for name in AGGREGATES.values()):
         return None
-    return Catalog(readings=rows[0][0], aggregates={width: views[name] for width, name in AGGREGATES.items()})
+    return Catalog(
+        readings=rows[0][0],
+        aggregates={width: views[name][0] for width, name in AGGREGATES.items()},
+        materialized={width: views[name][1] for width, name in AGGREGATES.items()},
+    )
+
+
+def rollup_relations() -> tuple[str, str]:
+    """The hourly and daily aggregates' materialized rows as relations of (meter_id, start, count,
+    total, low, high), `start` in epoch seconds, as readings/sources/sql/rollups.py reads its
+    tables: their materialization hypertables, which a join probes by the (meter_id, start) index
+    (the real-time views, a union with an aggregate, cannot be probed, and a year of days read
+    every row of the meter for each day: 46 ms instead of a few). Above the watermark there are
+    no rows; `stale_spans` sends that part to the raw rows, as the real-time view would."""
+    found = _required_catalog()
+    return found.materialized[HOUR], found.materialized[DAY]
+
+
+def _stale_sql(width: int, found: Catalog) -> str:
+    """SQL of the stale second spans [lo, hi] (inclusive) of the aggregate of `width` within
+    [%(start_us)s, %(end_us)s), below its watermark."""
+    mat_id = found.aggregates[width]
+    # Log entries are inclusive Unix microseconds.
+    sql = (
+        f"(WITH mark AS (SELECT COALESCE(_timescaledb_functions.cagg_watermark({mat_id}), -9223372036854775808) AS w), "
+        "entries AS ("
+        "SELECT lowest_modified_value AS lo, greatest_modified_value AS hi "
+        "FROM _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log "
+        f"WHERE hypertable_id = {found.readings} AND lowest_modified_value < %(end_us)s AND greatest_modified_value >= %(start_us)s "
+        "UNION ALL SELECT lowest_modified_value, greatest_modified_value "
+        "FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log "
+        f"WHERE materialization_id = {mat_id} AND lowest_modified_value < %(end_us)s AND greatest_modified_value >= %(start_us)s) "
+        # Only below the watermark: above it the view reads the raw rows itself.
+        "SELECT floor(GREATEST(lo, %(start_us)s) / 1000000.0)::bigint AS lo, "
+        "floor(LEAST(hi, (SELECT w FROM mark) - 1, %(end_us)s - 1) / 1000000.0)::bigint AS hi "
+        "FROM entries WHERE lo < (SELECT w FROM mark))"
+    )
+    return sql
+
+
+def stale_spans(*, start: int, end: int) -> list[tuple[int, int]]:
+    """The spans of [start, end) where the materialized rows of the hourly or the daily aggregate
+    (`rollup_relations`) are not known to equal the raw rows: what the invalidation logs mark
+    below each watermark (whole hours or days; the logs are not kept per meter, so for every
+    meter), and everything from the watermark on, which is not materialized. Merged."""
+    found = _required_catalog()
+    hour, day = _stale_sql(HOUR, found), _stale_sql(DAY, found)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {HOUR}, lo, hi FROM {hour} AS h WHERE lo <= hi UNION ALL SELECT {DAY}, lo, hi FROM {day} AS d WHERE lo <= hi "
+            f"UNION ALL SELECT 0, floor(_timescaledb_functions.cagg_watermark({found.aggregates[HOUR]}) / 1000000.0)::bigint, NULL "
+            f"UNION ALL SELECT 0, floor(_timescaledb_functions.cagg_watermark({found.aggregates[DAY]}) / 1000000.0)::bigint, NULL",
+            {"start_us": start * MICROSECONDS, "end_us": end * MICROSECONDS},
+        )
+        rows = cursor.fetchall()
+    spans = [span for width in (HOUR, DAY) for span in _whole_buckets(
+        [(lo, hi) for w, lo, hi in rows if w == width], width=width, start=start, end=end,
+    )]
+    spans += [(max(start, int(watermark)), end) for w, watermark, _ in rows if w == 0]
+    return _merged(spans)
+
+
+def _required_catalog() -> Catalog:
+    found = catalog()
+    if found is None:
+        raise LookupError("this database has no TimescaleDB aggregates of readings")
+    return found
 
 
 def rollups(*, meter_id: int, width: int, start: int, end: int) -> Rollups:
     """The buckets of `width` (HOUR or DAY) of one meter that start in [start, end), from its
-    continuous aggregate, and the spans within [start, end) to read from the raw rows instead."""
-    found = catalog()
-    if found is None:
-        raise LookupError("this database has no TimescaleDB aggregates of readings")
-    mat_id = found.aggregates[width]
+    continuous aggregate, and the spans within [start, end) to read from the raw rows instead;
+    read in one statement."""
+    found = _required_catalog()
     view = AGGREGATES[width]
-    # Log entries are inclusive Unix microseconds; a stale bucket is any bucket an entry touches.
     sql = (
-        "WITH mark AS (SELECT COALESCE(_timescaledb_functions.cagg_watermark(%(mat)s), -9223372036854775808) AS w), "
-        "entries AS ("
-        "SELECT lowest_modified_value AS lo, greatest_modified_value AS hi "
-        "FROM _timescaledb_catalog.continuous_aggs_hypertable_invalidation_log "
-        "WHERE hypertable_id = %(raw)s AND lowest_modified_value < %(end_us)s AND greatest_modified_value >= %(start_us)s "
-        "UNION ALL SELECT lowest_modified_value, greatest_modified_value "
-        "FROM _timescaledb_catalog.continuous_aggs_materialization_invalidation_log "
-        "WHERE materialization_id = %(mat)s AND lowest_modified_value < %(end_us)s AND greatest_modified_value >= %(start_us)s), "
-        # Only below the watermark: above it the view reads the raw rows itself.
-        "stale AS (SELECT floor(GREATEST(lo, %(start_us)s) / 1000000.0)::bigint AS lo, "
-        "floor(LEAST(hi, (SELECT w FROM mark) - 1, %(end_us)s - 1) / 1000000.0)::bigint AS hi "
-        "FROM entries WHERE lo < (SELECT w FROM mark)), "
-        "rows AS (SELECT EXTRACT(EPOCH FROM start)::bigint AS s, count::bigint AS c, total, low, high "
-        f"FROM {view} WHERE meter_id = %(meter)s AND start >= to_timestamp(%(start)s) AND start < to_timestamp(%(end)s) ORDER BY start) "
+        f"WITH stale AS {_stale_sql(width, found)}, "
+        "rows AS (SELECT start AS s, count AS c, total, low, high "
+        f"FROM {view} WHERE meter_id = %(meter)s AND bucket >= to_timestamp(%(start)s) AND bucket < to_timestamp(%(end)s) ORDER BY bucket) "
         "SELECT (SELECT string_agg(int8send(s), '') FROM rows), (SELECT string_agg(int8send(c), '') FROM rows), "
         "(SELECT string_agg(float8send(total), '') FROM rows), (SELECT string_agg(float8send(low), '') FROM rows), "
         "(SELECT string_agg(float8send(high), '') FROM rows), "
         "(SELECT array_agg(ARRAY[lo, hi] ORDER BY lo) FROM stale WHERE lo <= hi)"
     )
-    params = {
-        "mat": mat_id, "raw": found.readings, "meter": meter_id, "start": start, "end": end,
-        "start_us": start * MICROSECONDS, "end_us": end * MICROSECONDS,
-    }
+    params = {"meter": meter_id, "start": start, "end": end, "start_us": start * MICROSECONDS, "end_us": end * MICROSECONDS}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         starts, counts, totals, lows, highs, entries = cursor.fetchone()
@@ -158,17 +210,21 @@ def rollups(*, meter_id: int, width: int, start: int, end: int) -> Rollups:
 
 def _whole_buckets(entries, *, width: int, start: int, end: int) -> list[tuple[int, int]]:
     """Inclusive second spans widened to the buckets they touch, clipped to [start, end), merged."""
-    spans = []
-    for lo, hi in sorted((int(lo), int(hi)) for lo, hi in entries):
-        a = max(start, lo - lo % width)
-        b = min(end, hi - hi % width + width)
+    return _merged(
+        (max(start, lo - lo % width), min(end, hi - hi % width + width)) for lo, hi in ((int(lo), int(hi)) for lo, hi in entries)
+    )
+
+
+def _merged(spans) -> list[tuple[int, int]]:
+    merged = []
+    for a, b in sorted(spans):
         if a >= b:
             continue
-        if spans and a <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], b))
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
         else:
-            spans.append((a, b))
-    return spans
+            merged.append((a, b))
+    return merged
 
 
 def allow_decompression(cursor) -> None:
@@ -188,6 +244,17 @@ def refresh_after_commit(*, first: int, last: int) -> None:
     if catalog() is None:
         return
     transaction.on_commit(lambda: refresh(first=first, last=last))
+
+
+def refresh_all_after_commit() -> None:
+    """Once the current transaction commits, refresh both aggregates over all time (what they
+    already hold is redone only where invalidated)."""
+    def refresh_all():
+        for view in AGGREGATES.values():
+            with connection.cursor() as cursor:
+                cursor.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", [view])
+
+    transaction.on_commit(refresh_all)
 
 
 def refresh(*, first: int, last: int) -> None:
