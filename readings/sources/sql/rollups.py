@@ -189,6 +189,8 @@ def _rows_sql(columns: str, meter_id: int, pieces: Pieces) -> tuple[str, list]:
             f"AND time >= {time_of('p.lo')} AND time < {time_of('p.hi')} {span}ORDER BY time LIMIT {MAX_RAW_PIECE_ROWS}) AS x "
             f"WHERE p.kind = {RAW}"
         )
+        if raw_pieces.any() and timescale.catalog() is not None:
+            branches[RAW] = timescale.raw_pieces_sql(table=table, kind=RAW, los=sorted(pieces.los[raw_pieces].tolist()), span=span)
     else:
         branches[RAW] = (
             f"{raw}{table} {join} {TABLE} AS x ON x.meter_id = %s AND x.time >= {time_of('p.lo')} "

@@ -125,6 +125,23 @@ def rollup_relations() -> tuple[str, str]:
     return found.materialized[HOUR], found.materialized[DAY]
 
 
+def raw_pieces_sql(*, table: str, kind: int, los: list[int], span: str) -> str:
+    """The rollups read path's raw pieces on TimescaleDB (columns bucket, kind, start, count,
+    total, low, high; parameters: those of `table`, the pieces, then the meter id): the meter's
+    readings over the raw pieces' `span` in one scan, each put in its piece (of kind `kind`,
+    starting at `los`, in order) by binary search over the pieces' starts. A probe a piece, as on
+    PostgreSQL, decompresses a batch of a compressed chunk for each (a year of +05:45 days: 730
+    batches, 612 ms); one scan decompresses each batch once."""
+    starts = "'{" + ",".join(str(int(lo)) for lo in los) + "}'::bigint[]"
+    return (
+        "SELECT p.bucket, p.kind, x.e AS start, 1 AS count, x.value AS total, x.value AS low, x.value AS high "
+        f"FROM (SELECT p.*, row_number() OVER (ORDER BY p.lo) AS i FROM {table} WHERE p.kind = {int(kind)}) AS p "
+        f"JOIN (SELECT y.e, y.value, width_bucket(y.e, {starts}) AS i "
+        f"FROM (SELECT EXTRACT(EPOCH FROM time)::bigint AS e, value FROM {READINGS} WHERE meter_id = %s {span}) AS y) AS x "
+        "ON x.i = p.i AND x.e < p.hi"
+    )
+
+
 def _stale_sql(width: int, found: Catalog) -> str:
     """SQL of the stale second spans [lo, hi] (inclusive) of the aggregate of `width` within
     [%(start_us)s, %(end_us)s), below its watermark."""
