@@ -139,6 +139,27 @@ def test_migration_makes_a_compressed_hypertable_and_real_time_aggregates(timesc
     assert timescale.catalog() is not None
 
 
+def test_the_migration_moves_existing_readings_into_chunks(timescale_store, django_db_blocker):
+    timescale_store.create_database("ts_existing")
+    with django_db_blocker.unblock(), default_database_on(timescale_store, "ts_existing"):
+        call_command("migrate", "readings", "0014", verbosity=0)
+        assert timescale.catalog() is None
+        Meter.objects.create(name="before")
+        slots = list(range(START, START + 20 * DAY, 900))
+        readings_write([RowsIn("before", [iso(t) for t in slots], [float(i % 50) for i in range(len(slots))])])
+        call_command("migrate", verbosity=0)
+        timescale.forget_catalog()
+        assert timescale.catalog() is not None
+        week = 7 * DAY  # chunks start at multiples of a week since the epoch
+        assert sql("SELECT count(*) FROM show_chunks('readings_reading')") == [(len(range(START - START % week, START + 20 * DAY, week)),)]
+        assert sql("SELECT count(*) FROM ONLY readings_reading") == [(0,)]
+        assert sql("SELECT count(*), sum(value) FROM readings_reading") == [(len(slots), float(sum(i % 50 for i in range(len(slots)))))]
+        # Nothing materialized yet: every bucket is answered from the raw rows, all of them fresh.
+        m = meter("before")
+        assert_same(answered(m.pk, DAY, START, START + 20 * DAY), raw_buckets(m.pk, DAY, START, START + 20 * DAY))
+        assert timescale.stale_spans(start=START, end=START + 20 * DAY) == [(START, START + 20 * DAY)]
+
+
 def test_aggregates_equal_the_raw_rows_and_the_store_answers_alike(timescale_store):
     a = meter("ts-a")
     for width in (HOUR, DAY):
