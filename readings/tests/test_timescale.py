@@ -4,6 +4,7 @@ continuous aggregates that equal the raw rows' figures wherever they are not rep
 
 Without TimescaleDB installed these are skipped (failed in CI)."""
 import contextlib
+import io
 import math
 import zoneinfo
 from datetime import UTC, datetime
@@ -314,3 +315,13 @@ def test_aggregate_readings_from_the_aggregates_equal_the_raw_computation(timesc
     np.testing.assert_array_equal(rolled.mins, raw.mins)
     np.testing.assert_array_equal(rolled.maxs, raw.maxs)
     assert rolled.extremes == raw.extremes
+
+
+def test_rebuild_rollups_refreshes_the_aggregates(timescale_store):
+    a = meter("ts-a")
+    with mock.patch.object(timescale, "refresh"):
+        readings_write([RowsIn("ts-a", [iso(START + 5 * DAY)], [4321.0])])
+    assert timescale.stale_spans(start=START, end=END) != []
+    call_command("rebuild_rollups", stdout=io.StringIO())
+    assert timescale.stale_spans(start=START, end=END) == []
+    assert_same(answered(a.pk, DAY, START, END), raw_buckets(a.pk, DAY, START, END))

@@ -268,8 +268,11 @@ def refresh_all_after_commit() -> None:
     already hold is redone only where invalidated)."""
     def refresh_all():
         for view in AGGREGATES.values():
-            with connection.cursor() as cursor:
-                cursor.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", [view])
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", [view])
+            except DatabaseError:
+                logger.warning("refreshing %s failed; its refresh policy will", view, exc_info=True)
 
     transaction.on_commit(refresh_all)
 
