@@ -108,6 +108,42 @@ class Reading(models.Model):
         return f"{self.meter_id} {self.time.isoformat()} {self.value}"
 
 
+class ReadingRollup(models.Model):
+    """One meter's readings of one UTC hour or day summed up, kept by every write in the write's
+    transaction: a long range of wide windows is answered from these rows (and the raw readings at
+    its ragged ends) instead of every reading in it. `start` is the bucket's first UTC instant in
+    epoch seconds."""
+
+    pk = models.CompositePrimaryKey("meter", "start")
+    # No constraint in the database, as for the change log: a write pays for every check, and
+    # deleting a meter deletes its rollups (Django cascades).
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, db_index=False, db_constraint=False, related_name="+")
+    start = models.BigIntegerField()
+    count = models.PositiveIntegerField()
+    total = models.FloatField()
+    low = models.FloatField()
+    high = models.FloatField()
+
+    WIDTH = 0  # seconds
+
+    class Meta:
+        abstract = True
+
+
+class HourlyRollup(ReadingRollup):
+    WIDTH = 3600
+
+    class Meta:
+        db_table = "readings_rollup_hour"
+
+
+class DailyRollup(ReadingRollup):
+    WIDTH = 86_400
+
+    class Meta:
+        db_table = "readings_rollup_day"
+
+
 class Write(models.Model):
     """One committed write into the relational store and who made it: a file import, a
     WriteReadings call (the HTTP write is one), or one meter's readings of an MQTT batch. Its

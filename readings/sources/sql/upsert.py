@@ -27,6 +27,7 @@ from readings.domain import WriteBy
 from readings.models import Meter, Reading, ReadingChange, Write
 from readings.sources.sql.citus import begin_write, is_citus, spans_condition, store_in_spans
 from readings.sources.sql.dialect import analyze, is_postgresql, load_rows, time_of
+from readings.sources.sql.rollups import keep_rollups
 from readings.writes.counts import WriteCounts
 from readings.writes.rows import PROBLEMS_KEPT, Code, ReadingBatch, RowProblem, RowReport
 
@@ -250,6 +251,7 @@ def _merge_staging_table(
             meter_id: MeterChange(inserted=f[1], first=f[3], last=f[4])
             for meter_id, f in figures.items() if f[1] or f[2]
         }
+        keep_rollups(cursor, STAGING_TABLE, {meter_id: (figures[meter_id][0], c.first, c.last) for meter_id, c in changed.items()})
         _note_meters_changed(cursor, changed)
         notify_changes(cursor, changed)
     return WriteCounts(

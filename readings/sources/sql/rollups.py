@@ -1,0 +1,261 @@
+"""Hourly and daily rollups of the readings: each meter's count, sum, minimum and maximum per UTC
+hour and per UTC day, kept by every write and read by aggregates over long ranges.
+
+The read side splits each window [a, b) into pieces: the whole UTC days inside it, the whole UTC
+hours at its ragged ends and, for what is left (the quarter hours of a +05:45 zone, a range that
+starts at 10:07), the raw readings. Sums, counts, minima and maxima of disjoint pieces combine
+exactly into the window's, so the answer is the raw computation's for any zone and any edges (sums
+may differ in the last bits: floating-point addition in another order). The times of the extremes
+are looked up in the raw readings of the one hour or day where each first occurs.
+
+The write side recomputes, in the write's transaction, the hours and days its rows fall in from
+the raw readings (days from hours), so a reader never sees a reading without its rollup.
+"""
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import connection
+
+from readings.models import DailyRollup, HourlyRollup, Reading
+from readings.sources.base import BucketStats, Extremes
+from readings.sources.sql.dialect import epoch_of, is_postgresql, time_of, time_parameter
+
+HOUR, DAY = HourlyRollup.WIDTH, DailyRollup.WIDTH
+RAW, HOURLY, DAILY = 0, 1, 2
+WIDTHS = {HOURLY: HOUR, DAILY: DAY}
+TABLE = Reading._meta.db_table
+ROLLUP_TABLES = {HOURLY: HourlyRollup._meta.db_table, DAILY: DailyRollup._meta.db_table}
+
+# Rollups answer a range when their pieces cover at least this much of it, in pieces of this much
+# on average. Below, one range scan of the raw readings costs no more than a probe a piece: a month
+# of days took 2.2 ms raw and 3.5 ms from rollups on PostgreSQL, a year of days 36 ms and 5 ms.
+ROLLUP_FROM_SECONDS = 62 * DAY
+ROLLUP_PIECE_SECONDS = 6 * HOUR
+# More readings than a raw piece (under two hours) can hold at the shortest interval, a second.
+MAX_RAW_PIECE_ROWS = 2 * HOUR
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """Disjoint pieces covering a range in time order: each one's window, kind and [lo, hi)."""
+
+    buckets: np.ndarray
+    kinds: np.ndarray
+    los: np.ndarray
+    his: np.ndarray
+
+    def worth_it(self) -> bool:
+        rolled = self.kinds != RAW
+        if not rolled.any():
+            return False
+        covered = int((self.his[rolled] - self.los[rolled]).sum())
+        return covered >= ROLLUP_FROM_SECONDS and covered / int(rolled.sum()) >= ROLLUP_PIECE_SECONDS
+
+    def of_bucket(self, bucket: int) -> "Pieces":
+        mine = self.buckets == bucket
+        return Pieces(self.buckets[mine], self.kinds[mine], self.los[mine], self.his[mine])
+
+
+def _floor(t: np.ndarray, width: int) -> np.ndarray:
+    return t - t % width  # numpy's % is a floor modulo: right for times before 1970 too
+
+
+def plan(edges: np.ndarray, stale: list[tuple[int, int]] = ()) -> Pieces:
+    """The pieces of the windows between `edges`. Rollup pieces overlapping a `stale` span (one
+    whose rollups are not known to be fresh) are read raw instead."""
+    edges = np.asarray(edges, dtype=np.int64)
+    a, b = edges[:-1], edges[1:]
+    h1, h2 = _floor(a + HOUR - 1, HOUR), _floor(b, HOUR)
+    d1, d2 = _floor(a + DAY - 1, DAY), _floor(b, DAY)
+    hours, days = h1 < h2, d1 < d2
+    # Cut points a ≤ h1 ≤ d1 ≤ d2 ≤ h2 ≤ b; pieces raw, hour, day, hour, raw between them (empty
+    # ones dropped). No whole day: the hours run h1 to h2. No whole hour: one raw piece.
+    d1 = np.where(days, d1, np.where(hours, h2, b))
+    d2 = np.where(days, d2, d1)
+    h1 = np.where(hours, h1, b)
+    h2 = np.where(hours, h2, b)
+    cuts = np.stack([a, h1, d1, d2, h2, b], axis=1)
+    los, his = cuts[:, :-1].ravel(), cuts[:, 1:].ravel()
+    kinds = np.tile(np.array([RAW, HOURLY, DAILY, HOURLY, RAW]), len(a))
+    buckets = np.repeat(np.arange(len(a)), 5)
+    keep = los < his
+    pieces = Pieces(buckets[keep], kinds[keep], los[keep], his[keep])
+    for lo, hi in stale:
+        pieces.kinds[(pieces.kinds != RAW) & (pieces.los < hi) & (pieces.his > lo)] = RAW
+    return pieces
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+
+def aggregate(meter_id: int, edges: np.ndarray) -> BucketStats | None:
+    """The windows' stats and extremes from the rollups, or None where they would not pay."""
+    pieces = plan(edges, stale_spans(meter_id, int(edges[0]), int(edges[-1])))
+    if not pieces.worth_it():
+        return None
+    with connection.cursor() as cursor:
+        rows, params = _rows_sql("bucket", meter_id, pieces)
+        cursor.execute(f"SELECT bucket, SUM(count), SUM(total), MIN(low), MAX(high) FROM ({rows}) AS r GROUP BY bucket", params)
+        stats = BucketStats.from_rows(len(edges) - 1, cursor.fetchall())
+        firsts = stats.first_buckets_of_extremes()
+        if firsts is None:
+            return stats
+        low, high = firsts
+        low_value, high_value = float(stats.mins[low]), float(stats.maxs[high])
+        return stats.with_extremes(Extremes(
+            _first_time_of(cursor, meter_id, pieces.of_bucket(low), "low", low_value), low_value,
+            _first_time_of(cursor, meter_id, pieces.of_bucket(high), "high", high_value), high_value,
+        ))
+
+
+def _first_time_of(cursor, meter_id: int, pieces: Pieces, column: str, value: float) -> int:
+    """The earliest time of `value` in `pieces`: the first piece row that holds it, then, for a
+    rollup row, the raw readings of its hour or day."""
+    rows, params = _rows_sql("kind, start", meter_id, pieces)
+    cursor.execute(f"SELECT kind, start FROM ({rows}) AS r WHERE {column} = %s ORDER BY start LIMIT 1", [*params, value])
+    kind, start = cursor.fetchone()
+    if kind == RAW:
+        return int(start)
+    cursor.execute(
+        f"SELECT {epoch_of('time')} FROM {TABLE} WHERE meter_id = %s AND time >= %s AND time < %s AND value = %s "
+        "ORDER BY time LIMIT 1",
+        [meter_id, *_times(int(start), int(start) + WIDTHS[kind]), value],
+    )
+    return int(cursor.fetchone()[0])
+
+
+def _times(*epochs: int) -> list:
+    return [time_parameter(epoch) for epoch in epochs]
+
+
+def _rows_sql(columns: str, meter_id: int, pieces: Pieces) -> tuple[str, list]:
+    """SQL of the rows of `pieces` and its parameters: rollup rows of the hour and day pieces,
+    raw readings (as rows of one) of the others; `columns` of bucket, kind, start, count, total,
+    low, high."""
+    hour, day = rollup_relations()
+    rows = [pieces.buckets, pieces.kinds, pieces.los, pieces.his]
+    if is_postgresql():
+        listed = ["{" + ",".join(map(str, column.tolist())) + "}" for column in rows]
+        table = "(SELECT * FROM unnest(%s::int[], %s::int[], %s::bigint[], %s::bigint[])) AS p (bucket, kind, lo, hi)"
+        join = "JOIN"
+    else:
+        listed = [json.dumps(np.stack(rows, axis=1).tolist())]
+        table = (
+            "(SELECT json_extract(value, '$[0]') AS bucket, json_extract(value, '$[1]') AS kind, "
+            "json_extract(value, '$[2]') AS lo, json_extract(value, '$[3]') AS hi FROM json_each(%s)) AS p"
+        )
+        # SQLite's CROSS JOIN keeps the pieces the outer loop: one index probe a piece, not a scan
+        # of the meter's rows for each.
+        join = "CROSS JOIN"
+    rolled = (
+        "SELECT p.bucket, p.kind, x.start, x.count, x.total, x.low, x.high FROM {table} "
+        "{join} {rollups} AS x ON x.meter_id = %s AND x.start >= p.lo AND x.start < p.hi WHERE p.kind = {kind}"
+    )
+    sql = [rolled.format(table=table, join=join, rollups=day, kind=DAILY), rolled.format(table=table, join=join, rollups=hour, kind=HOURLY)]
+    params = [*listed, meter_id, *listed, meter_id]
+    raw = f"SELECT p.bucket, p.kind, {epoch_of('x.time')}, 1, x.value, x.value, x.value FROM "
+    if is_postgresql():
+        # Ordered and limited, a piece's readings are read from the (meter, time) key: PostgreSQL
+        # cannot estimate a piece's span before it runs, and took the BRIN index of time instead
+        # (every meter's rows in the block ranges, a thousand times slower).
+        sql.append(
+            f"{raw}{table} CROSS JOIN LATERAL (SELECT time, value FROM {TABLE} WHERE meter_id = %s "
+            f"AND time >= {time_of('p.lo')} AND time < {time_of('p.hi')} ORDER BY time LIMIT {MAX_RAW_PIECE_ROWS}) AS x "
+            f"WHERE p.kind = {RAW}"
+        )
+    else:
+        sql.append(
+            f"{raw}{table} {join} {TABLE} AS x ON x.meter_id = %s AND x.time >= {time_of('p.lo')} "
+            f"AND x.time < {time_of('p.hi')} WHERE p.kind = {RAW}"
+        )
+    params += [*listed, meter_id]
+    return f"SELECT {columns}, count, total, low, high FROM (" + " UNION ALL ".join(sql) + ") AS rows", params
+
+
+def rollup_relations() -> tuple[str, str]:
+    """The relations holding the hourly and the daily rollups."""
+    return ROLLUP_TABLES[HOURLY], ROLLUP_TABLES[DAILY]
+
+
+def stale_spans(meter_id: int, start: int, end: int) -> list[tuple[int, int]]:
+    """Spans of [start, end) whose rollups are not known to match the raw readings: none here,
+    where every write keeps them in its own transaction."""
+    return []
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+
+def keep_rollups(cursor, staging_table: str, spans: Mapping[int, tuple[int, int, int]]) -> None:
+    """Recompute the hours, then the days, that the staged rows of a write fall in, from the raw
+    readings (the write's own included); `spans` is each staged meter's rows, first and last
+    epoch. A meter whose rows fill their span (a file) is recomputed over its span in one range
+    scan; one whose rows are scattered (a late correction beside today's reading) over the hours
+    and days of its rows only."""
+    if not spans:
+        return
+    for kind, width in ((HOURLY, HOUR), (DAILY, DAY)):
+        ranges, params = _ranges(staging_table, spans, width)
+        if kind == HOURLY:
+            source, start_of, fields = TABLE, _floor_sql(epoch_of("x.time"), HOUR), "COUNT(*), SUM(x.value), MIN(x.value), MAX(x.value)"
+            within = f"x.time >= {time_of('g.lo')} AND x.time < {time_of('g.hi')}"
+        else:
+            source, start_of, fields = ROLLUP_TABLES[HOURLY], _floor_sql("x.start", DAY), "SUM(x.count), SUM(x.total), MIN(x.low), MAX(x.high)"
+            within = "x.start >= g.lo AND x.start < g.hi"
+        cursor.execute(
+            f"INSERT INTO {ROLLUP_TABLES[kind]} (meter_id, start, count, total, low, high) "
+            f"SELECT x.meter_id, {start_of} AS bucket_start, {fields} FROM ({ranges}) AS g "
+            f"JOIN {source} AS x ON x.meter_id = g.meter_id AND {within} WHERE true GROUP BY x.meter_id, bucket_start "
+            "ON CONFLICT (meter_id, start) DO UPDATE SET count = excluded.count, total = excluded.total, "
+            "low = excluded.low, high = excluded.high",
+            params,
+        )
+
+
+def _floor_sql(epoch_sql: str, width: int) -> str:
+    # SQL's % truncates toward zero; adding the width once more floors times before 1970 too.
+    return f"({epoch_sql} - (({epoch_sql} %% {width}) + {width}) %% {width})"
+
+
+def _ranges(staging_table: str, spans: Mapping[int, tuple[int, int, int]], width: int) -> tuple[str, list]:
+    """SQL of (meter_id, lo, hi) epoch ranges to recompute at `width`, and its parameters."""
+    dense = {m: (first, last) for m, (rows, first, last) in spans.items() if (last - first) // width < rows}
+    sparse = [m for m in spans if m not in dense]
+    parts, params = [], []
+    if dense:
+        parts.append(" UNION ALL ".join(
+            ["SELECT CAST(%s AS BIGINT) AS meter_id, CAST(%s AS BIGINT) AS lo, CAST(%s AS BIGINT) AS hi"] * len(dense)
+        ))
+        for meter_id, (first, last) in dense.items():
+            params += [meter_id, first - first % width, last - last % width + width]
+    if sparse:
+        start = _floor_sql("epoch", width)
+        parts.append(
+            f"SELECT DISTINCT meter_id, {start} AS lo, {start} + {width} AS hi FROM {staging_table} "
+            f"WHERE meter_id IN ({', '.join(['%s'] * len(sparse))})"
+        )
+        params += sparse
+    return " UNION ALL ".join(parts), params
+
+
+def rebuild_rollups(meter_ids: list[int] | None = None) -> None:
+    """Recompute every rollup (of `meter_ids`, or of all meters) from the raw readings: after rows
+    were loaded around the write path (a bulk COPY), or to check them."""
+    where, params = ("WHERE meter_id IN (" + ", ".join(["%s"] * len(meter_ids)) + ")", list(meter_ids)) if meter_ids else ("", [])
+    with connection.cursor() as cursor:
+        for table in ROLLUP_TABLES.values():
+            cursor.execute(f"DELETE FROM {table} {where}", params)
+        cursor.execute(
+            f"INSERT INTO {ROLLUP_TABLES[HOURLY]} (meter_id, start, count, total, low, high) "
+            f"SELECT meter_id, {_floor_sql(epoch_of('time'), HOUR)} AS bucket_start, COUNT(*), SUM(value), MIN(value), MAX(value) "
+            f"FROM {TABLE} {where} GROUP BY meter_id, bucket_start",
+            params,
+        )
+        cursor.execute(
+            f"INSERT INTO {ROLLUP_TABLES[DAILY]} (meter_id, start, count, total, low, high) "
+            f"SELECT meter_id, {_floor_sql('start', DAY)} AS bucket_start, SUM(count), SUM(total), MIN(low), MAX(high) "
+            f"FROM {ROLLUP_TABLES[HOURLY]} {where} GROUP BY meter_id, bucket_start",
+            params,
+        )
