@@ -114,7 +114,7 @@ def distribute(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("readings", "0013_reading_key_is_meter_and_time"),
+        ("readings", "0014_rollups"),
     ]
 
     operations = [

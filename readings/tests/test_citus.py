@@ -3,6 +3,7 @@ tests): what migration 0016 distributes, one-meter reads routed to one shard, th
 the coordinator (imports by COPY, corrections, several meters at once) with change-log ids in the
 coordinator's range and in commit order, and a worker added and the shards rebalanced onto it."""
 import threading
+from datetime import date
 
 import numpy as np
 import pytest
@@ -55,7 +56,8 @@ def test_readings_and_changes_are_distributed_by_meter_and_colocated_meters_and_
         "WHEN repmodel = 't' THEN 'reference' ELSE 'citus local' END FROM pg_dist_partition"
     ))
     group = kinds["readings_reading"].rsplit(" ", 1)[1]
-    assert kinds["readings_reading"] == kinds["readings_readingchange"] == f"distributed by meter_id group {group}"
+    for table in ("readings_reading", "readings_readingchange", "readings_rollup_hour", "readings_rollup_day"):
+        assert kinds[table] == f"distributed by meter_id group {group}", table
     assert kinds["readings_meter"] == kinds["accounts_account"] == "reference"
     # What points at a meter stays on the coordinator, with its keys: citus local tables.
     assert kinds["readings_write"] == kinds["readings_importrun"] == kinds["auth_user"] == "citus local"
@@ -124,6 +126,28 @@ def test_a_one_meter_read_is_routed_to_one_shard(reference_csv, database):
             plan = "\n".join(row[0] for row in cursor.fetchall())
         assert "Task Count: 1" in plan, plan
         assert f"readings_reading_{shard}" in plan, plan
+
+
+def test_long_aggregates_from_the_rollups_are_routed_to_one_shard_and_equal_the_raw_ones(tmp_path, database):
+    from readings.generate import synthetic_readings, write_readings_csv
+    from readings.sources.sql import rollups
+
+    times, values = synthetic_readings(days=120, start=date(2019, 9, 1), seed=42, meter_index=0)
+    write_readings_csv(tmp_path / "long.csv", times, values)
+    import_file(tmp_path / "long.csv", meter="citus-long")
+    meter = Meter.objects.get(name="citus-long")
+    start = 1_567_296_000  # 2019-09-01 UTC
+    edges = np.arange(start, start + 121 * 86400, 86400 * 7, dtype=np.int64)
+    with CaptureQueriesContext(connection) as queries:
+        rolled = rollups.aggregate(meter.pk, edges)
+    assert rolled is not None
+    raw = readings_sources["default"]._aggregate_postgresql(meter, edges)
+    assert rolled.counts.tolist() == raw.counts.tolist()
+    assert np.allclose(rolled.sums, raw.sums) and rolled.extremes == raw.extremes
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {queries.captured_queries[0]['sql']}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Task Count: 1" in plan, plan
 
 
 def test_corrections_and_writes_of_several_meters_keep_the_change_log_in_commit_order(database):
