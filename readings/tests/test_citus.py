@@ -192,3 +192,39 @@ def test_concurrent_writes_into_one_meter_log_their_changes_in_commit_order():
     assert errors == []
     ids_by_commit = list(ReadingChange.objects.filter(meter=meter).order_by("committed_at", "id").values_list("id", flat=True))
     assert ids_by_commit == sorted(ids_by_commit) and len(ids_by_commit) == 40
+
+
+def test_a_write_waits_for_another_into_the_same_meter_only(citus_database):
+    from readings.sources.sql.upsert import lock_meters
+
+    held, other = Meter.objects.create(name="citus-held"), Meter.objects.create(name="citus-free")
+    locked, release, done = threading.Event(), threading.Event(), {}
+
+    def holder():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                lock_meters(cursor, [held.pk])
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def writer(meter):
+        try:
+            write(rows(meter, (1, 1.0)), meters=[meter])
+            done[meter.name] = True
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert locked.wait(10)
+    writers = [threading.Thread(target=writer, args=(meter,)) for meter in (other, held)]
+    for each in writers:
+        each.start()
+    writers[0].join(10)
+    assert done == {"citus-free": True}  # the other meter's write went through; this one waits
+    release.set()
+    writers[1].join(10)
+    thread.join(10)
+    assert done == {"citus-free": True, "citus-held": True}

@@ -6,6 +6,8 @@ meters a reference table; see migration 0016), in one place.
   that local table it ships the distributed side, the whole of it: so the store is joined only
   through the readings the write can touch (its meters, within the span of its rows), which Citus
   reads from those meters' shards alone.
+- Writes into one meter are put one after another by an advisory lock on the coordinator, not
+  by the meter's row lock (see `lock_meters_on_coordinator`).
 - Change-log ids come from one sequence, evaluated on the coordinator: every statement that adds
   changes selects from the staging table, so Citus runs it as "pull to coordinator" and the
   coordinator takes each id. Workers hold the sequence too, with ranges of their own (their group
@@ -46,6 +48,22 @@ def begin_write(cursor) -> None:
     refuses after a parallel access to the distributed tables in the same transaction."""
     if is_citus():
         cursor.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
+
+
+# The first key of the advisory locks that stand for meters' rows (the second is the meter's id).
+METER_LOCK_CLASS = 0x6D74
+
+
+def lock_meters_on_coordinator(cursor, meter_ids: list[int]) -> None:
+    """Writes into one meter one after another, as the meter's row lock does on PostgreSQL: a
+    transaction's advisory lock a meter, in id order, on the coordinator, which every write goes
+    through. Not the row lock: Citus takes `SELECT ... FOR UPDATE` on a reference table as a lock
+    of the whole table, which would put every write into every meter in one queue."""
+    cursor.execute(
+        "SELECT pg_advisory_xact_lock(%s, (id %% 2147483647)::int) FROM unnest(%s::bigint[]) WITH ORDINALITY AS m (id, n) "
+        "ORDER BY n",
+        [METER_LOCK_CLASS, meter_ids],
+    )
 
 
 def spans_condition(spans: Mapping[int, tuple[int, int]], alias: str = "") -> str:

@@ -25,7 +25,7 @@ from django.utils import timezone
 from readings.csvreader import CsvError
 from readings.domain import WriteBy
 from readings.models import Meter, Reading, ReadingChange, Write
-from readings.sources.sql.citus import begin_write, is_citus, spans_condition, store_in_spans
+from readings.sources.sql.citus import begin_write, is_citus, lock_meters_on_coordinator, spans_condition, store_in_spans
 from readings.sources.sql.dialect import analyze, is_postgresql, load_rows, time_of
 from readings.sources.sql.rollups import keep_rollups
 from readings.writes.counts import WriteCounts
@@ -350,7 +350,9 @@ def _note_meters_changed(cursor, changes: Mapping[int, MeterChange]) -> None:
 def lock_meters(cursor, meter_ids: Iterable[int]) -> None:
     """Hold the meters' rows until the transaction ends, so that writes into one meter commit one
     after another, in the order of their change-log ids. (SQLite has one writer at a time.)"""
-    if is_postgresql():
+    if is_citus():
+        lock_meters_on_coordinator(cursor, sorted(meter_ids))
+    elif is_postgresql():
         cursor.execute(f"SELECT id FROM {METERS_TABLE} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [sorted(meter_ids)])
 
 
