@@ -2,7 +2,6 @@
 to do it: the readings, a one-meter read (still one shard) and a write all hold, and the shards
 lie on three nodes."""
 import numpy as np
-import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
