@@ -228,3 +228,26 @@ def test_a_write_waits_for_another_into_the_same_meter_only(citus_database):
     writers[1].join(10)
     thread.join(10)
     assert done == {"citus-free": True, "citus-held": True}
+
+
+def test_old_changes_are_pruned_and_a_watch_can_start_at_a_time():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from readings.writes.changes import changes_after, prune_changes, watch_start
+
+    meter = Meter.objects.create(name="citus-pruned")
+    write(rows(meter, (1, 1.0), (2, 2.0)), meters=[meter])
+    first = list(ReadingChange.objects.filter(meter=meter).order_by("id").values_list("id", flat=True))
+    ReadingChange.objects.filter(id__in=first).update(committed_at=timezone.now() - timedelta(days=400))
+    middle = timezone.now()
+    write(rows(meter, (3, 3.0)), meters=[meter])
+
+    start = watch_start([meter.name], start=middle)
+    assert start.positions == {meter.pk: first[-1]}
+    assert [c.value for c in changes_after(start.positions)] == [3.0]
+    assert prune_changes(older_than=timedelta(days=365)) >= 2
+    meter.refresh_from_db()
+    assert meter.changes_pruned_through == first[-1]
+    assert list(ReadingChange.objects.filter(meter=meter).values_list("value", flat=True)) == [3.0]

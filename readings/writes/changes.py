@@ -18,7 +18,7 @@ from accounts.access import SERVICE, Caller, NotSignedIn, caller_for_bearer
 from readings import tokens
 from readings.domain import FieldViolation, InvalidArgument, MeterNotFound, check_meter_name
 from readings.models import Meter, ReadingChange, StoreIdentity
-from readings.sources.sql.citus import is_citus
+from readings.sources.sql.citus import begin_write, is_citus
 from readings.sources.sql.dialect import epoch_of, precise_epoch_of
 
 MAX_WATCHED_METERS = 100
@@ -253,6 +253,8 @@ def prune_changes(*, older_than: timedelta | None = None) -> int:
     older_than = older_than if older_than is not None else timedelta(days=settings.CHANGE_LOG_DAYS)
     cutoff = timezone.now() - older_than
     with transaction.atomic():
+        with connection.cursor() as cursor:
+            begin_write(cursor)  # it reads the log across meters, then updates meters (Citus)
         old = ReadingChange.objects.filter(committed_at__lt=cutoff)
         for meter_id, last in old.values("meter_id").annotate(last=Max("id")).values_list("meter_id", "last"):
             Meter.objects.filter(pk=meter_id, changes_pruned_through__lt=last).update(changes_pruned_through=last)
