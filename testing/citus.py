@@ -152,13 +152,21 @@ def django_database(url: str):
     connections.settings["default"] = connections.configure_settings(
         {"default": dj_database_url.parse(url, conn_max_age=0)}
     )["default"]
-    del connections["default"]
+    _forget_connection(connections)
     try:
         yield
     finally:
         connections.close_all()
         connections.settings["default"] = before
+        _forget_connection(connections)
+
+
+def _forget_connection(connections) -> None:
+    """Drop this thread's connection object, made with the settings before (if any)."""
+    try:
         del connections["default"]
+    except AttributeError:
+        pass
 
 
 @dataclass
