@@ -13,10 +13,11 @@ the raw readings (days from hours), so a reader never sees a reading without its
 """
 import json
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 
 from readings.models import DailyRollup, HourlyRollup, Reading
 from readings.sources.base import BucketStats, Extremes
@@ -93,6 +94,24 @@ def plan(edges: np.ndarray, stale: list[tuple[int, int]] = ()) -> Pieces:
 
 def aggregate(meter_id: int, edges: np.ndarray) -> BucketStats | None:
     """The windows' stats and extremes from the rollups, or None where they would not pay."""
+    with _one_snapshot():
+        return _aggregate(meter_id, edges)
+
+
+@contextmanager
+def _one_snapshot():
+    """Every statement of an aggregate reads the store as of one moment: a write committing
+    between them could otherwise leave a minimum whose reading is no longer there, or stale spans
+    that no longer match the rollups read. (SQLite's transaction reads one snapshot already.)"""
+    outer = connection.in_atomic_block
+    with transaction.atomic():
+        if is_postgresql() and not outer:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
+def _aggregate(meter_id: int, edges: np.ndarray) -> BucketStats | None:
     pieces = plan(edges, stale_spans(meter_id, int(edges[0]), int(edges[-1])))
     if not pieces.worth_it():
         return None
