@@ -182,6 +182,15 @@ DATABASES = {
 # keep a connection's prepared statements.
 if env.bool("DATABASE_PREPARED_STATEMENTS", default=False) and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+# The tests' database: by default pytest-django creates test_<NAME> and drops it after the run; a
+# name here is an existing database, prepared beforehand (a TimescaleDB or Citus cluster's, with
+# its extension; testing/pgclusters.py), which the tests migrate, use and keep.
+# A test_ name, as pytest-django's own: tests empty the tables they use, and that prefix keeps
+# them off a database that holds anything else.
+if env.str("DATABASE_TEST_NAME", default=""):
+    if not env.str("DATABASE_TEST_NAME").startswith("test_"):
+        raise ImproperlyConfigured("DATABASE_TEST_NAME must start with test_ (the tests empty its tables)")
+    DATABASES["default"]["TEST"] = {"NAME": env.str("DATABASE_TEST_NAME")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers (the gRPC server, the web server) work while an import writes;
     # IMMEDIATE takes the write lock up front instead of failing half-way with "database is locked".
