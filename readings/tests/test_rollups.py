@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from readings.domain import Window
 from readings.generate import synthetic_readings, write_readings_csv
 from readings.models import DailyRollup, HourlyRollup, Meter, Reading
-from readings.sources.sql import rollups
+from readings.sources.sql import rollups, timescale
 from readings.sources.sql.source import SqlSource
 from readings.windows import window_edges
 from testing.helpers import import_file
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.store]
 
 START = date(2019, 1, 1)
 DAYS = 800
@@ -41,6 +41,14 @@ def meter(tmp_path) -> Meter:
     write_readings_csv(path, times, values)
     import_file(path, meter="rolled")
     return Meter.objects.get(name="rolled")
+
+
+@pytest.fixture
+def rollup_tables():
+    """The project's rollup tables, which TimescaleDB leaves empty (its continuous aggregates
+    stand for them: readings/tests/test_timescale.py)."""
+    if timescale.catalog() is not None:
+        pytest.skip("on TimescaleDB the rollups are its continuous aggregates")
 
 
 @contextmanager
@@ -85,7 +93,7 @@ def test_aggregates_from_rollups_equal_the_raw_computation(meter, start, days, s
     assert_same(from_rollups(meter, edges), from_raw(meter, edges))
 
 
-def test_a_long_range_of_days_is_read_from_the_rollups(meter):
+def test_a_long_range_of_days_is_read_from_the_rollups(rollup_tables, meter):
     edges = window_edges(start=FIRST, end=FIRST + 365 * 86_400, window=Window.DAY, zone=zoneinfo.ZoneInfo("UTC"))
     pieces = rollups.plan(edges)
 
@@ -119,7 +127,7 @@ def test_late_corrections_and_new_readings_keep_the_rollups(meter, tmp_path):
     assert after.sums[2] != before.sums[2]
 
 
-def test_a_reading_in_an_empty_hour_makes_its_rollups(meter, tmp_path):
+def test_a_reading_in_an_empty_hour_makes_its_rollups(rollup_tables, meter, tmp_path):
     path = tmp_path / "new.csv"
     path.write_text("time,meterusage\n2030-01-01 12:30:00,4.5\n")
     import_file(path, meter="rolled")
@@ -144,7 +152,7 @@ def assert_rows_close(a: dict, b: dict):
         np.testing.assert_allclose([row[2] for row in a[width]], [row[2] for row in b[width]], rtol=1e-12)
 
 
-def test_rebuilt_rollups_equal_those_the_writes_kept(meter):
+def test_rebuilt_rollups_equal_those_the_writes_kept(rollup_tables, meter):
     kept = rollup_rows(meter)
     assert len(kept[3600]) > 19_000 and len(kept[86_400]) == DAYS
 
@@ -153,7 +161,7 @@ def test_rebuilt_rollups_equal_those_the_writes_kept(meter):
     assert_rows_close(rollup_rows(meter), kept)
 
 
-def test_the_migration_fills_the_rollups_of_readings_stored_before_it(meter):
+def test_the_migration_fills_the_rollups_of_readings_stored_before_it(rollup_tables, meter):
     kept = rollup_rows(meter)
     HourlyRollup.objects.all().delete()
     DailyRollup.objects.all().delete()
@@ -168,7 +176,7 @@ def test_the_migration_fills_the_rollups_of_readings_stored_before_it(meter):
     assert_rows_close(rollup_rows(meter), kept)
 
 
-def test_the_rebuild_command_restores_lost_rollups(meter):
+def test_the_rebuild_command_restores_lost_rollups(rollup_tables, meter):
     kept = rollup_rows(meter)
     HourlyRollup.objects.filter(meter=meter).delete()
 
@@ -179,7 +187,7 @@ def test_the_rebuild_command_restores_lost_rollups(meter):
         call_command("rebuild_rollups", "--meter", "nope", stdout=StringIO())
 
 
-def test_a_new_file_beside_readings_in_its_first_hour_counts_them_too(tmp_path):
+def test_a_new_file_beside_readings_in_its_first_hour_counts_them_too(rollup_tables, tmp_path):
     first = tmp_path / "first.csv"
     first.write_text("time,meterusage\n2040-01-01 00:00:00,1\n")
     import_file(first, meter="beside")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InternalError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -21,6 +21,8 @@ from readings.domain import (
 from readings.models import ImportRun, Meter, Reading, Write
 from readings.sources import Series, SeriesStore, readings_sources
 from readings.sources.sql import SqlSource
+from readings.sources.sql import timescale
+from readings.sources.sql.citus import is_citus, is_unique_violation
 from readings.sources.sql.dialect import analyze_if_grown
 from readings.sources.sql.upsert import MeterChange, StagedRows, note_meters_changed, upsert_readings
 from readings.writes.counts import WriteCounts
@@ -88,6 +90,13 @@ def start_run(
     )
 
 
+def partitioned_store() -> bool:
+    """Whether the readings table is a TimescaleDB hypertable or a Citus distributed table: its rows
+    are in chunks or shards, small tables that autovacuum analyzes, and the table itself holds none
+    (its statistics always say it is empty, so an ANALYZE of all of it would follow every import)."""
+    return is_citus() or timescale.catalog() is not None
+
+
 @contextmanager
 def record_run(*, run: ImportRun, report: RowReport, counts: WriteCounts):
     """Finish `run` as succeeded with `counts`, or as failed (raising ReadingsImportError for
@@ -97,7 +106,10 @@ def record_run(*, run: ImportRun, report: RowReport, counts: WriteCounts):
     except (CsvError, SourceUnavailable) as exc:
         _fail_run(run, report, counts, str(exc))
         raise ReadingsImportError(str(exc), run=run) from None
-    except IntegrityError as exc:
+    except (IntegrityError, InternalError) as exc:
+        if not is_unique_violation(exc):
+            _fail_run(run, report, counts, f"{type(exc).__name__}: {exc}")
+            raise
         message = (
             f"{run.file_name}: another import wrote readings of meter {run.meter_name!r} in the same "
             f"range at the same time; nothing was imported, run it again ({exc})"
@@ -237,7 +249,7 @@ def readings_import(
             _raise_if_invalid(report, run.file_name)
             if dry_run:
                 transaction.set_rollback(True)
-        if not dry_run:
+        if not dry_run and not partitioned_store():
             analyze_if_grown(Reading._meta.db_table, counts.inserted)
         if not dry_run or existing:
             run.meter = meter

@@ -17,22 +17,21 @@ meters a reference table; see migration 0016), in one place.
 """
 from collections.abc import Mapping
 
-from django.db import connection
+from django.db import IntegrityError, InternalError, connection
 
-from readings.sources.sql.dialect import is_postgresql
 
 # Whether a database (by host, port and name) is a Citus coordinator: asked once per process.
 _coordinators: dict[tuple, bool] = {}
 
 
-def is_citus() -> bool:
+def is_citus(database=connection) -> bool:
     """Whether Django's database is a Citus coordinator (the extension, and this node coordinates)."""
-    if not is_postgresql():
+    if database.vendor != "postgresql":
         return False
-    db = connection.settings_dict
+    db = database.settings_dict
     key = (db.get("HOST"), db.get("PORT"), db.get("NAME"))
     if key not in _coordinators:
-        with connection.cursor() as cursor:
+        with database.cursor() as cursor:
             cursor.execute("SELECT extname FROM pg_extension WHERE extname = 'citus'")
             found = cursor.fetchone() is not None
             if found:
@@ -40,6 +39,16 @@ def is_citus() -> bool:
                 found = bool(cursor.fetchone()[0])
         _coordinators[key] = found
     return _coordinators[key]
+
+
+def configure_connection(sender, connection, **kwargs) -> None:
+    """Each new connection to a Citus coordinator modifies several shards one connection per
+    worker: a statement over several meters' shards (deleting meters and, by cascade, their
+    readings) is otherwise run in parallel, after which Citus refuses, in the same transaction,
+    to modify a table that points at the meters (their writes, import runs)."""
+    if is_citus(connection):
+        with connection.cursor() as cursor:
+            cursor.execute("SET citus.multi_shard_modify_mode TO 'sequential'")
 
 
 def begin_write(cursor) -> None:
@@ -80,3 +89,11 @@ def spans_condition(spans: Mapping[int, tuple[int, int]], alias: str = "") -> st
 def store_in_spans(table: str, spans: Mapping[int, tuple[int, int]]) -> str:
     """The readings of `table` a write of `spans` can touch, as a subquery to join with."""
     return f"(SELECT meter_id, time, value FROM {table} WHERE {spans_condition(spans)})"
+
+
+def is_unique_violation(exc: Exception) -> bool:
+    """Whether a database error is a unique violation: an IntegrityError, or on Citus, which relays
+    a worker's unique violation as an internal error (SQLSTATE XX000) carrying the worker's message."""
+    if isinstance(exc, IntegrityError):
+        return True
+    return isinstance(exc, InternalError) and str(exc).startswith("duplicate key value violates unique constraint")
