@@ -100,14 +100,17 @@ def aggregate(meter_id: int, edges: np.ndarray) -> BucketStats | None:
 
 @contextmanager
 def _one_snapshot():
-    """Every statement of an aggregate reads the store as of one moment: a write committing
-    between them could otherwise leave a minimum whose reading is no longer there, or stale spans
-    that no longer match the rollups read. (SQLite's transaction reads one snapshot already.)"""
-    outer = connection.in_atomic_block
+    """On PostgreSQL, every statement of an aggregate reads the store as of one moment: a write
+    committing between them could otherwise leave a minimum whose reading is no longer there, or
+    stale spans that no longer match the rollups read. SQLite's transactions here take the write
+    lock (IMMEDIATE), which readers must not: there a lookup that finds its extreme gone makes the
+    aggregate read the raw readings instead (see `_first_time_of`)."""
+    if not is_postgresql() or connection.in_atomic_block:
+        yield
+        return
     with transaction.atomic():
-        if is_postgresql() and not outer:
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         yield
 
 
@@ -124,18 +127,22 @@ def _aggregate(meter_id: int, edges: np.ndarray) -> BucketStats | None:
             return stats
         low, high = firsts
         low_value, high_value = float(stats.mins[low]), float(stats.maxs[high])
-        return stats.with_extremes(Extremes(
-            _first_time_of(cursor, meter_id, pieces.of_bucket(low), "low", low_value), low_value,
-            _first_time_of(cursor, meter_id, pieces.of_bucket(high), "high", high_value), high_value,
-        ))
+        low_time = _first_time_of(cursor, meter_id, pieces.of_bucket(low), "low", low_value)
+        high_time = _first_time_of(cursor, meter_id, pieces.of_bucket(high), "high", high_value)
+        if low_time is None or high_time is None:
+            return None  # a write moved an extreme between the statements (SQLite): read raw
+        return stats.with_extremes(Extremes(low_time, low_value, high_time, high_value))
 
 
-def _first_time_of(cursor, meter_id: int, pieces: Pieces, column: str, value: float) -> int:
+def _first_time_of(cursor, meter_id: int, pieces: Pieces, column: str, value: float) -> int | None:
     """The earliest time of `value` in `pieces`: the first piece row that holds it, then, for a
     rollup row, the raw readings of its hour or day."""
     rows, params = _rows_sql("kind, start", meter_id, pieces)
     cursor.execute(f"SELECT kind, start FROM ({rows}) AS r WHERE {column} = %s ORDER BY start LIMIT 1", [*params, value])
-    kind, start = cursor.fetchone()
+    found = cursor.fetchone()
+    if found is None:
+        return None
+    kind, start = found
     if kind == RAW:
         return int(start)
     cursor.execute(
@@ -143,7 +150,8 @@ def _first_time_of(cursor, meter_id: int, pieces: Pieces, column: str, value: fl
         "ORDER BY time LIMIT 1",
         [meter_id, *_times(int(start), int(start) + WIDTHS[kind]), value],
     )
-    return int(cursor.fetchone()[0])
+    found = cursor.fetchone()
+    return None if found is None else int(found[0])
 
 
 def _times(*epochs: int) -> list:
