@@ -1,5 +1,6 @@
-"""Small helpers that test modules import: waiting, failing for a missing server, protobuf times,
-running an import, writing readings over gRPC and reading back what the store holds.
+"""Small helpers that test modules import: waiting, failing for a missing server, Django's default
+database pointed at another server for a while, protobuf times, running an import, writing
+readings over gRPC and reading back what the store holds.
 
 No fixtures here (they live in the plugin modules beside this one), so any test module or
 benchmark may import it.
@@ -7,6 +8,7 @@ benchmark may import it.
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
 
@@ -34,6 +36,34 @@ def require(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
+
+
+@contextmanager
+def django_database(url: str):
+    """Django's default database is `url` meanwhile (every thread's new connections included)."""
+    import dj_database_url
+    from django.db import connections
+
+    before = connections.settings["default"]
+    connections.close_all()
+    connections.settings["default"] = connections.configure_settings(
+        {"default": dj_database_url.parse(url, conn_max_age=0)}
+    )["default"]
+    _forget_connection(connections)
+    try:
+        yield
+    finally:
+        connections.close_all()
+        connections.settings["default"] = before
+        _forget_connection(connections)
+
+
+def _forget_connection(connections) -> None:
+    """Drop this thread's connection object, made with the settings before (if any)."""
+    try:
+        del connections["default"]
+    except AttributeError:
+        pass
 
 
 def wait_for(predicate, timeout: float = 5.0):

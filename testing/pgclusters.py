@@ -16,8 +16,10 @@ the coordinator and the workers registered), and its URL is what DATABASE_URL ta
     python -m testing.pgclusters stop DIR
 
 `start` prints the database's URL and leaves the servers running; `stop` stops them and removes
-the folder. From Python: `start_timescaledb()`, `start_citus()`, `Cluster.add_worker()`,
-`Cluster.stop()`, and `cluster_of(url)` for the cluster serving a database URL.
+the folder. From Python: `start_timescaledb()`, `start_citus()` (both take `settings` over the defaults),
+`Cluster.create_database()`, `Cluster.add_worker()`, `Cluster.stop()`, and `cluster_of(url)` for
+the cluster serving a database URL. The test fixtures of testing/citus.py and
+testing/timescaledb.py are built on these.
 """
 import argparse
 import json
@@ -154,6 +156,9 @@ class Cluster:
     extension: str
     nodes: list[Node]
     databases: list[str] = field(default_factory=list)
+    # Settings of the caller's own over TUNING's and the extension's (for example a test's
+    # `timescaledb.max_background_workers=0`), kept for the workers added later.
+    overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def coordinator(self) -> Node:
@@ -169,10 +174,11 @@ class Cluster:
 
     @property
     def settings(self) -> dict[str, str]:
-        return {**TUNING, "shared_preload_libraries": self.extension, **EXTENSION_SETTINGS[self.extension]}
+        return {**TUNING, "shared_preload_libraries": self.extension, **EXTENSION_SETTINGS[self.extension],
+                **self.overrides}
 
     def save(self) -> None:
-        state = {"extension": self.extension, "databases": self.databases,
+        state = {"extension": self.extension, "databases": self.databases, "overrides": self.overrides,
                  "nodes": [{"data": str(node.data), "port": node.port} for node in self.nodes]}
         (self.root / STATE).write_text(json.dumps(state, indent=2) + "\n")
 
@@ -183,7 +189,8 @@ class Cluster:
             state = json.loads((root / STATE).read_text())
         except FileNotFoundError:
             raise ClusterError(f"no cluster in {root} (no {STATE})") from None
-        return cls(root, state["extension"], [Node(Path(n["data"]), n["port"]) for n in state["nodes"]], state["databases"])
+        return cls(root, state["extension"], [Node(Path(n["data"]), n["port"]) for n in state["nodes"]], state["databases"],
+                   state.get("overrides", {}))
 
     def create_database(self, name: str) -> str:
         """A database with the extension created (Citus: on every node, the nodes registered in
@@ -251,15 +258,16 @@ def _make_root(root: Path | str | None, extension: str) -> Path:
 
 
 def start_cluster(extension: str, *, workers: int = 0, database: str | None = "meterusage",
-                  root: Path | str | None = None) -> Cluster:
+                  root: Path | str | None = None, settings: dict[str, str] | None = None) -> Cluster:
     """Start a cluster loading `extension` (a coordinator and `workers` workers for Citus, one
-    server otherwise) and prepare `database` in it (none if None)."""
+    server otherwise), its nodes run with `settings` over the defaults, and prepare `database` in
+    it (none if None)."""
     problem = missing(extension)
     if problem:
         raise ClusterError(problem)
     root = _make_root(root, extension)
     names = ["coordinator", *(f"worker{i}" for i in range(1, workers + 1))] if extension == "citus" else ["server"]
-    cluster = Cluster(root, extension, [Node(root / name, free_port()) for name in names])
+    cluster = Cluster(root, extension, [Node(root / name, free_port()) for name in names], overrides=dict(settings or {}))
     try:
         # One initdb, copied for the other nodes: a copy takes a fraction of an initdb.
         _initdb(cluster.nodes[0].data)
@@ -274,14 +282,16 @@ def start_cluster(extension: str, *, workers: int = 0, database: str | None = "m
     return cluster
 
 
-def start_timescaledb(database: str | None = "meterusage", *, root: Path | str | None = None) -> Cluster:
+def start_timescaledb(database: str | None = "meterusage", *, root: Path | str | None = None,
+                      settings: dict[str, str] | None = None) -> Cluster:
     """One PostgreSQL server with TimescaleDB loaded, `database` prepared in it."""
-    return start_cluster("timescaledb", database=database, root=root)
+    return start_cluster("timescaledb", database=database, root=root, settings=settings)
 
 
-def start_citus(database: str | None = "meterusage", *, workers: int = 2, root: Path | str | None = None) -> Cluster:
+def start_citus(database: str | None = "meterusage", *, workers: int = 2, root: Path | str | None = None,
+                settings: dict[str, str] | None = None) -> Cluster:
     """A Citus coordinator and `workers` workers, `database` prepared on all of them."""
-    return start_cluster("citus", workers=workers, database=database, root=root)
+    return start_cluster("citus", workers=workers, database=database, root=root, settings=settings)
 
 
 def cluster_of(url: str) -> Cluster:

@@ -37,10 +37,7 @@ def test_a_worker_is_added_and_the_shards_rebalanced_onto_it(citus_database, cit
     total = Reading.objects.count()
     assert len(placements(database)) == 2
 
-    worker = citus_cluster.add_worker()
-    worker.execute("postgres", f"CREATE DATABASE {database.name}")
-    worker.execute(database.name, "CREATE EXTENSION citus")
-    database.coordinator(f"SELECT citus_add_node('127.0.0.1', {worker.port})")
+    worker = citus_cluster.add_worker()  # registered in the module's database too
     # block_writes copies each shard while writes to it wait; the default (logical replication,
     # writes go on) needs wal_level = logical on every node.
     database.coordinator(

@@ -22,8 +22,7 @@ from readings.sources.sql import rollups, timescale
 from readings.sources.sql.source import SqlSource
 from readings.windows import window_edges
 from readings.writes.live import RowsIn, readings_write
-from testing.helpers import require
-from testing.timescaledb import TimescaleServer, default_database_on, missing
+from testing.helpers import django_database
 
 HOUR, DAY = timescale.HOUR, timescale.DAY
 START = int(datetime(2019, 3, 1, tzinfo=UTC).timestamp())
@@ -44,29 +43,21 @@ def sql(statement: str, params=None) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def timescale_store(django_db_blocker):
+def timescale_store(timescaledb_server, django_db_blocker):
     """A TimescaleDB server, migrated, holding 40 days of two meters' readings with the aggregates
     refreshed and every chunk of readings compressed."""
-    reason = missing()
-    if reason:
-        require(reason)
-    server = TimescaleServer().start()
-    try:
-        server.create_database("ts_test")
-        with django_db_blocker.unblock(), default_database_on(server, "ts_test"):
-            call_command("migrate", verbosity=0)
-            slots = np.arange(START, END, 900)
-            for number, name in enumerate(("ts-a", "ts-b")):
-                Meter.objects.create(name=name)
-                kept = np.array([s not in GAPS for s in slots.tolist()])
-                values = np.round(50 + 20 * np.sin(slots[kept] / 13751.0 + number) + (slots[kept] % 7) * 0.37, 2)
-                readings_write([RowsIn(name, [iso(s) for s in slots[kept].tolist()], values.tolist())])
-            for view in timescale.AGGREGATES.values():
-                sql(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
-            sql("SELECT compress_chunk(c) FROM show_chunks('readings_reading') AS c")
-            yield server
-    finally:
-        server.stop()
+    with django_db_blocker.unblock(), django_database(timescaledb_server.create_database("ts_test")):
+        call_command("migrate", verbosity=0)
+        slots = np.arange(START, END, 900)
+        for number, name in enumerate(("ts-a", "ts-b")):
+            Meter.objects.create(name=name)
+            kept = np.array([s not in GAPS for s in slots.tolist()])
+            values = np.round(50 + 20 * np.sin(slots[kept] / 13751.0 + number) + (slots[kept] % 7) * 0.37, 2)
+            readings_write([RowsIn(name, [iso(s) for s in slots[kept].tolist()], values.tolist())])
+        for view in timescale.AGGREGATES.values():
+            sql(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
+        sql("SELECT compress_chunk(c) FROM show_chunks('readings_reading') AS c")
+        yield timescaledb_server
 
 
 def meter(name: str) -> Meter:
@@ -141,8 +132,7 @@ def test_migration_makes_a_compressed_hypertable_and_real_time_aggregates(timesc
 
 
 def test_the_migration_moves_existing_readings_into_chunks(timescale_store, django_db_blocker):
-    timescale_store.create_database("ts_existing")
-    with django_db_blocker.unblock(), default_database_on(timescale_store, "ts_existing"):
+    with django_db_blocker.unblock(), django_database(timescale_store.create_database("ts_existing")):
         call_command("migrate", "readings", "0014", verbosity=0)
         assert timescale.catalog() is None
         Meter.objects.create(name="before")
