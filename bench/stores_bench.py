@@ -616,8 +616,8 @@ def bench_store(kind: str, args, files: list[Path], rows: int) -> list[dict]:
             notes.append(f"rollups {rollups / held:.1f} B/reading more")
         report = {"store": kind, "readings": held, "import": rows / seconds if seconds == seconds else None,
                   "bytes": store.size() / held, "notes": notes}
-        print(f"{kind}: {held:,} readings, {report['import'] or 0:,.0f} readings/s, {report['bytes']:.1f} B/reading; "
-              + "; ".join(notes), flush=True)
+        speed = f"{report['import']:,.0f} readings/s" if report["import"] else "no import"
+        print(f"{kind}: {held:,} readings, {speed}, {report['bytes']:.1f} B/reading; " + "; ".join(notes), flush=True)
         report["figures"] = measure(store, args.rounds, args.load_seconds, meters)
         reports.append(report)
         print(json.dumps(report["figures"]), flush=True)
