@@ -4,7 +4,7 @@ import importlib
 from io import StringIO
 import zoneinfo
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from unittest import mock
 
 import numpy as np
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from readings.domain import Window
 from readings.generate import synthetic_readings, write_readings_csv
-from readings.models import DailyRollup, HourlyRollup, Meter
+from readings.models import DailyRollup, HourlyRollup, Meter, Reading
 from readings.sources.sql import rollups
 from readings.sources.sql.source import SqlSource
 from readings.windows import window_edges
@@ -177,3 +177,31 @@ def test_the_rebuild_command_restores_lost_rollups(meter):
     assert_rows_close(rollup_rows(meter), kept)
     with pytest.raises(CommandError, match="no such meter: nope"):
         call_command("rebuild_rollups", "--meter", "nope", stdout=StringIO())
+
+
+def test_a_new_file_beside_readings_in_its_first_hour_counts_them_too(tmp_path):
+    first = tmp_path / "first.csv"
+    first.write_text("time,meterusage\n2040-01-01 00:00:00,1\n")
+    import_file(first, meter="beside")
+    # A file large enough to be inserted without comparing (its span holds no reading yet), whose
+    # first hour and day already hold the reading above.
+    times, values = synthetic_readings(days=200, start=date(2040, 1, 1), seed=3)
+    write_readings_csv(tmp_path / "rest.csv", times[1:], values[1:])
+    import_file(tmp_path / "rest.csv", meter="beside")
+
+    meter = Meter.objects.get(name="beside")
+    kept = rollup_rows(meter)
+    epoch = 2208988800  # 2040-01-01T00:00:00Z
+    in_hour = Reading.objects.filter(meter=meter, time__lt=datetime(2040, 1, 1, 1, tzinfo=UTC)).count()
+    in_day = Reading.objects.filter(meter=meter, time__lt=datetime(2040, 1, 2, tzinfo=UTC)).count()
+    assert in_hour > 1
+    assert HourlyRollup.objects.get(meter=meter, start=epoch).count == in_hour
+    assert DailyRollup.objects.get(meter=meter, start=epoch).count == in_day
+    rollups.rebuild_rollups([meter.pk])
+    assert_rows_close(rollup_rows(meter), kept)
+
+
+def test_deleting_a_meter_deletes_its_rollups(meter):
+    meter.delete()
+
+    assert not HourlyRollup.objects.exists() and not DailyRollup.objects.exists()

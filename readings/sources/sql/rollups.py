@@ -188,16 +188,43 @@ def stale_spans(meter_id: int, start: int, end: int) -> list[tuple[int, int]]:
 # ---- writing ---------------------------------------------------------------------------------
 
 
-def keep_rollups(cursor, staging_table: str, spans: Mapping[int, tuple[int, int, int]]) -> None:
-    """Recompute the hours, then the days, that the staged rows of a write fall in, from the raw
-    readings (the write's own included); `spans` is each staged meter's rows, first and last
-    epoch. A meter whose rows fill their span (a file) is recomputed over its span in one range
-    scan; one whose rows are scattered (a late correction beside today's reading) over the hours
-    and days of its rows only."""
+def keep_rollups(cursor, staging_table: str, spans: Mapping[int, tuple[int, int, int]], *, fresh: bool = False) -> None:
+    """Recompute the hours, then the days, that the staged rows of a write fall in; `spans` is
+    each staged meter's rows, first and last epoch.
+
+    With `fresh` (the staged spans held no reading before this write: a new meter's file), the
+    hours inside each span are summed from the staging table, which holds every reading they now
+    have, and only the two at its ends from the store. Otherwise they come from the store's
+    readings (the write's own included): a meter whose rows fill their span (a file) over
+    its span in one range scan, one whose rows are scattered (a late correction beside today's
+    reading) over the hours of its rows only. Days are summed from their hours."""
     if not spans:
         return
+    upsert = (
+        "ON CONFLICT (meter_id, start) DO UPDATE SET count = excluded.count, total = excluded.total, "
+        "low = excluded.low, high = excluded.high"
+    )
     for kind, width in ((HOURLY, HOUR), (DAILY, DAY)):
-        ranges, params = _ranges(staging_table, spans, width)
+        into = f"INSERT INTO {ROLLUP_TABLES[kind]} (meter_id, start, count, total, low, high) "
+        # Days always come from the hours just kept: a quarter of the rows the staging table holds.
+        if fresh and kind == HOURLY:
+            inside = {m: (first - first % width + width, last - last % width) for m, (_, first, last) in spans.items()}
+            inside = {m: bounds for m, bounds in inside.items() if bounds[0] < bounds[1]}
+            if inside:
+                bounds, params = _values(inside)
+                cursor.execute(
+                    f"{into}SELECT s.meter_id, {_floor_sql('s.epoch', width)} AS bucket_start, COUNT(*), SUM(s.value), "
+                    f"MIN(s.value), MAX(s.value) FROM {staging_table} AS s JOIN ({bounds}) AS g ON s.meter_id = g.meter_id "
+                    f"AND s.epoch >= g.lo AND s.epoch < g.hi WHERE true GROUP BY s.meter_id, bucket_start {upsert}",
+                    params,
+                )
+            ranges, params = _values({
+                (m, end): (t - t % width, t - t % width + width)
+                for m, (_, first, last) in spans.items() for end, t in (("first", first), ("last", last))
+                if end == "first" or (last - last % width) != (first - first % width)
+            })
+        else:
+            ranges, params = _ranges(staging_table, spans, width)
         if kind == HOURLY:
             source, start_of, fields = TABLE, _floor_sql(epoch_of("x.time"), HOUR), "COUNT(*), SUM(x.value), MIN(x.value), MAX(x.value)"
             within = f"x.time >= {time_of('g.lo')} AND x.time < {time_of('g.hi')}"
@@ -205,11 +232,8 @@ def keep_rollups(cursor, staging_table: str, spans: Mapping[int, tuple[int, int,
             source, start_of, fields = ROLLUP_TABLES[HOURLY], _floor_sql("x.start", DAY), "SUM(x.count), SUM(x.total), MIN(x.low), MAX(x.high)"
             within = "x.start >= g.lo AND x.start < g.hi"
         cursor.execute(
-            f"INSERT INTO {ROLLUP_TABLES[kind]} (meter_id, start, count, total, low, high) "
-            f"SELECT x.meter_id, {start_of} AS bucket_start, {fields} FROM ({ranges}) AS g "
-            f"JOIN {source} AS x ON x.meter_id = g.meter_id AND {within} WHERE true GROUP BY x.meter_id, bucket_start "
-            "ON CONFLICT (meter_id, start) DO UPDATE SET count = excluded.count, total = excluded.total, "
-            "low = excluded.low, high = excluded.high",
+            f"{into}SELECT x.meter_id, {start_of} AS bucket_start, {fields} FROM ({ranges}) AS g "
+            f"JOIN {source} AS x ON x.meter_id = g.meter_id AND {within} WHERE true GROUP BY x.meter_id, bucket_start {upsert}",
             params,
         )
 
@@ -219,17 +243,28 @@ def _floor_sql(epoch_sql: str, width: int) -> str:
     return f"({epoch_sql} - (({epoch_sql} %% {width}) + {width}) %% {width})"
 
 
+def _values(bounds: Mapping) -> tuple[str, list]:
+    """SQL of (meter_id, lo, hi) rows from {meter id (or (meter id, anything)): (lo, hi)}."""
+    sql = " UNION ALL ".join(
+        ["SELECT CAST(%s AS BIGINT) AS meter_id, CAST(%s AS BIGINT) AS lo, CAST(%s AS BIGINT) AS hi"] * len(bounds)
+    )
+    params = []
+    for key, (lo, hi) in bounds.items():
+        params += [key[0] if isinstance(key, tuple) else key, lo, hi]
+    return sql, params
+
+
 def _ranges(staging_table: str, spans: Mapping[int, tuple[int, int, int]], width: int) -> tuple[str, list]:
     """SQL of (meter_id, lo, hi) epoch ranges to recompute at `width`, and its parameters."""
-    dense = {m: (first, last) for m, (rows, first, last) in spans.items() if (last - first) // width < rows}
+    dense = {
+        m: (first - first % width, last - last % width + width)
+        for m, (rows, first, last) in spans.items() if (last - first) // width < rows
+    }
     sparse = [m for m in spans if m not in dense]
     parts, params = [], []
     if dense:
-        parts.append(" UNION ALL ".join(
-            ["SELECT CAST(%s AS BIGINT) AS meter_id, CAST(%s AS BIGINT) AS lo, CAST(%s AS BIGINT) AS hi"] * len(dense)
-        ))
-        for meter_id, (first, last) in dense.items():
-            params += [meter_id, first - first % width, last - last % width + width]
+        sql, params = _values(dense)
+        parts.append(sql)
     if sparse:
         start = _floor_sql("epoch", width)
         parts.append(

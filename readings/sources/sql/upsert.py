@@ -192,8 +192,10 @@ def _merge_staging_table(
             # store. Rows that are only inserted (no join) need none.
             analyze(cursor, STAGING_TABLE)
         figures = _compare_with_store(cursor)
+        fresh = False
     else:
         figures = {meter_id: (s.rows, s.rows, 0, s.first, s.last) for meter_id, s in spans.items()}
+        fresh = True
     rows, inserted, updated = (sum(f[i] for f in figures.values()) for i in range(3))
     # Where no staged time has a reading yet, a plain INSERT does; a write racing this one into
     # the same times then fails on the unique index instead of merging (an import reports it and
@@ -246,7 +248,10 @@ def _merge_staging_table(
             meter_id: MeterChange(inserted=f[1], first=f[3], last=f[4])
             for meter_id, f in figures.items() if f[1] or f[2]
         }
-        keep_rollups(cursor, STAGING_TABLE, {meter_id: (figures[meter_id][0], c.first, c.last) for meter_id, c in changed.items()})
+        keep_rollups(
+            cursor, STAGING_TABLE, {meter_id: (figures[meter_id][0], c.first, c.last) for meter_id, c in changed.items()},
+            fresh=fresh,
+        )
         _note_meters_changed(cursor, changed)
         notify_changes(cursor, changed)
     return WriteCounts(
