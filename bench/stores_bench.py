@@ -602,7 +602,8 @@ def concurrent(store: Store, port: int, meters: list[str], seconds: float) -> di
             samples[side] += kept
     return {"project": percentile(samples["project"], 0.5), "project_p99": percentile(samples["project"], 0.99),
             "straight": percentile(samples["straight"], 0.5), "straight_p99": percentile(samples["straight"], 0.99),
-            "size": len(samples["project"])}
+            "size": len(samples["project"]), "project_per_second": len(samples["project"]) / (2 * seconds),
+            "straight_per_second": len(samples["straight"]) / (2 * seconds)}
 
 
 def bench_store(kind: str, args, files: list[Path], rows: int) -> list[dict]:
@@ -721,8 +722,9 @@ def report(reports: list[dict], args, rows: int) -> None:
     for item in reports:
         for figure, values in item["figures"].items():
             if "project_p99" in values:
-                print(f"| {item['store']} | {figure} | {values['project']:.2f} / {values['project_p99']:.2f} | "
-                      f"{values['straight']:.2f} / {values['straight_p99']:.2f} | {values['project'] / values['straight']:.2f}x |")
+                print(f"| {item['store']} | {figure}: p50 / p99, calls/s | {values['project']:.2f} / {values['project_p99']:.2f}, "
+                      f"{values['project_per_second']:.0f}/s | {values['straight']:.2f} / {values['straight_p99']:.2f}, "
+                      f"{values['straight_per_second']:.0f}/s | {values['project'] / values['straight']:.2f}x |")
             else:
                 label = f"{figure} ({values['size']:,})" if values["size"] else figure
                 ratio = f"{values['project'] / values['straight']:.2f}x" if values["straight"] >= 0.01 else "n/a"
