@@ -53,7 +53,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from common import REPO, manage, start_server, ts  # puts the repository on sys.path
+from common import manage, start_server, ts  # puts the repository on sys.path
 
 STORES = ["sqlite", "postgresql", "timescaledb", "citus", "influxdb", "csv"]
 TOKEN = "stores-bench-write"  # a service token: reads and writes every meter
@@ -189,7 +189,7 @@ class Store:
     def start(self) -> None:
         if self.kind == "postgresql":
             self.url = self.args.postgres_url.rsplit("/", 1)[0] + "/sb_postgresql"
-            self.admin(f'DROP DATABASE IF EXISTS "sb_postgresql" WITH (FORCE)')
+            self.admin('DROP DATABASE IF EXISTS "sb_postgresql" WITH (FORCE)')
             self.admin('CREATE DATABASE "sb_postgresql"')
         elif self.kind in ("timescaledb", "citus"):
             self.cluster = start_cluster(self.kind, 2 if self.kind == "citus" else 0)
