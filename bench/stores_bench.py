@@ -30,7 +30,11 @@ call for --rounds rounds, medians:
   INSERT ... ON CONFLICT of one reading in autocommit (InfluxDB: one line posted);
 - 16 concurrent clients, each its own channel (its own connection straight to the store), each
   asking for a month of readings of a meter of its own, in --load-seconds phases, the project's and
-  the store's alternating: p50 / p99.
+  the store's alternating: p50 / p99 and calls/s;
+- an empty call (gRPC health Check; straight: SELECT 1, InfluxDB's /ping), the floor of each;
+- last (the store grows by its rows): the ten-year meter's file imported again as a new meter by
+  the project (a process) beside the store's own bulk load of the same rows (COPY into the readings
+  table; SQLite executemany; InfluxDB line protocol), alternating, readings/s.
 
 Goals: TimescaleDB compressed bytes per reading <= 1/5 of PostgreSQL's; on PostgreSQL and
 TimescaleDB ten years of months <= 10x a month of days and a year of days <= 3x a month of days;
@@ -67,6 +71,7 @@ WINDOWS = {  # figure: (start, end, window)
 }
 GOAL_COMPRESSED, GOAL_DECADE, GOAL_YEAR, GOAL_CITUS_MONTH, GOAL_CITUS_IMPORT = 1 / 5, 10.0, 3.0, 1.5, 0.7
 CLIENTS = 16
+STRAIGHT_LOAD = {"sqlite": "executemany in one transaction", "influxdb": "line protocol, 5,000 a request"}
 EMPTY = "an empty call"  # the floor: gRPC health Check; straight: SELECT 1, InfluxDB's /ping
 
 
@@ -342,6 +347,57 @@ class Store:
         if self.kind in ("csv", "influxdb"):
             return count_rows(sorted(self.args.data.glob("*.csv")))
         return self.one("SELECT count(*) FROM readings_reading")
+
+    # -- a new meter's file: the project's import beside the store's own bulk load
+
+    def import_new(self, path: Path, meter: str) -> float:
+        """Seconds of the project's import of `path` as a new meter (a process, as a user runs it)."""
+        began = time.perf_counter()
+        if self.kind == "influxdb":
+            manage(self.env, "seed_influx", str(path), "--meter", meter, "--no-mirror", "--verbosity", "0")
+        else:
+            manage(self.env, "import_readings", str(path), "--meter", meter, "--verbosity", "0")
+        return time.perf_counter() - began
+
+    def load_straight(self, path: Path, meter: str) -> float:
+        """Seconds of the same rows loaded straight into the same store as a new meter: COPY into the
+        readings table (SQLite: executemany in one transaction; InfluxDB: line protocol posted in
+        batches of 5,000), the rows prepared beforehand."""
+        import pyarrow.csv as pa_csv
+
+        table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types={"time": "timestamp[s]"}))
+        epochs = table.column("time").to_numpy().astype("datetime64[s]").astype(np.int64)
+        values = table.column("meterusage").to_numpy()
+        if self.kind == "influxdb":
+            import requests
+
+            lines = [f"meter_usage,meter={meter} value={v!r} {t}\n" for t, v in zip(epochs.tolist(), values.tolist())]
+            bodies = ["".join(lines[i:i + 5000]).encode() for i in range(0, len(lines), 5000)]
+            session = requests.Session()
+            began = time.perf_counter()
+            for body in bodies:
+                session.post(f"{self.influxd.url}/write", params={"db": "sb_influxdb", "precision": "s"},
+                             data=body).raise_for_status()
+            return time.perf_counter() - began
+        manage(self.env, "shell", "-c", f"from readings.models import Meter; Meter.objects.create(name={meter!r})")
+        meter_id = self.one("SELECT id FROM readings_meter WHERE name = %s", [meter])
+        stamps = np.datetime_as_string(epochs.astype("datetime64[s]"), unit="s")
+        connection = self.connect()
+        try:
+            if self.engine == "postgresql":
+                text = "".join(f"{meter_id}\t{t}+00\t{v!r}\n" for t, v in zip(stamps, values.tolist()))
+                began = time.perf_counter()
+                with connection.cursor().copy("COPY readings_reading (meter_id, time, value) FROM STDIN") as copy:
+                    copy.write(text)
+            else:
+                rows = [(meter_id, t.replace("T", " "), v) for t, v in zip(stamps, values.tolist())]
+                began = time.perf_counter()
+                connection.execute("BEGIN")
+                connection.executemany("INSERT INTO readings_reading (meter_id, time, value) VALUES (?, ?, ?)", rows)
+                connection.execute("COMMIT")
+            return time.perf_counter() - began
+        finally:
+            connection.close()
 
     # -- the same questions, straight to the store
 
@@ -644,10 +700,25 @@ def bench_store(kind: str, args, files: list[Path], rows: int) -> list[dict]:
             print(f"timescaledb-compressed: {compressed['bytes']:.1f} B/reading", flush=True)
             compressed["figures"] = measure(store, args.rounds, args.load_seconds, meters)
             reports.append(compressed)
+        if kind != "csv":
+            reports[0]["import new"] = import_new(store, files, args.import_rounds)
+            print(json.dumps(reports[0]["import new"]), flush=True)
     finally:
         store.stop()
         shutil.rmtree(work, ignore_errors=True)
     return reports
+
+
+def import_new(store: Store, files: list[Path], rounds: int) -> dict:
+    """Readings/s of the ten-year meter's file imported again as a new meter, by the project and
+    straight by the store, alternating, after the other figures (the store grows by their rows)."""
+    path = next(path for path in files if path.stem == LONG)
+    rows = count_rows([path])
+    rates = {"project": [], "straight": []}
+    for number in range(rounds):
+        rates["project"].append(rows / store.import_new(path, f"new-import-{number}"))
+        rates["straight"].append(rows / store.load_straight(path, f"new-straight-{number}"))
+    return {"readings": rows, **{side: statistics.median(values) for side, values in rates.items()}}
 
 
 # ---- Report -----------------------------------------------------------------------------------
@@ -729,6 +800,14 @@ def report(reports: list[dict], args, rows: int) -> None:
                 label = f"{figure} ({values['size']:,})" if values["size"] else figure
                 ratio = f"{values['project'] / values['straight']:.2f}x" if values["straight"] >= 0.01 else "n/a"
                 print(f"| {item['store']} | {label} | {values['project']:.2f} | {values['straight']:.2f} | {ratio} |")
+    print("\nA new meter's file (the ten-year meter's rows again), readings/s, the project's import (a process, "
+          "its start included) beside the store's own bulk load of the same rows, prepared beforehand:")
+    print("| store | project | straight to the store | ratio |\n| --- | --- | --- | --- |")
+    for item in reports:
+        if "import new" in item:
+            new = item["import new"]
+            print(f"| {item['store']} | {new['project']:,.0f} | {new['straight']:,.0f} "
+                  f"({STRAIGHT_LOAD.get(item['store'], 'COPY')}) | {new['project'] / new['straight']:.2f} |")
     print("\n| goal | measured | ratio | verdict |\n| --- | --- | --- | --- |")
     print("\n".join(verdicts(reports)))
 
@@ -743,6 +822,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("/var/tmp/meterusage-bench"))
     parser.add_argument("--rounds", type=int, default=30, help="Interleaved rounds of the single calls.")
     parser.add_argument("--load-seconds", type=float, default=3.0, help="Each phase of the concurrent clients.")
+    parser.add_argument("--import-rounds", type=int, default=2, help="Rounds of a new meter's import beside the store's own load.")
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     args = parser.parse_args()
     args.meters = max(2, round(args.meters * args.scale))
