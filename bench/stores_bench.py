@@ -53,6 +53,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -831,12 +832,18 @@ def main() -> None:
     files = generate(args.data, args.meters, args.step)
     rows = count_rows(files)
     print(f"{rows:,} readings in {len(files)} files under {args.data}", flush=True)
-    reports = []
+    reports, failed = [], []
     for kind in args.stores:
-        reports += bench_store(kind, args, files, rows)
-    if args.json:
-        args.json.write_text(json.dumps(reports, indent=1, default=str))
+        try:
+            reports += bench_store(kind, args, files, rows)
+        except Exception as error:  # one store's failure is reported; the others are still measured
+            traceback.print_exc()
+            failed.append(f"{kind}: {type(error).__name__}: {error}")
+        if args.json:
+            args.json.write_text(json.dumps({"reports": reports, "failed": failed}, indent=1, default=str))
     report(reports, args, rows)
+    for line in failed:
+        print(f"FAILED {line}")
 
 
 if __name__ == "__main__":
