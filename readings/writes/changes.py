@@ -18,6 +18,7 @@ from accounts.access import SERVICE, Caller, NotSignedIn, caller_for_bearer
 from readings import tokens
 from readings.domain import FieldViolation, InvalidArgument, MeterNotFound, check_meter_name
 from readings.models import Meter, ReadingChange, StoreIdentity
+from readings.sources.sql.citus import begin_write, is_citus
 from readings.sources.sql.dialect import epoch_of, precise_epoch_of
 
 MAX_WATCHED_METERS = 100
@@ -94,14 +95,35 @@ def _checked_names(names: tuple[str, ...]) -> list[str]:
 def _meter_states(names: set[str]) -> dict[str, _MeterState]:
     """Each named meter's id, how far its log was pruned and its last change, in one query (the
     last change by the (meter, id) index, one probe a meter, however long the log)."""
-    last = ReadingChange.objects.filter(meter_id=OuterRef("pk")).order_by("-id").values("id")[:1]
-    found = Meter.objects.filter(name__in=names).annotate(last=Subquery(last))
-    return {
-        name: _MeterState(pk, pruned or 0, last or 0, account_id, public)
-        for name, pk, pruned, last, account_id, public in found.values_list(
+    fields = ("name", "pk", "changes_pruned_through", "account_id", "public")
+    if is_citus():
+        # Citus runs no subquery from the meters (a reference table) into the log (distributed)
+        # for each meter: the meters first, then one probe a meter, each routed to its shard.
+        found = list(Meter.objects.filter(name__in=names).values_list(*fields))
+        last = last_changes([pk for _, pk, *_ in found])
+        rows = [(name, pk, pruned, last.get(pk), account_id, public) for name, pk, pruned, account_id, public in found]
+    else:
+        newest = ReadingChange.objects.filter(meter_id=OuterRef("pk")).order_by("-id").values("id")[:1]
+        rows = Meter.objects.filter(name__in=names).annotate(last=Subquery(newest)).values_list(
             "name", "pk", "changes_pruned_through", "last", "account_id", "public",
         )
+    return {
+        name: _MeterState(pk, pruned or 0, last or 0, account_id, public)
+        for name, pk, pruned, last, account_id, public in rows
     }
+
+
+def last_changes(meter_ids: list[int]) -> dict[int, int]:
+    """Each of `meter_ids`' last change id (meters without changes left out), one index probe a
+    meter."""
+    if not meter_ids:
+        return {}
+    table = ReadingChange._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(
+            [f"(SELECT meter_id, id FROM {table} WHERE meter_id = %s ORDER BY id DESC LIMIT 1)"] * len(meter_ids)
+        ), list(meter_ids))
+        return {int(meter_id): int(id_) for meter_id, id_ in cursor.fetchall()}
 
 
 def watch_starts(requests: list[WatchRequest]) -> list["WatchStart | Exception"]:
@@ -231,6 +253,8 @@ def prune_changes(*, older_than: timedelta | None = None) -> int:
     older_than = older_than if older_than is not None else timedelta(days=settings.CHANGE_LOG_DAYS)
     cutoff = timezone.now() - older_than
     with transaction.atomic():
+        with connection.cursor() as cursor:
+            begin_write(cursor)  # it reads the log across meters, then updates meters (Citus)
         old = ReadingChange.objects.filter(committed_at__lt=cutoff)
         for meter_id, last in old.values("meter_id").annotate(last=Max("id")).values_list("meter_id", "last"):
             Meter.objects.filter(pk=meter_id, changes_pruned_through__lt=last).update(changes_pruned_through=last)

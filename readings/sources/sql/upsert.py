@@ -25,6 +25,7 @@ from django.utils import timezone
 from readings.csvreader import CsvError
 from readings.domain import WriteBy
 from readings.models import Meter, Reading, ReadingChange, Write
+from readings.sources.sql.citus import begin_write, is_citus, lock_meters_on_coordinator, spans_condition, store_in_spans
 from readings.sources.sql.dialect import analyze, is_postgresql, load_rows, time_of
 from readings.sources.sql.rollups import keep_rollups
 from readings.writes.counts import WriteCounts
@@ -102,6 +103,7 @@ def upsert_readings(
     when they differ.
     """
     with connection.cursor() as cursor:
+        begin_write(cursor)
         lock_meters(cursor, [meter.pk for meter in meters])
         _empty_staging_table(cursor)
         # Counted as rows are staged: a scan of the staging table would cost as much as a merge.
@@ -191,7 +193,7 @@ def _merge_staging_table(
             # table were large: a scan of every reading, which grew each live write with the
             # store. Rows that are only inserted (no join) need none.
             analyze(cursor, STAGING_TABLE)
-        figures = _compare_with_store(cursor)
+        figures = _compare_with_store(cursor, _store(spans))
         fresh = False
     else:
         figures = {meter_id: (s.rows, s.rows, 0, s.first, s.last) for meter_id, s in spans.items()}
@@ -201,6 +203,7 @@ def _merge_staging_table(
     # the same times then fails on the unique index instead of merging (an import reports it and
     # changes nothing).
     some_stored = inserted < rows
+    store = _store(spans)
     now = timezone.now()
     writes = _record_writes(figures, by=by, names=names, committed_at=now)
     if inserted or updated:
@@ -222,7 +225,7 @@ def _merge_staging_table(
             cursor.execute(
                 f"{with_writes}INSERT INTO {CHANGES_TABLE} (meter_id, time, value, replaced, committed_at, write_id) "
                 f"SELECT s.meter_id, {time_sql}, s.value, r.meter_id IS NOT NULL, %s, {write_id} FROM {STAGING_TABLE} AS s"
-                f"{join_writes} LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_sql} "
+                f"{join_writes} LEFT JOIN {store} AS r ON r.meter_id = s.meter_id AND r.time = {time_sql} "
                 "WHERE r.meter_id IS NULL OR r.value <> s.value",
                 [*write_params, *changes_params],
             )
@@ -233,9 +236,11 @@ def _merge_staging_table(
                 [*write_params, *changes_params],
             )
         if updated:
+            # On Citus, only the written meters' shards (the staged rows are shipped to them).
+            within = f" AND {spans_condition(_span_bounds(spans), TABLE)}" if is_citus() else ""
             cursor.execute(
                 f"UPDATE {TABLE} SET value = s.value FROM {STAGING_TABLE} AS s WHERE {TABLE}.meter_id = s.meter_id "
-                f"AND {TABLE}.time = {time_sql} AND {TABLE}.value <> s.value"
+                f"AND {TABLE}.time = {time_sql} AND {TABLE}.value <> s.value{within}"
             )
         if inserted:
             # WHERE true: SQLite needs it to tell ON CONFLICT from a join constraint.
@@ -279,8 +284,25 @@ def _record_writes(
     return planned
 
 
+def _span_bounds(spans: Mapping[int, _Span]) -> dict[int, tuple[int, int]]:
+    return {meter_id: (span.first, span.last) for meter_id, span in spans.items()}
+
+
+def _store(spans: Mapping[int, _Span]) -> str:
+    """The readings table as the merge joins it: on Citus, only the readings the write can touch
+    (see readings/sources/sql/citus.py)."""
+    return store_in_spans(TABLE, _span_bounds(spans)) if is_citus() else TABLE
+
+
 def _meters_with_readings_in(cursor, spans: dict[int, _Span]) -> set[int]:
     """The staged meters that already have readings within the span of their staged rows."""
+    if is_citus():
+        # One probe a meter, each routed to its meter's shard.
+        cursor.execute(" UNION ALL ".join(
+            f"(SELECT meter_id FROM {TABLE} WHERE {spans_condition({meter_id: (span.first, span.last)})} LIMIT 1)"
+            for meter_id, span in sorted(spans.items())
+        ))
+        return {int(row[0]) for row in cursor.fetchall()}
     values = ", ".join(["(%s, %s, %s)"] * len(spans))
     cursor.execute(
         f"WITH v (id, first, last) AS (VALUES {values}) SELECT v.id FROM v WHERE EXISTS (SELECT 1 FROM {TABLE} AS r "
@@ -290,12 +312,12 @@ def _meters_with_readings_in(cursor, spans: dict[int, _Span]) -> set[int]:
     return {int(row[0]) for row in cursor.fetchall()}
 
 
-def _compare_with_store(cursor) -> dict[int, tuple[int, int, int, int, int]]:
+def _compare_with_store(cursor, store: str = TABLE) -> dict[int, tuple[int, int, int, int, int]]:
     """Per staged meter: rows, how many are new, how many give a new value, first and last epoch."""
     cursor.execute(
         "SELECT s.meter_id, COUNT(*), SUM(CASE WHEN r.meter_id IS NULL THEN 1 ELSE 0 END), "
         "SUM(CASE WHEN r.meter_id IS NOT NULL AND r.value <> s.value THEN 1 ELSE 0 END), MIN(s.epoch), MAX(s.epoch) "
-        f"FROM {STAGING_TABLE} AS s LEFT JOIN {TABLE} AS r ON r.meter_id = s.meter_id AND r.time = {time_of('s.epoch')} "
+        f"FROM {STAGING_TABLE} AS s LEFT JOIN {store} AS r ON r.meter_id = s.meter_id AND r.time = {time_of('s.epoch')} "
         "GROUP BY s.meter_id"
     )
     return {int(row[0]): tuple(int(x) for x in row[1:]) for row in cursor.fetchall()}
@@ -333,7 +355,9 @@ def _note_meters_changed(cursor, changes: Mapping[int, MeterChange]) -> None:
 def lock_meters(cursor, meter_ids: Iterable[int]) -> None:
     """Hold the meters' rows until the transaction ends, so that writes into one meter commit one
     after another, in the order of their change-log ids. (SQLite has one writer at a time.)"""
-    if is_postgresql():
+    if is_citus():
+        lock_meters_on_coordinator(cursor, sorted(meter_ids))
+    elif is_postgresql():
         cursor.execute(f"SELECT id FROM {METERS_TABLE} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [sorted(meter_ids)])
 
 

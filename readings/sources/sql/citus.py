@@ -1,0 +1,82 @@
+"""What the write path does differently on a Citus coordinator (readings distributed by meter,
+meters a reference table; see migration 0016), in one place.
+
+- A write's staging table is a temporary table on the coordinator. Citus joins it with a
+  distributed table by shipping one side to the other, and for an outer join whose outer side is
+  that local table it ships the distributed side, the whole of it: so the store is joined only
+  through the readings the write can touch (its meters, within the span of its rows), which Citus
+  reads from those meters' shards alone.
+- Writes into one meter are put one after another by an advisory lock on the coordinator, not
+  by the meter's row lock (see `lock_meters_on_coordinator`).
+- Change-log ids come from one sequence, evaluated on the coordinator: every statement that adds
+  changes selects from the staging table, so Citus runs it as "pull to coordinator" and the
+  coordinator takes each id. Workers hold the sequence too, with ranges of their own (their group
+  id in the top 16 bits); an id from them would be larger than the coordinator's, and smaller
+  than another worker's after a shard move, which is why nothing inserts changes on a worker.
+  The migration's CHECK keeps ids in the coordinator's range.
+"""
+from collections.abc import Mapping
+
+from django.db import connection
+
+from readings.sources.sql.dialect import is_postgresql
+
+# Whether a database (by host, port and name) is a Citus coordinator: asked once per process.
+_coordinators: dict[tuple, bool] = {}
+
+
+def is_citus() -> bool:
+    """Whether Django's database is a Citus coordinator (the extension, and this node coordinates)."""
+    if not is_postgresql():
+        return False
+    db = connection.settings_dict
+    key = (db.get("HOST"), db.get("PORT"), db.get("NAME"))
+    if key not in _coordinators:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extname FROM pg_extension WHERE extname = 'citus'")
+            found = cursor.fetchone() is not None
+            if found:
+                cursor.execute("SELECT citus_is_coordinator()")
+                found = bool(cursor.fetchone()[0])
+        _coordinators[key] = found
+    return _coordinators[key]
+
+
+def begin_write(cursor) -> None:
+    """On Citus, one connection per worker for statements over several shards: a write also
+    modifies the meters (a reference table) and its Write rows (which point at them), which Citus
+    refuses after a parallel access to the distributed tables in the same transaction."""
+    if is_citus():
+        cursor.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
+
+
+# The first key of the advisory locks that stand for meters' rows (the second is the meter's id).
+METER_LOCK_CLASS = 0x6D74
+
+
+def lock_meters_on_coordinator(cursor, meter_ids: list[int]) -> None:
+    """Writes into one meter one after another, as the meter's row lock does on PostgreSQL: a
+    transaction's advisory lock a meter, in id order, on the coordinator, which every write goes
+    through. Not the row lock: Citus takes `SELECT ... FOR UPDATE` on a reference table as a lock
+    of the whole table, which would put every write into every meter in one queue."""
+    cursor.execute(
+        "SELECT pg_advisory_xact_lock(%s, (id %% 2147483647)::int) FROM unnest(%s::bigint[]) WITH ORDINALITY AS m (id, n) "
+        "ORDER BY n",
+        [METER_LOCK_CLASS, meter_ids],
+    )
+
+
+def spans_condition(spans: Mapping[int, tuple[int, int]], alias: str = "") -> str:
+    """SQL true for the readings of each meter within its span (epoch seconds, both ends in):
+    equalities on the distribution column, so Citus reads those meters' shards only."""
+    prefix = f"{alias}." if alias else ""
+    return "(" + " OR ".join(
+        f"({prefix}meter_id = {int(meter_id)} AND {prefix}time >= to_timestamp({int(first)}) "
+        f"AND {prefix}time <= to_timestamp({int(last)}))"
+        for meter_id, (first, last) in sorted(spans.items())
+    ) + ")"
+
+
+def store_in_spans(table: str, spans: Mapping[int, tuple[int, int]]) -> str:
+    """The readings of `table` a write of `spans` can touch, as a subquery to join with."""
+    return f"(SELECT meter_id, time, value FROM {table} WHERE {spans_condition(spans)})"
