@@ -684,6 +684,8 @@ def bench_store(kind: str, args, files: list[Path], rows: int) -> list[dict]:
             raise RuntimeError(f"{kind} holds {held:,} readings of {rows:,}")
         if rollups := store.rollup_size():
             notes.append(f"rollups {rollups / held:.1f} B/reading more")
+        if store.engine == "postgresql" or kind == "sqlite":  # the change log that WatchReadings serves
+            notes.append(f"change log {store.table_bytes('readings_readingchange') / held:.1f} B/reading more")
         report = {"store": kind, "readings": held, "import": rows / seconds if seconds == seconds else None,
                   "bytes": store.size() / held, "notes": notes}
         speed = f"{report['import']:,.0f} readings/s" if report["import"] else "no import"
