@@ -182,6 +182,15 @@ DATABASES = {
 # keep a connection's prepared statements.
 if env.bool("DATABASE_PREPARED_STATEMENTS", default=False) and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+# The tests' database: by default pytest-django creates test_<NAME> and drops it after the run; a
+# name here is an existing database, prepared beforehand (a TimescaleDB or Citus cluster's, with
+# its extension; testing/pgclusters.py), which the tests migrate, use and keep.
+# A test_ name, as pytest-django's own: tests empty the tables they use, and that prefix keeps
+# them off a database that holds anything else.
+if env.str("DATABASE_TEST_NAME", default=""):
+    if not env.str("DATABASE_TEST_NAME").startswith("test_"):
+        raise ImproperlyConfigured("DATABASE_TEST_NAME must start with test_ (the tests empty its tables)")
+    DATABASES["default"]["TEST"] = {"NAME": env.str("DATABASE_TEST_NAME")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers (the gRPC server, the web server) work while an import writes;
     # IMMEDIATE takes the write lock up front instead of failing half-way with "database is locked".
@@ -277,6 +286,10 @@ MQTT_SESSION_EXPIRY_SECONDS = env.int("MQTT_SESSION_EXPIRY_SECONDS", default=7 *
 INGEST_HEARTBEAT_FILE = env.str("INGEST_HEARTBEAT_FILE", default="")
 INGEST_METRICS_ADDRESS = env.str("INGEST_METRICS_ADDRESS", default="")
 CHANGE_LOG_DAYS = env.float("CHANGE_LOG_DAYS", default=7.0)
+# On a database with TimescaleDB (migration 0015): the readings' chunk width, and the age past
+# which chunks are compressed (both in days; the chunk width applies when the migration runs).
+TIMESCALE_CHUNK_DAYS = env.float("TIMESCALE_CHUNK_DAYS", default=7.0)
+TIMESCALE_COMPRESS_AFTER_DAYS = env.float("TIMESCALE_COMPRESS_AFTER_DAYS", default=30.0)
 # How often a watching server looks for changes when the database cannot notify it (SQLite),
 # and how often an idle watch gets a heartbeat.
 WATCH_POLL_SECONDS = env.float("WATCH_POLL_SECONDS", default=0.25)

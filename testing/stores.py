@@ -1,6 +1,8 @@
-"""Store fixtures (a pytest plugin, loaded by conftest.py): an empty cache for every test, a real
-influxd with a database per test or the served meters seeded into it, and a Mosquitto of the
-tests' own. In CI (`CI` set) a test whose server cannot run fails instead of skipping.
+"""Store fixtures (a pytest plugin, loaded by conftest.py): an empty cache for every test, the
+relational store's test database (a prepared one kept when DATABASE_TEST_NAME names it, and the
+TimescaleDB or Citus cluster serving it), a real influxd with a database per test or the served
+meters seeded into it, and a Mosquitto of the tests' own. In CI (`CI` set) a test whose server
+cannot run fails instead of skipping.
 """
 import itertools
 import os
@@ -19,6 +21,7 @@ from readings.models import Meter
 from testing.data import GENERATED
 from testing.helpers import require, wait_for
 from testing.influxd import InfluxServer, free_port
+from testing.pgclusters import STATE, Cluster
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +33,35 @@ def empty_cache():
 
     cache.clear()
     forget_meters()
+
+
+# ---- The relational store's database ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def django_db_keepdb(request) -> bool:
+    """pytest-django's `--reuse-db`, implied when the settings name the test database
+    (DATABASE_TEST_NAME): that database was prepared beforehand (a Citus cluster's, with its nodes
+    registered in it) and must be used as it is, not dropped and created again."""
+    from django.conf import settings
+
+    return bool(request.config.getvalue("reuse_db") or settings.DATABASES["default"].get("TEST", {}).get("NAME"))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(django_db_setup, django_db_blocker) -> Cluster:
+    """The cluster (testing/pgclusters.py) whose server holds the test database; skipped when the
+    tests run elsewhere (SQLite, the machine's PostgreSQL)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the test database is not on a TimescaleDB or Citus cluster of testing.pgclusters")
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SHOW data_directory")
+        root = Path(cursor.fetchone()[0]).parent
+    if not (root / STATE).exists():
+        pytest.skip("the test database is not on a TimescaleDB or Citus cluster of testing.pgclusters")
+    return Cluster.load(root)
 
 
 # ---- InfluxDB --------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ from testing.helpers import REPO, wait_for
 from testing.stores import start_mosquitto
 from testing.servers import stop_process
 
-pytestmark = pytest.mark.django_db
+# What is checked is the broker's ACL and the credentials; the consumer's writes into each engine
+# are test_ingest_mqtt's.
+pytestmark = [pytest.mark.django_db, pytest.mark.any_engine]
 TOPIC = "meterusage/v1/meters/{}/readings"
 DEVICE, OTHER = "drain-001", "drain-002"  # meters the store fixture makes
 

@@ -10,7 +10,8 @@ from django.test import override_settings
 from readings.models import Meter
 from testing.browser import CHROMIUM, expect_ready, screenshot
 
-pytestmark = pytest.mark.django_db
+# What the page does with the API's answers is the same on every engine (the API tests run on each).
+pytestmark = [pytest.mark.django_db, pytest.mark.any_engine]
 
 
 @pytest.fixture(scope="module", autouse=True)

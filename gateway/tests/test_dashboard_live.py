@@ -12,7 +12,9 @@ from testing.helpers import write_readings
 from testing.servers import live_web_server
 
 # Transactional: the gRPC server and the web server write and read with their own connections.
-pytestmark = pytest.mark.django_db(transaction=True)
+# The page polling the changes feed is the same on every engine (test_api_changes and the watch
+# tests run on each).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.any_engine]
 
 # What the page is given to show a new reading: two polls and a reload, well within 5 s.
 SHOWN_WITHIN_MS = 5000

@@ -29,6 +29,7 @@ def figures_of_document(document: dict) -> tuple[int, str, str]:
     return document["reading_count"], document["first_reading_time"], document["last_reading_time"]
 
 
+@pytest.mark.store
 @pytest.mark.parametrize("meter", METERS)
 def test_grpc_and_http_agree_with_the_file(stub, api, influx_meters, expected, meter):
     listed = {m.name: m for m in stub.ListMeters(pb.ListMetersRequest(page_size=1000)).meters}[meter]

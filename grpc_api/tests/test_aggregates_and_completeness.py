@@ -6,7 +6,7 @@ import pytest
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from testing.helpers import JANUARY, ts
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.store]
 
 
 def aggregate(stub, **request) -> pb.AggregateReadingsResponse:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.store]
 
 # No token is asked for, the server is never past its capacity and no call nears its deadline:
 # nothing else may answer a request of one caller.

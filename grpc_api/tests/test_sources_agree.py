@@ -6,7 +6,7 @@ from google.protobuf import json_format
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from testing.helpers import ts
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.store]
 
 RANGES = {
     "meterusage": [("2019-01-01T00:00:00Z", "2019-02-01T00:00:00Z"), ("2019-01-17T01:07:00Z", "2019-01-20T13:00:00Z")],

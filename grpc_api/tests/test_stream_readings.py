@@ -7,7 +7,7 @@ import pytest
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from testing.helpers import JANUARY, all_reading_pages, ts, wait_for
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.store]
 
 
 def received(messages) -> list[tuple[int, float]]:

@@ -8,7 +8,7 @@ from google.type import datetime_pb2
 from grpc_api.gen.meterusage.v1 import meter_usage_pb2 as pb
 from testing.helpers import WRITER, stored
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.store]
 
 
 def wall(text: str, **extra) -> datetime_pb2.DateTime:

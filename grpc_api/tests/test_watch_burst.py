@@ -15,7 +15,7 @@ from grpc_api.gen.meterusage.v1 import meter_usage_pb2_grpc
 from grpc_api.watch import _hubs
 from testing.helpers import READER, write_readings
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.store]
 
 BURST = 200
 

@@ -15,7 +15,7 @@ from readings.writes.changes import prune_changes
 from testing.helpers import import_file, ts, write_readings
 
 # Transactional: the server's threads write and read with their own connections.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.store]
 
 
 @pytest.fixture

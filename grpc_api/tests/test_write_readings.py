@@ -14,7 +14,7 @@ from testing.helpers import READER, WRITER, import_file, stored
 
 # Transactional tests: the server writes with its own connections, which a test's open
 # transaction would lock out of SQLite's tables. The tables are emptied after each test.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.store]
 
 @pytest.fixture
 def stub(write_server, settings, tmp_path):

@@ -114,7 +114,7 @@ def distribute(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("readings", "0014_rollups"),
+        ("readings", "0015_timescaledb"),
     ]
 
     operations = [

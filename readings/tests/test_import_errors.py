@@ -8,7 +8,7 @@ from readings.models import ImportRun, Meter, Reading
 from readings.sources.sql import upsert
 from testing.helpers import HEADER, import_file
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.store]
 
 
 

@@ -6,7 +6,7 @@ import pytest
 from readings.models import ImportRun, Meter, Reading
 from testing.helpers import HEADER, import_file
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.store]
 
 
 

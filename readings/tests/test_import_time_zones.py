@@ -7,7 +7,7 @@ from django.core.management import CommandError
 from readings.models import ImportRun, Meter, Reading
 from testing.helpers import HEADER, import_file
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.store]
 
 
 def utc_times() -> list[datetime]:

@@ -180,6 +180,7 @@ def test_tag_values_are_escaped(influxd, influx_database, settings):
     assert points(influxd, influx_database, name) == [(1546300800, 1.5), (1546301700, 2.25)]
 
 
+@pytest.mark.any_engine  # its seed runs on a SQLite file of its own
 def test_stopping_influxd_mid_seed_then_running_again(influxd, tmp_path):
     """A seed cut off by an outage fails cleanly; once InfluxDB is back, running it again completes it."""
     database = "outage"

@@ -22,6 +22,7 @@ def test_off_grid_readings_fill_their_slot():
 
 
 @pytest.mark.django_db
+@pytest.mark.store
 def test_completeness_of_off_grid_readings_agrees_with_itself(write_csv):
     import_file(write_csv(OFF_GRID, "offgrid.csv"))
 

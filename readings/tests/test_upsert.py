@@ -13,7 +13,7 @@ from readings.sources.sql import upsert
 from readings.sources.sql.upsert import StagedRows, upsert_readings
 from readings.writes.counts import WriteCounts
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.store]
 
 DAY = 1_546_300_800  # 2019-01-01 00:00 UTC
 BY = WriteBy("grpc", "key:abcd1234")

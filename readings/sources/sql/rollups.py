@@ -13,13 +13,15 @@ the raw readings (days from hours), so a reader never sees a reading without its
 """
 import json
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 
 from readings.models import DailyRollup, HourlyRollup, Reading
 from readings.sources.base import BucketStats, Extremes
+from readings.sources.sql import timescale
 from readings.sources.sql.dialect import epoch_of, is_postgresql, time_of, time_parameter
 
 HOUR, DAY = HourlyRollup.WIDTH, DailyRollup.WIDTH
@@ -92,6 +94,24 @@ def plan(edges: np.ndarray, stale: list[tuple[int, int]] = ()) -> Pieces:
 
 def aggregate(meter_id: int, edges: np.ndarray) -> BucketStats | None:
     """The windows' stats and extremes from the rollups, or None where they would not pay."""
+    with _one_snapshot():
+        return _aggregate(meter_id, edges)
+
+
+@contextmanager
+def _one_snapshot():
+    """Every statement of an aggregate reads the store as of one moment: a write committing
+    between them could otherwise leave a minimum whose reading is no longer there, or stale spans
+    that no longer match the rollups read. (SQLite's transaction reads one snapshot already.)"""
+    outer = connection.in_atomic_block
+    with transaction.atomic():
+        if is_postgresql() and not outer:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
+def _aggregate(meter_id: int, edges: np.ndarray) -> BucketStats | None:
     pieces = plan(edges, stale_spans(meter_id, int(edges[0]), int(edges[-1])))
     if not pieces.worth_it():
         return None
@@ -149,39 +169,73 @@ def _rows_sql(columns: str, meter_id: int, pieces: Pieces) -> tuple[str, list]:
         # SQLite's CROSS JOIN keeps the pieces the outer loop: one index probe a piece, not a scan
         # of the meter's rows for each.
         join = "CROSS JOIN"
-    rolled = (
-        "SELECT p.bucket, p.kind, x.start, x.count, x.total, x.low, x.high FROM {table} "
-        "{join} {rollups} AS x ON x.meter_id = %s AND x.start >= p.lo AND x.start < p.hi WHERE p.kind = {kind}"
+    if is_postgresql():
+        # One probe of the (meter_id, start) key a piece (OFFSET 0 keeps the subquery a subquery):
+        # joined, the planner filtered every row of the meter for each piece instead (a year of
+        # days from TimescaleDB's aggregates: 146,000 comparisons, 15-30 ms).
+        rolled = (
+            "SELECT p.bucket, p.kind, x.start, x.count, x.total, x.low, x.high FROM {table} CROSS JOIN LATERAL "
+            "(SELECT * FROM {rollups} AS r WHERE r.meter_id = %s AND r.start >= p.lo AND r.start < p.hi OFFSET 0) AS x "
+            "WHERE p.kind = {kind}"
+        )
+    else:
+        rolled = (
+            "SELECT p.bucket, p.kind, x.start, x.count, x.total, x.low, x.high FROM {table} "
+            "{join} {rollups} AS x ON x.meter_id = %s AND x.start >= p.lo AND x.start < p.hi WHERE p.kind = {kind}"
+        )
+    branches = {
+        DAILY: rolled.format(table=table, join=join, rollups=day, kind=DAILY),
+        HOURLY: rolled.format(table=table, join=join, rollups=hour, kind=HOURLY),
+    }
+    # Named: the union takes its columns' names from its first branch, which may be this one.
+    raw = (
+        f"SELECT p.bucket, p.kind, {epoch_of('x.time')} AS start, 1 AS count, x.value AS total, x.value AS low, "
+        "x.value AS high FROM "
     )
-    sql = [rolled.format(table=table, join=join, rollups=day, kind=DAILY), rolled.format(table=table, join=join, rollups=hour, kind=HOURLY)]
-    params = [*listed, meter_id, *listed, meter_id]
-    raw = f"SELECT p.bucket, p.kind, {epoch_of('x.time')}, 1, x.value, x.value, x.value FROM "
     if is_postgresql():
         # Ordered and limited, a piece's readings are read from the (meter, time) key: PostgreSQL
         # cannot estimate a piece's span before it runs, and took the BRIN index of time instead
-        # (every meter's rows in the block ranges, a thousand times slower).
-        sql.append(
+        # (every meter's rows in the block ranges, a thousand times slower). The raw pieces' span
+        # as constants too: TimescaleDB excludes chunks by them when it plans (by the pieces' own
+        # bounds only as it runs, after planning every chunk of the table).
+        raw_pieces = pieces.kinds == RAW
+        span = (
+            f"AND time >= {time_of(str(int(pieces.los[raw_pieces].min())))} "
+            f"AND time < {time_of(str(int(pieces.his[raw_pieces].max())))} "
+        ) if raw_pieces.any() else ""
+        branches[RAW] = (
             f"{raw}{table} CROSS JOIN LATERAL (SELECT time, value FROM {TABLE} WHERE meter_id = %s "
-            f"AND time >= {time_of('p.lo')} AND time < {time_of('p.hi')} ORDER BY time LIMIT {MAX_RAW_PIECE_ROWS}) AS x "
+            f"AND time >= {time_of('p.lo')} AND time < {time_of('p.hi')} {span}ORDER BY time LIMIT {MAX_RAW_PIECE_ROWS}) AS x "
             f"WHERE p.kind = {RAW}"
         )
+        if raw_pieces.any() and timescale.catalog() is not None:
+            branches[RAW] = timescale.raw_pieces_sql(table=table, kind=RAW, los=sorted(pieces.los[raw_pieces].tolist()), span=span)
     else:
-        sql.append(
+        branches[RAW] = (
             f"{raw}{table} {join} {TABLE} AS x ON x.meter_id = %s AND x.time >= {time_of('p.lo')} "
             f"AND x.time < {time_of('p.hi')} WHERE p.kind = {RAW}"
         )
-    params += [*listed, meter_id]
+    # Only the kinds the pieces have: each branch planned costs, on TimescaleDB a plan of chunks.
+    present = [kind for kind in (DAILY, HOURLY, RAW) if (pieces.kinds == kind).any()] or [RAW]
+    sql = [branches[kind] for kind in present]
+    params = [x for _ in present for x in (*listed, meter_id)]
     return f"SELECT {columns}, count, total, low, high FROM (" + " UNION ALL ".join(sql) + ") AS rows", params
 
 
 def rollup_relations() -> tuple[str, str]:
-    """The relations holding the hourly and the daily rollups."""
+    """The relations holding the hourly and the daily rollups: on TimescaleDB its continuous
+    aggregates, elsewhere the rollup tables."""
+    if timescale.catalog() is not None:
+        return timescale.rollup_relations()
     return ROLLUP_TABLES[HOURLY], ROLLUP_TABLES[DAILY]
 
 
 def stale_spans(meter_id: int, start: int, end: int) -> list[tuple[int, int]]:
-    """Spans of [start, end) whose rollups are not known to match the raw readings: none here,
+    """Spans of [start, end) whose rollups are not known to match the raw readings: on TimescaleDB
+    where its invalidation logs say so (see readings/sources/sql/timescale.py); none elsewhere,
     where every write keeps them in its own transaction."""
+    if timescale.catalog() is not None:
+        return timescale.stale_spans(start=start, end=end)
     return []
 
 
@@ -198,7 +252,8 @@ def keep_rollups(cursor, staging_table: str, spans: Mapping[int, tuple[int, int,
     readings (the write's own included): a meter whose rows fill their span (a file) over
     its span in one range scan, one whose rows are scattered (a late correction beside today's
     reading) over the hours of its rows only. Days are summed from their hours."""
-    if not spans:
+    if not spans or timescale.catalog() is not None:
+        # On TimescaleDB the continuous aggregates stand in for the tables (refreshed after commit).
         return
     upsert = (
         "ON CONFLICT (meter_id, start) DO UPDATE SET count = excluded.count, total = excluded.total, "
@@ -278,6 +333,10 @@ def _ranges(staging_table: str, spans: Mapping[int, tuple[int, int, int]], width
 def rebuild_rollups(meter_ids: list[int] | None = None) -> None:
     """Recompute every rollup (of `meter_ids`, or of all meters) from the raw readings: after rows
     were loaded around the write path (a bulk COPY), or to check them."""
+    if timescale.catalog() is not None:
+        # The continuous aggregates, rematerialized where the raw rows changed, once committed.
+        timescale.refresh_all_after_commit()
+        return
     where, params = ("WHERE meter_id IN (" + ", ".join(["%s"] * len(meter_ids)) + ")", list(meter_ids)) if meter_ids else ("", [])
     with connection.cursor() as cursor:
         for table in ROLLUP_TABLES.values():

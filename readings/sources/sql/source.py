@@ -82,6 +82,8 @@ class SqlSource:
             f"(SELECT {epoch_of('r.time')} FROM {TABLE} AS r WHERE r.meter_id = %(meter)s "
             "AND r.time >= to_timestamp((%(edges)s::double precision[])[{0}.bucket + 1]) "
             "AND r.time < to_timestamp((%(edges)s::double precision[])[{0}.bucket + 2]) "
+            # The range as constants too: TimescaleDB excludes chunks by them when it plans.
+            "AND r.time >= %(start)s AND r.time < %(end)s "
             "AND r.value = {0}.{1} ORDER BY r.time LIMIT 1)"
         )
         rows = self._query(

@@ -25,6 +25,7 @@ from django.utils import timezone
 from readings.csvreader import CsvError
 from readings.domain import WriteBy
 from readings.models import Meter, Reading, ReadingChange, Write
+from readings.sources.sql import timescale
 from readings.sources.sql.citus import begin_write, is_citus, lock_meters_on_coordinator, spans_condition, store_in_spans
 from readings.sources.sql.dialect import analyze, is_postgresql, load_rows, time_of
 from readings.sources.sql.rollups import keep_rollups
@@ -105,6 +106,7 @@ def upsert_readings(
     with connection.cursor() as cursor:
         begin_write(cursor)
         lock_meters(cursor, [meter.pk for meter in meters])
+        timescale.allow_decompression(cursor)
         _empty_staging_table(cursor)
         # Counted as rows are staged: a scan of the staging table would cost as much as a merge.
         spans: dict[int, _Span] = {}
@@ -236,8 +238,11 @@ def _merge_staging_table(
                 [*write_params, *changes_params],
             )
         if updated:
-            # On Citus, only the written meters' shards (the staged rows are shipped to them).
+            # On Citus, only the written meters' shards (the staged rows are shipped to them); on
+            # TimescaleDB only their batches in the chunks of their span are decompressed.
             within = f" AND {spans_condition(_span_bounds(spans), TABLE)}" if is_citus() else ""
+            if timescale.catalog() is not None:
+                within = f" AND {_written_bounds(spans, TABLE)}"
             cursor.execute(
                 f"UPDATE {TABLE} SET value = s.value FROM {STAGING_TABLE} AS s WHERE {TABLE}.meter_id = s.meter_id "
                 f"AND {TABLE}.time = {time_sql} AND {TABLE}.value <> s.value{within}"
@@ -259,6 +264,11 @@ def _merge_staging_table(
         )
         _note_meters_changed(cursor, changed)
         notify_changes(cursor, changed)
+        if changed:
+            # On TimescaleDB: the continuous aggregates over the written span, once committed.
+            timescale.refresh_after_commit(
+                first=min(c.first for c in changed.values()), last=max(c.last for c in changed.values())
+            )
     return WriteCounts(
         inserted=inserted, updated=updated, unchanged=rows - inserted - updated,
         writes=[write.pk for write in writes.values()],
@@ -290,8 +300,26 @@ def _span_bounds(spans: Mapping[int, _Span]) -> dict[int, tuple[int, int]]:
 
 def _store(spans: Mapping[int, _Span]) -> str:
     """The readings table as the merge joins it: on Citus, only the readings the write can touch
-    (see readings/sources/sql/citus.py)."""
-    return store_in_spans(TABLE, _span_bounds(spans)) if is_citus() else TABLE
+    (see readings/sources/sql/citus.py); on TimescaleDB, only the written meters' readings over
+    the span of the write, as constants its planner excludes chunks and selects compressed batches
+    by (joined with the staging table alone, every batch of the table was decompressed: a
+    one-reading correction into 1.9M compressed readings took 1.5 s, bounded 19 ms)."""
+    if is_citus():
+        return store_in_spans(TABLE, _span_bounds(spans))
+    if timescale.catalog() is not None:
+        return f"(SELECT meter_id, time, value FROM {TABLE} WHERE {_written_bounds(spans, TABLE)})"
+    return TABLE
+
+
+def _written_bounds(spans: Mapping[int, _Span], table: str) -> str:
+    """SQL true for the readings of `table` a write of `spans` can touch: its meters, within the
+    span of all its rows (constants: integers written into the statement)."""
+    ids = ",".join(str(int(meter_id)) for meter_id in sorted(spans))
+    first, last = min(s.first for s in spans.values()), max(s.last for s in spans.values())
+    return (
+        f"{table}.meter_id = ANY('{{{ids}}}'::bigint[]) AND {table}.time >= to_timestamp({int(first)}) "
+        f"AND {table}.time <= to_timestamp({int(last)})"
+    )
 
 
 def _meters_with_readings_in(cursor, spans: dict[int, _Span]) -> set[int]:
