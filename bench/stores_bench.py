@@ -115,68 +115,10 @@ def count_rows(files: list[Path]) -> int:
 
 def start_cluster(extension: str, workers: int):
     """A TimescaleDB server or a Citus coordinator with `workers` workers, database `sb_<extension>`
-    prepared (testing/pgclusters.py where there is one, else LocalCluster)."""
-    try:
-        from testing.pgclusters import start_cluster as start
-    except ImportError:
-        return LocalCluster(extension, workers, f"sb_{extension}")
+    prepared in it (testing/pgclusters.py)."""
+    from testing.pgclusters import start_cluster as start
+
     return start(extension, workers=workers, database=f"sb_{extension}")
-
-
-class LocalCluster:
-    """PostgreSQL servers loading `extension` in a temporary folder, as the `postgres` user, on free
-    loopback ports, tuned for throwaway data; a Citus coordinator registers its workers."""
-
-    BIN = Path("/usr/lib/postgresql/15/bin")
-
-    def __init__(self, extension: str, workers: int, database: str):
-        import subprocess
-
-        from testing.influxd import free_port
-
-        self.root = Path(tempfile.mkdtemp(prefix=f"stores-bench-{extension}-"))
-        shutil.chown(self.root, "postgres")
-        self.root.chmod(0o755)
-        self.ports = [free_port() for _ in range(1 + workers)]
-        self.database = database
-        settings = (f"-c listen_addresses=127.0.0.1 -c shared_preload_libraries={extension} -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-                    "-c max_locks_per_transaction=256 -c citus.node_conninfo=sslmode=disable "
-                    "-c timescaledb.telemetry_level=off")
-        for index, port in enumerate(self.ports):
-            data = self.root / f"node{index}"
-            script = (f"{self.BIN}/initdb -D {data} -A trust -U postgres -N -E UTF8 --locale=C.UTF-8 >/dev/null && "
-                      f"{self.BIN}/pg_ctl -D {data} -w -l {data}.log -o '-p {port} -k {self.root} {settings}' start >/dev/null")
-            subprocess.run(["su", "postgres", "-c", script], check=True)
-        for port in self.ports:
-            self.execute(port, "postgres", f'CREATE DATABASE "{database}"')
-            self.execute(port, database, f"CREATE EXTENSION {extension}")
-        if extension == "citus":
-            self.execute(self.ports[0], database, f"SELECT citus_set_coordinator_host('127.0.0.1', {self.ports[0]})")
-            for port in self.ports[1:]:
-                self.execute(self.ports[0], database, f"SELECT citus_add_node('127.0.0.1', {port})")
-
-    @property
-    def workers(self) -> list[int]:
-        return self.ports[1:]
-
-    def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.ports[0]}/{self.database}"
-
-    @staticmethod
-    def execute(port: int, database: str, statement: str) -> None:
-        import psycopg
-
-        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=database, autocommit=True) as c:
-            c.execute(statement)
-
-    def stop(self) -> None:
-        import subprocess
-
-        for index in range(len(self.ports)):
-            subprocess.run(["su", "postgres", "-c", f"{self.BIN}/pg_ctl -D {self.root / f'node{index}'} -m immediate stop"],
-                           capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 # ---- A store ----------------------------------------------------------------------------------
