@@ -267,10 +267,12 @@ class Store:
         if self.kind in ("csv", "influxdb"):
             return 0
         tables = ["readings_rollup_hour", "readings_rollup_day"]
-        if self.kind == "timescaledb":
-            tables += [row[0] for row in self.sql("SELECT materialization_hypertable_name FROM "
-                                                  "timescaledb_information.continuous_aggregates")]
-        return sum(self.table_bytes(table) for table in tables)
+        aggregates = 0
+        if self.kind == "timescaledb":  # their materialization hypertables, in TimescaleDB's own schema
+            aggregates = self.one("SELECT coalesce(sum(hypertable_size(format('%%I.%%I', materialization_hypertable_schema, "
+                                  "materialization_hypertable_name)::regclass)), 0) "
+                                  "FROM timescaledb_information.continuous_aggregates")
+        return aggregates + sum(self.table_bytes(table) for table in tables)
 
     def table_bytes(self, table: str) -> int:
         if self.engine == "sqlite":
