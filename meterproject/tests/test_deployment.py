@@ -166,6 +166,63 @@ def test_compose_itself_accepts_the_file():
     assert "set POSTGRES_PASSWORD in .env" in missing.stderr or "set DJANGO_SECRET_KEY in .env" in missing.stderr
 
 
+PROFILES = {
+    # profile: (the server the app is pointed at, {service: image})
+    "timescale": ("timescaledb", {"timescaledb": "timescale/timescaledb:2.28.3-pg15"}),
+    "citus": ("citus-coordinator", {name: "citusdata/citus:12.1"
+                                    for name in ("citus-coordinator", "citus-worker-1", "citus-worker-2")}),
+}
+
+
+def test_the_profiles_servers_have_the_apps_database_and_start_only_with_their_profile():
+    for profile, (host, images) in PROFILES.items():
+        for name, image in images.items():
+            server = SERVICES[name]
+            assert server["image"] == image
+            assert server["profiles"] == [profile]
+            assert server["environment"].items() >= SERVICES["postgres"]["environment"].items()
+            # Healthy only once it answers on TCP, after its image's first-start scripts.
+            assert "pg_isready -h 127.0.0.1" in server["healthcheck"]["test"][1]
+            assert f"{name}-data:/var/lib/postgresql/data" in server["volumes"]
+    unprofiled = [name for name, service in SERVICES.items() if "profiles" not in service]
+    assert set(unprofiled) == {"postgres", "influxdb", "mosquitto", *APP_SERVICES}
+    # The app reaches the plain server unless DATABASE_HOST names a profile's.
+    assert app_environment("init")["DATABASE_URL"] == "postgres://meterusage:pw@postgres:5432/meterusage"
+
+
+def test_the_citus_coordinator_registers_the_workers_it_waits_for():
+    coordinator = SERVICES["citus-coordinator"]
+    workers = coordinator["environment"]["CITUS_WORKERS"].split(",")
+    script = (REPO / "deploy" / "citus-workers.sh").read_text()
+
+    assert workers == ["citus-worker-1", "citus-worker-2"]
+    assert coordinator["depends_on"] == {worker: {"condition": "service_healthy"} for worker in workers}
+    assert "./deploy/citus-workers.sh:/docker-entrypoint-initdb.d/010-citus-workers.sh:ro" in coordinator["volumes"]
+    assert "SELECT citus_set_coordinator_host('citus-coordinator', 5432);" in script
+    assert "SELECT citus_add_node(:'worker', 5432);" in script
+    assert "pg_dist_authinfo" in script
+    # The image runs executable first-start scripts; a sourced one would run with its set -e.
+    assert os.access(REPO / "deploy" / "citus-workers.sh", os.X_OK)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_compose_accepts_each_profile_and_points_the_app_at_its_server(profile):
+    if not shutil.which("docker-compose"):
+        require("docker-compose is not installed (apt-get install docker-compose; scripts/test does it)")
+    host, images = PROFILES[profile]
+
+    result = subprocess.run(
+        ["docker-compose", "--file", str(REPO / "docker-compose.yml"), "--profile", profile, "config"],
+        cwd=REPO, env={**os.environ, **TEST_SECRETS, "DATABASE_HOST": host}, capture_output=True, text=True,
+    )
+
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {name: services[name]["image"] for name in images} == images
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["DATABASE_URL"] == f"postgres://meterusage:pw@{host}:5432/meterusage"
+
+
 def test_dockerfile_passes_hadolint():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():
