@@ -168,3 +168,28 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )
     return key, cert
+
+
+UPSERT_DAY = 1_546_300_800  # 2019-01-01 00:00 UTC: slot 0 of `staged_rows`
+
+
+def staged_rows(meter, *pairs: tuple[int, float]):
+    """Rows of `meter` to upsert: (quarter-hour slot after 2019-01-01 00:00 UTC, value) pairs."""
+    import numpy as np
+
+    from readings.sources.sql.upsert import StagedRows
+
+    epochs = np.array([UPSERT_DAY + 900 * slot for slot, _ in pairs], dtype=np.int64)
+    values = np.array([value for _, value in pairs], dtype=np.float64)
+    return StagedRows(np.full(len(pairs), meter.pk, dtype=np.int64), np.arange(len(pairs), dtype=np.int64), epochs, values)
+
+
+def upsert_staged(*batches, meters: list):
+    """Upsert staged rows of `meters` in a transaction of their own, as a gRPC write by a key."""
+    from django.db import transaction
+
+    from readings.domain import WriteBy
+    from readings.sources.sql.upsert import upsert_readings
+
+    with transaction.atomic():
+        return upsert_readings(meters=meters, batches=list(batches), by=WriteBy("grpc", "key:abcd1234"))

@@ -16,9 +16,8 @@ from readings.models import Meter, Reading, ReadingChange
 from readings.sources import readings_sources
 from readings.sources.sql import upsert
 from readings.sources.sql.citus import is_citus
-from readings.sources.sql.upsert import StagedRows, upsert_readings
 from readings.writes.counts import WriteCounts
-from testing.helpers import import_file
+from testing.helpers import import_file, staged_rows, upsert_staged
 
 DAY = 1_546_300_800  # 2019-01-01 00:00 UTC
 BY = WriteBy("grpc", "key:abcd1234")
@@ -28,17 +27,6 @@ COORDINATOR_IDS = 2**48  # a worker's sequence range starts at its group id time
 @pytest.fixture(scope="module", autouse=True)
 def database(citus_database):
     return citus_database
-
-
-def rows(meter: Meter, *pairs: tuple[int, float]) -> StagedRows:
-    epochs = np.array([DAY + 900 * slot for slot, _ in pairs], dtype=np.int64)
-    values = np.array([value for _, value in pairs], dtype=np.float64)
-    return StagedRows(np.full(len(pairs), meter.pk, dtype=np.int64), np.arange(len(pairs), dtype=np.int64), epochs, values)
-
-
-def write(*batches: StagedRows, meters: list[Meter]) -> WriteCounts:
-    with transaction.atomic():
-        return upsert_readings(meters=meters, batches=list(batches), by=BY)
 
 
 def shard_of(database, meter: Meter) -> int:
@@ -154,8 +142,8 @@ def test_long_aggregates_from_the_rollups_are_routed_to_one_shard_and_equal_the_
 def test_corrections_and_writes_of_several_meters_keep_the_change_log_in_commit_order(database):
     a, b, c = (Meter.objects.create(name=name) for name in ("citus-a", "citus-b", "citus-c"))
     assert len({shard_of(database, m) for m in (a, b, c)}) > 1
-    assert write(rows(a, (1, 1.0), (2, 2.0)), meters=[a]) == WriteCounts(inserted=2)
-    counts = write(rows(a, (1, 1.0), (2, 2.5), (0, 0.5)), rows(b, (5, 5.0)), rows(c, (5, 5.0)), meters=[a, b, c])
+    assert upsert_staged(staged_rows(a, (1, 1.0), (2, 2.0)), meters=[a]) == WriteCounts(inserted=2)
+    counts = upsert_staged(staged_rows(a, (1, 1.0), (2, 2.5), (0, 0.5)), staged_rows(b, (5, 5.0)), staged_rows(c, (5, 5.0)), meters=[a, b, c])
     assert counts == WriteCounts(inserted=3, updated=1, unchanged=1)
     assert sorted(Reading.objects.filter(meter=a).values_list("value", flat=True)) == [0.5, 1.0, 2.5]
     logged = list(ReadingChange.objects.filter(meter=a).order_by("id").values_list("value", "replaced"))
@@ -168,8 +156,8 @@ def test_corrections_and_writes_of_several_meters_keep_the_change_log_in_commit_
 def test_large_writes_are_checked_for_readings_in_their_span_first(monkeypatch):
     monkeypatch.setattr(upsert, "COMPARE_AT_ONCE_ROWS", 0)
     a, b = Meter.objects.create(name="citus-span-a"), Meter.objects.create(name="citus-span-b")
-    write(rows(a, (1, 1.0)), meters=[a])
-    assert write(rows(a, (1, 1.5), (2, 2.0)), rows(b, (1, 1.0)), meters=[a, b]) == WriteCounts(inserted=2, updated=1)
+    upsert_staged(staged_rows(a, (1, 1.0)), meters=[a])
+    assert upsert_staged(staged_rows(a, (1, 1.5), (2, 2.0)), staged_rows(b, (1, 1.0)), meters=[a, b]) == WriteCounts(inserted=2, updated=1)
 
 
 def test_concurrent_writes_into_one_meter_log_their_changes_in_commit_order():
@@ -179,7 +167,7 @@ def test_concurrent_writes_into_one_meter_log_their_changes_in_commit_order():
     def writer(offset: int):
         try:
             for slot in range(offset, offset + 40, 2):
-                write(rows(meter, (slot, float(slot))), meters=[meter])
+                upsert_staged(staged_rows(meter, (slot, float(slot))), meters=[meter])
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
         finally:
@@ -212,7 +200,7 @@ def test_a_write_waits_for_another_into_the_same_meter_only(citus_database):
 
     def writer(meter):
         try:
-            write(rows(meter, (1, 1.0)), meters=[meter])
+            upsert_staged(staged_rows(meter, (1, 1.0)), meters=[meter])
             done[meter.name] = True
         finally:
             connection.close()
@@ -239,11 +227,11 @@ def test_old_changes_are_pruned_and_a_watch_can_start_at_a_time():
     from readings.writes.changes import changes_after, prune_changes, watch_start
 
     meter = Meter.objects.create(name="citus-pruned")
-    write(rows(meter, (1, 1.0), (2, 2.0)), meters=[meter])
+    upsert_staged(staged_rows(meter, (1, 1.0), (2, 2.0)), meters=[meter])
     first = list(ReadingChange.objects.filter(meter=meter).order_by("id").values_list("id", flat=True))
     ReadingChange.objects.filter(id__in=first).update(committed_at=timezone.now() - timedelta(days=400))
     middle = timezone.now()
-    write(rows(meter, (3, 3.0)), meters=[meter])
+    upsert_staged(staged_rows(meter, (3, 3.0)), meters=[meter])
 
     start = watch_start([meter.name], start=middle)
     assert start.positions == {meter.pk: first[-1]}

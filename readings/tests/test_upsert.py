@@ -3,31 +3,20 @@ the change log and each meter's summary from the same statements, for one meter 
 for large stagings (checked for readings in their span first) as for small ones."""
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 from django.db import transaction
 
 from readings.domain import WriteBy
 from readings.models import Meter, Reading, ReadingChange
 from readings.sources.sql import upsert
-from readings.sources.sql.upsert import StagedRows, upsert_readings
+from readings.sources.sql.upsert import upsert_readings
 from readings.writes.counts import WriteCounts
+from testing.helpers import staged_rows, upsert_staged
 
 pytestmark = [pytest.mark.django_db, pytest.mark.store]
 
 DAY = 1_546_300_800  # 2019-01-01 00:00 UTC
 BY = WriteBy("grpc", "key:abcd1234")
-
-
-def rows(meter: Meter, *pairs: tuple[int, float]) -> StagedRows:
-    epochs = np.array([DAY + 900 * slot for slot, _ in pairs], dtype=np.int64)
-    values = np.array([value for _, value in pairs], dtype=np.float64)
-    return StagedRows(np.full(len(pairs), meter.pk, dtype=np.int64), np.arange(len(pairs), dtype=np.int64), epochs, values)
-
-
-def write(*batches: StagedRows, meters: list[Meter]) -> WriteCounts:
-    with transaction.atomic():
-        return upsert_readings(meters=meters, batches=list(batches), by=BY)
 
 
 def summary(meter: Meter) -> tuple:
@@ -46,10 +35,10 @@ def staging_size(request, monkeypatch):
 
 def test_new_corrected_and_unchanged_readings_of_several_meters(staging_size):
     a, b = Meter.objects.create(name="a"), Meter.objects.create(name="b")
-    assert write(rows(a, (1, 1.0), (2, 2.0)), meters=[a]) == WriteCounts(inserted=2)
+    assert upsert_staged(staged_rows(a, (1, 1.0), (2, 2.0)), meters=[a]) == WriteCounts(inserted=2)
     changes_before = ReadingChange.objects.count()
 
-    counts = write(rows(a, (1, 1.0), (2, 2.5), (0, 0.5)), rows(b, (5, 5.0)), meters=[a, b])
+    counts = upsert_staged(staged_rows(a, (1, 1.0), (2, 2.5), (0, 0.5)), staged_rows(b, (5, 5.0)), meters=[a, b])
 
     assert counts == WriteCounts(inserted=2, updated=1, unchanged=1)
     assert summary(a) == (3, at(0), at(2), 2)
@@ -63,10 +52,10 @@ def test_new_corrected_and_unchanged_readings_of_several_meters(staging_size):
 
 def test_a_write_that_changes_nothing_leaves_the_meter_and_the_log_alone(staging_size):
     a = Meter.objects.create(name="a")
-    write(rows(a, (1, 1.0)), meters=[a])
+    upsert_staged(staged_rows(a, (1, 1.0)), meters=[a])
     before, changes = summary(a), ReadingChange.objects.count()
 
-    assert write(rows(a, (1, 1.0)), meters=[a]) == WriteCounts(unchanged=1)
+    assert upsert_staged(staged_rows(a, (1, 1.0)), meters=[a]) == WriteCounts(unchanged=1)
     assert summary(a) == before
     assert ReadingChange.objects.count() == changes
 
@@ -74,8 +63,8 @@ def test_a_write_that_changes_nothing_leaves_the_meter_and_the_log_alone(staging
 def test_two_writes_in_one_transaction_each_count_their_own_rows(staging_size):
     a = Meter.objects.create(name="a")
     with transaction.atomic():
-        first = upsert_readings(meters=[a], batches=[rows(a, (1, 1.0), (2, 2.0))], by=BY)
-        second = upsert_readings(meters=[a], batches=[rows(a, (3, 3.0))], by=BY)
+        first = upsert_readings(meters=[a], batches=[staged_rows(a, (1, 1.0), (2, 2.0))], by=BY)
+        second = upsert_readings(meters=[a], batches=[staged_rows(a, (3, 3.0))], by=BY)
 
     assert (first, second) == (WriteCounts(inserted=2), WriteCounts(inserted=1))
     assert summary(a) == (3, at(1), at(3), 2)
