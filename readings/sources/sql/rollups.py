@@ -195,6 +195,12 @@ def _rows_sql(columns: str, meter_id: int, pieces: Pieces) -> tuple[str, list]:
         DAILY: rolled.format(table=table, join=join, rollups=day, kind=DAILY),
         HOURLY: rolled.format(table=table, join=join, rollups=hour, kind=HOURLY),
     }
+    if is_postgresql() and timescale.catalog() is not None:
+        for kind, relation in ((DAILY, day), (HOURLY, hour)):
+            mine = pieces.kinds == kind
+            if mine.any():
+                branches[kind] = timescale.rolled_pieces_sql(
+                    table=table, kind=kind, relation=relation, los=pieces.los[mine], his=pieces.his[mine])
     # Named: the union takes its columns' names from its first branch, which may be this one.
     raw = (
         f"SELECT p.bucket, p.kind, {epoch_of('x.time')} AS start, 1 AS count, x.value AS total, x.value AS low, "

@@ -142,6 +142,34 @@ def raw_pieces_sql(*, table: str, kind: int, los: list[int], span: str) -> str:
     )
 
 
+def rolled_pieces_sql(*, table: str, kind: int, relation: str, los: np.ndarray, his: np.ndarray) -> str:
+    """The rollups read path's pieces of `kind` (starting at `los`, ending at `his`) from an
+    aggregate's materialization hypertable `relation` (parameters: those of `table`, then the
+    meter id). The pieces' whole span bounds `bucket`, the hypertable's partitioning column, as
+    constants, so that only the chunks holding it are planned: by the `start` key alone, each
+    probe of a year of days visited all 54 chunks of ten years. Pieces that fill most of their
+    span (the days of a year) are read in one range scan, each row put in its piece by binary
+    search over the pieces' starts (OFFSET 0: joined into, the scan was rerun for every piece);
+    scattered ones (the hours at the ends of ten years of
+    months) by a probe a piece."""
+    lo, hi = int(los.min()), int(his.max())
+    span = f"r.meter_id = %s AND r.bucket >= to_timestamp({lo}) AND r.bucket < to_timestamp({hi})"
+    if int((his - los).sum()) * 2 >= hi - lo:
+        starts = "'{" + ",".join(str(int(v)) for v in sorted(los.tolist())) + "}'::bigint[]"
+        return (
+            "SELECT p.bucket, p.kind, x.start, x.count, x.total, x.low, x.high "
+            f"FROM (SELECT p.*, row_number() OVER (ORDER BY p.lo) AS i FROM {table} WHERE p.kind = {int(kind)}) AS p "
+            f"JOIN (SELECT r.*, width_bucket(r.start, {starts}) AS i FROM {relation} AS r WHERE {span} OFFSET 0) AS x "
+            "ON x.i = p.i AND x.start < p.hi"
+        )
+    return (
+        "SELECT p.bucket, p.kind, x.start, x.count, x.total, x.low, x.high "
+        f"FROM {table} CROSS JOIN LATERAL (SELECT * FROM {relation} AS r WHERE {span} "
+        "AND r.bucket >= to_timestamp(p.lo) AND r.bucket < to_timestamp(p.hi) OFFSET 0) AS x "
+        f"WHERE p.kind = {int(kind)}"
+    )
+
+
 def _stale_sql(width: int, found: Catalog) -> str:
     """SQL of the stale second spans [lo, hi] (inclusive) of the aggregate of `width` within
     [%(start_us)s, %(end_us)s), below its watermark."""
