@@ -11,6 +11,8 @@ couple of minutes). The stores:
 - timescaledb: a TimescaleDB server of its own; measured as migrated and imported, then again
   after every chunk is compressed (`timescaledb-compressed`), when the readings are a hypertable;
 - citus: a coordinator and two workers of its own;
+  both run with the durability and memory settings of the PostgreSQL on --postgres-url (fsync,
+  synchronous commit, shared buffers...), not the test clusters' throwaway ones;
 - influxdb: an influxd of its own (testing/influxd.py), meters' records in a SQLite file;
 - csv: the generated files served as they are by the `csv` source.
 
@@ -113,12 +115,28 @@ def count_rows(files: list[Path]) -> int:
 # ---- Servers of their own --------------------------------------------------------------------
 
 
-def start_cluster(extension: str, workers: int):
+# Settings the clusters take from the PostgreSQL they are compared with: the clusters are tuned for
+# throwaway test data (no fsync, no synchronous commit), which would flatter their writes.
+SAME_AS_POSTGRESQL = ("fsync", "synchronous_commit", "full_page_writes", "shared_buffers", "work_mem",
+                      "maintenance_work_mem", "max_wal_size", "effective_cache_size", "random_page_cost")
+
+
+def postgresql_settings(url: str) -> dict[str, str]:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        rows = connection.execute("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s)",
+                                  [list(SAME_AS_POSTGRESQL)]).fetchall()
+    # Memory settings in their units (8kB pages, kB), as postgresql.conf takes them.
+    return {name: f"{int(setting) * 8}kB" if unit == "8kB" else f"{setting}{unit or ''}" for name, setting, unit in rows}
+
+
+def start_cluster(extension: str, workers: int, settings: dict[str, str]):
     """A TimescaleDB server or a Citus coordinator with `workers` workers, database `sb_<extension>`
-    prepared in it (testing/pgclusters.py)."""
+    prepared in it (testing/pgclusters.py), its nodes run with `settings`."""
     from testing.pgclusters import start_cluster as start
 
-    return start(extension, workers=workers, database=f"sb_{extension}")
+    return start(extension, workers=workers, database=f"sb_{extension}", settings=settings)
 
 
 # ---- A store ----------------------------------------------------------------------------------
@@ -140,7 +158,8 @@ class Store:
             self.admin('DROP DATABASE IF EXISTS "sb_postgresql" WITH (FORCE)')
             self.admin('CREATE DATABASE "sb_postgresql"')
         elif self.kind in ("timescaledb", "citus"):
-            self.cluster = start_cluster(self.kind, 2 if self.kind == "citus" else 0)
+            self.cluster = start_cluster(self.kind, 2 if self.kind == "citus" else 0,
+                                         postgresql_settings(self.args.postgres_url))
             self.url = self.cluster.url()
         else:
             self.url = f"sqlite:///{self.work / (self.kind + '.sqlite3')}"

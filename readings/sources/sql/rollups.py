@@ -56,8 +56,10 @@ class Pieces:
         return covered >= ROLLUP_FROM_SECONDS and covered / int(rolled.sum()) >= ROLLUP_PIECE_SECONDS
 
     def of_bucket(self, bucket: int) -> "Pieces":
-        mine = self.buckets == bucket
-        return Pieces(self.buckets[mine], self.kinds[mine], self.los[mine], self.his[mine])
+        return self.only(self.buckets == bucket)
+
+    def only(self, mask: np.ndarray) -> "Pieces":
+        return Pieces(self.buckets[mask], self.kinds[mask], self.los[mask], self.his[mask])
 
 
 def _floor(t: np.ndarray, width: int) -> np.ndarray:
@@ -191,16 +193,17 @@ def _rows_sql(columns: str, meter_id: int, pieces: Pieces) -> tuple[str, list]:
             "SELECT p.bucket, p.kind, x.start, x.count, x.total, x.low, x.high FROM {table} "
             "{join} {rollups} AS x ON x.meter_id = %s AND x.start >= p.lo AND x.start < p.hi WHERE p.kind = {kind}"
         )
+    on_timescale = is_postgresql() and timescale.catalog() is not None
+    # Each branch's SQL and whether it takes the pieces' parameters (before the meter id's).
     branches = {
-        DAILY: rolled.format(table=table, join=join, rollups=day, kind=DAILY),
-        HOURLY: rolled.format(table=table, join=join, rollups=hour, kind=HOURLY),
+        DAILY: (rolled.format(table=table, join=join, rollups=day, kind=DAILY), True),
+        HOURLY: (rolled.format(table=table, join=join, rollups=hour, kind=HOURLY), True),
     }
-    if is_postgresql() and timescale.catalog() is not None:
+    if on_timescale:
         for kind, relation in ((DAILY, day), (HOURLY, hour)):
             mine = pieces.kinds == kind
             if mine.any():
-                branches[kind] = timescale.rolled_pieces_sql(
-                    table=table, kind=kind, relation=relation, los=pieces.los[mine], his=pieces.his[mine])
+                branches[kind] = timescale.rolled_pieces_sql(table=table, kind=kind, relation=relation, pieces=pieces.only(mine))
     # Named: the union takes its columns' names from its first branch, which may be this one.
     raw = (
         f"SELECT p.bucket, p.kind, {epoch_of('x.time')} AS start, 1 AS count, x.value AS total, x.value AS low, "
@@ -221,18 +224,18 @@ def _rows_sql(columns: str, meter_id: int, pieces: Pieces) -> tuple[str, list]:
             f"{raw}{table} CROSS JOIN LATERAL (SELECT time, value FROM {TABLE} WHERE meter_id = %s "
             f"AND time >= {time_of('p.lo')} AND time < {time_of('p.hi')} {span}ORDER BY time LIMIT {MAX_RAW_PIECE_ROWS}) AS x "
             f"WHERE p.kind = {RAW}"
-        )
-        if raw_pieces.any() and timescale.catalog() is not None:
-            branches[RAW] = timescale.raw_pieces_sql(table=table, kind=RAW, los=sorted(pieces.los[raw_pieces].tolist()), span=span)
+        ), True
+        if raw_pieces.any() and on_timescale:
+            branches[RAW] = timescale.raw_pieces_sql(pieces=pieces.only(raw_pieces), span=span), False
     else:
         branches[RAW] = (
             f"{raw}{table} {join} {TABLE} AS x ON x.meter_id = %s AND x.time >= {time_of('p.lo')} "
             f"AND x.time < {time_of('p.hi')} WHERE p.kind = {RAW}"
-        )
+        ), True
     # Only the kinds the pieces have: each branch planned costs, on TimescaleDB a plan of chunks.
     present = [kind for kind in (DAILY, HOURLY, RAW) if (pieces.kinds == kind).any()] or [RAW]
-    sql = [branches[kind] for kind in present]
-    params = [x for _ in present for x in (*listed, meter_id)]
+    sql = [branches[kind][0] for kind in present]
+    params = [x for kind in present for x in ((*listed, meter_id) if branches[kind][1] else (meter_id,))]
     return f"SELECT {columns}, count, total, low, high FROM (" + " UNION ALL ".join(sql) + ") AS rows", params
 
 

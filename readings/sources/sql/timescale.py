@@ -125,49 +125,63 @@ def rollup_relations() -> tuple[str, str]:
     return found.materialized[HOUR], found.materialized[DAY]
 
 
-def raw_pieces_sql(*, table: str, kind: int, los: list[int], span: str) -> str:
-    """The rollups read path's raw pieces on TimescaleDB (columns bucket, kind, start, count,
-    total, low, high; parameters: those of `table`, the pieces, then the meter id): the meter's
-    readings over the raw pieces' `span` in one scan, each put in its piece (of kind `kind`,
-    starting at `los`, in order) by binary search over the pieces' starts. A probe a piece, as on
-    PostgreSQL, decompresses a batch of a compressed chunk for each (a year of +05:45 days: 730
-    batches, 612 ms); one scan decompresses each batch once."""
-    starts = "'{" + ",".join(str(int(lo)) for lo in los) + "}'::bigint[]"
+def _in_pieces(*, kind: int, pieces, source: str, start: str) -> str:
+    """Rows of `source` (a subquery with `start` epoch seconds) put in their pieces (`pieces`, of
+    one kind, disjoint) by binary search over the pieces' starts, rows between pieces dropped;
+    the pieces as array constants, so that no join with them is planned (joined, the scan of
+    the store was rerun for every piece when the planner took the pieces for one row)."""
+    order = np.argsort(pieces.los, kind="stable")
+
+    def array(values, kind_of):
+        return "'{" + ",".join(str(int(v)) for v in values[order].tolist()) + "}'::" + kind_of
+
     return (
-        "SELECT p.bucket, p.kind, x.e AS start, 1 AS count, x.value AS total, x.value AS low, x.value AS high "
-        f"FROM (SELECT p.*, row_number() OVER (ORDER BY p.lo) AS i FROM {table} WHERE p.kind = {int(kind)}) AS p "
-        f"JOIN (SELECT y.e, y.value, width_bucket(y.e, {starts}) AS i "
-        f"FROM (SELECT EXTRACT(EPOCH FROM time)::bigint AS e, value FROM {READINGS} WHERE meter_id = %s {span}) AS y) AS x "
-        "ON x.i = p.i AND x.e < p.hi"
+        f"SELECT ({array(pieces.buckets, 'int[]')})[x.i] AS bucket, {int(kind)} AS kind, x.start, x.count, x.total, x.low, x.high "
+        f"FROM (SELECT y.*, width_bucket(y.{start}, {array(pieces.los, 'bigint[]')}) AS i FROM ({source}) AS y) AS x "
+        f"WHERE x.i > 0 AND x.start < ({array(pieces.his, 'bigint[]')})[x.i]"
     )
 
 
-def rolled_pieces_sql(*, table: str, kind: int, relation: str, los: np.ndarray, his: np.ndarray) -> str:
-    """The rollups read path's pieces of `kind` (starting at `los`, ending at `his`) from an
-    aggregate's materialization hypertable `relation` (parameters: those of `table`, then the
-    meter id). The pieces' whole span bounds `bucket`, the hypertable's partitioning column, as
-    constants, so that only the chunks holding it are planned: by the `start` key alone, each
-    probe of a year of days visited all 54 chunks of ten years. Pieces that fill most of their
-    span (the days of a year) are read in one range scan, each row put in its piece by binary
-    search over the pieces' starts (OFFSET 0: joined into, the scan was rerun for every piece);
-    scattered ones (the hours at the ends of ten years of
-    months) by a probe a piece."""
-    lo, hi = int(los.min()), int(his.max())
+def dense(pieces) -> bool:
+    """Whether `pieces` fill at least half of their whole span: then one scan of the span reads
+    little more than the pieces hold."""
+    return int((pieces.his - pieces.los).sum()) * 2 >= int(pieces.his.max()) - int(pieces.los.min())
+
+
+def raw_pieces_sql(*, pieces, span: str) -> str:
+    """The rollups read path's raw pieces on TimescaleDB (columns bucket,
+    kind, start, count, total, low, high; parameter: the meter id): the meter's readings over the
+    raw pieces' `span` in one scan, each put in its piece. A probe a piece, as on PostgreSQL,
+    decompresses a batch of a compressed chunk for each (a year of +05:45 days: 730 batches,
+    612 ms); one scan decompresses each batch once."""
+    source = (
+        "SELECT EXTRACT(EPOCH FROM time)::bigint AS start, 1 AS count, value AS total, value AS low, value AS high "
+        f"FROM {READINGS} WHERE meter_id = %s {span}"
+    )
+    return _in_pieces(kind=0, pieces=pieces, source=source, start="start")
+
+
+def rolled_pieces_sql(*, table: str, kind: int, relation: str, pieces) -> tuple[str, bool]:
+    """The rollups read path's pieces of `kind` from an aggregate's materialization hypertable
+    `relation`, and whether the SQL takes the pieces `table`'s parameters before the meter id's
+    (else only the meter id). The pieces' whole span bounds `bucket`, the hypertable's
+    partitioning column, as constants, so that only the chunks holding it are planned: by the
+    `start` key alone, each probe of a year of days visited all 54 chunks of ten years (17 ms,
+    now 5). Pieces that fill most of their span (the days of a year) are read in one range scan;
+    scattered ones (the hours at the ends of ten years of months) by a probe a piece, bounded by
+    its buckets, which TimescaleDB excludes chunks by as it runs. (Listing the scattered
+    buckets instead took 100 ms to plan for ten years of Berlin months.)"""
+    lo, hi = int(pieces.los.min()), int(pieces.his.max())
     span = f"r.meter_id = %s AND r.bucket >= to_timestamp({lo}) AND r.bucket < to_timestamp({hi})"
-    if int((his - los).sum()) * 2 >= hi - lo:
-        starts = "'{" + ",".join(str(int(v)) for v in sorted(los.tolist())) + "}'::bigint[]"
-        return (
-            "SELECT p.bucket, p.kind, x.start, x.count, x.total, x.low, x.high "
-            f"FROM (SELECT p.*, row_number() OVER (ORDER BY p.lo) AS i FROM {table} WHERE p.kind = {int(kind)}) AS p "
-            f"JOIN (SELECT r.*, width_bucket(r.start, {starts}) AS i FROM {relation} AS r WHERE {span} OFFSET 0) AS x "
-            "ON x.i = p.i AND x.start < p.hi"
-        )
+    if dense(pieces):
+        source = f"SELECT r.start, r.count, r.total, r.low, r.high FROM {relation} AS r WHERE {span}"
+        return _in_pieces(kind=kind, pieces=pieces, source=source, start="start"), False
     return (
         "SELECT p.bucket, p.kind, x.start, x.count, x.total, x.low, x.high "
         f"FROM {table} CROSS JOIN LATERAL (SELECT * FROM {relation} AS r WHERE {span} "
         "AND r.bucket >= to_timestamp(p.lo) AND r.bucket < to_timestamp(p.hi) OFFSET 0) AS x "
         f"WHERE p.kind = {int(kind)}"
-    )
+    ), True
 
 
 def _stale_sql(width: int, found: Catalog) -> str:
