@@ -219,6 +219,52 @@ def test_a_write_waits_for_another_into_the_same_meter_only(citus_database):
     assert done == {"citus-free": True, "citus-held": True}
 
 
+def test_a_write_does_not_wait_for_an_uncommitted_write_into_another_meter(citus_database):
+    # Each write ends by updating its meters' figures in the meters reference table, which Citus
+    # would lock whole until commit: every write would then wait for any other to commit.
+    first, second = Meter.objects.create(name="citus-first"), Meter.objects.create(name="citus-second")
+    written, release, done, errors = threading.Event(), threading.Event(), threading.Event(), []
+
+    def holder():
+        try:
+            with transaction.atomic():
+                upsert_staged(staged_rows(first, (1, 1.0)), meters=[first])
+                written.set()
+                release.wait(60)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def writer():
+        try:
+            upsert_staged(staged_rows(second, (1, 2.0)), meters=[second])
+            done.set()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    try:
+        assert written.wait(60)
+        threads.append(threading.Thread(target=writer))
+        threads[1].start()
+        blocked = []
+        # Until the second write commits, or is seen waiting for a lock the first holds to commit.
+        while not done.wait(0.05) and not blocked and threads[1].is_alive():
+            # Any node: Citus takes a reference table's lock on the first worker.
+            blocked = citus_database.coordinator("SELECT waiting_gpid FROM citus_lock_waits")
+        assert blocked == [] and done.is_set()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(60)
+    assert errors == []
+    assert Meter.objects.get(pk=second.pk).reading_count == Meter.objects.get(pk=first.pk).reading_count == 1
+
+
 def test_old_changes_are_pruned_and_a_watch_can_start_at_a_time():
     from datetime import timedelta
 

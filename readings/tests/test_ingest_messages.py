@@ -19,7 +19,6 @@ from readings.mqtt.batches import (
 )
 from readings.models import Meter, Reading, RejectedMessage
 from readings.mqtt.consumer import broker_address
-from readings.writes.rows import clean_rows
 from testing.helpers import file_reason
 
 TOPIC = "meterusage/v1/meters/+/readings"

@@ -21,7 +21,6 @@ import pytest
 from django.db import connections
 
 from readings.models import Meter, RejectedMessage, Write
-from readings.writes.rows import clean_rows
 from testing.helpers import REPO, file_reason, wait_for
 from testing.influxd import free_port
 from testing.servers import ReconnectingWatcher, start_grpc_server_on, start_process, stop_process

@@ -16,6 +16,7 @@ meters a reference table; see migration 0016), in one place.
   The migration's CHECK keeps ids in the coordinator's range.
 """
 from collections.abc import Mapping
+from contextlib import contextmanager
 
 from django.db import IntegrityError, InternalError, connection
 
@@ -73,6 +74,29 @@ def lock_meters_on_coordinator(cursor, meter_ids: list[int]) -> None:
         "ORDER BY n",
         [METER_LOCK_CLASS, meter_ids],
     )
+
+
+@contextmanager
+def meters_updated_together(cursor, meter_ids: list[int]):
+    """Around an update of the meters' running figures (count, first and last reading, data
+    version): on Citus, the meters' advisory locks (taken again if the write holds them already),
+    and the update declared commutative, so that Citus takes its shard lock of the meters table
+    as a row-exclusive lock, not an exclusive one held to commit. Otherwise every write into any
+    meter waited for the one before to commit (measured: 95 writes/s with 4 or 8 writers, one
+    at a time). Citus's exclusive lock guards the reference table's copies against two
+    statements applied in different orders on different nodes; here two updates of one meter
+    cannot run at once (its advisory lock), and updates of different meters touch different
+    rows, so every copy ends the same. Every other update of meters (an edit, a deletion) still
+    takes the exclusive lock, which waits for these."""
+    if not is_citus():
+        yield
+        return
+    lock_meters_on_coordinator(cursor, sorted(meter_ids))
+    cursor.execute("SET LOCAL citus.all_modifications_commutative TO on")
+    try:
+        yield
+    finally:
+        cursor.execute("SET LOCAL citus.all_modifications_commutative TO off")
 
 
 def spans_condition(spans: Mapping[int, tuple[int, int]], alias: str = "") -> str:

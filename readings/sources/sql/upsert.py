@@ -26,7 +26,9 @@ from readings.csvreader import CsvError
 from readings.domain import WriteBy
 from readings.models import Meter, Reading, ReadingChange, Write
 from readings.sources.sql import timescale
-from readings.sources.sql.citus import begin_write, is_citus, lock_meters_on_coordinator, spans_condition, store_in_spans
+from readings.sources.sql.citus import (
+    begin_write, is_citus, lock_meters_on_coordinator, meters_updated_together, spans_condition, store_in_spans,
+)
 from readings.sources.sql.dialect import analyze, is_postgresql, load_rows, time_of
 from readings.sources.sql.rollups import keep_rollups
 from readings.writes.counts import WriteCounts
@@ -367,17 +369,18 @@ def _note_meters_changed(cursor, changes: Mapping[int, MeterChange]) -> None:
     rows = ", ".join(["(%s, %s, %s, %s)"] * len(changes))
     params = [x for meter_id, change in changes.items() for x in (meter_id, change.inserted, change.first, change.last)]
     first, last = time_of("v.first"), time_of("v.last")
-    cursor.execute(
-        f"WITH v (id, inserted, first, last) AS (VALUES {rows}) "
-        f"UPDATE {METERS_TABLE} SET reading_count = {METERS_TABLE}.reading_count + v.inserted, "
-        f"first_reading_at = CASE WHEN v.inserted > 0 AND ({METERS_TABLE}.first_reading_at IS NULL "
-        f"OR {METERS_TABLE}.first_reading_at > {first}) THEN {first} ELSE {METERS_TABLE}.first_reading_at END, "
-        f"last_reading_at = CASE WHEN v.inserted > 0 AND ({METERS_TABLE}.last_reading_at IS NULL "
-        f"OR {METERS_TABLE}.last_reading_at < {last}) THEN {last} ELSE {METERS_TABLE}.last_reading_at END, "
-        f"data_version = {METERS_TABLE}.data_version + 1, updated_at = %s "
-        f"FROM v WHERE {METERS_TABLE}.id = v.id",
-        [*params, connection.ops.adapt_datetimefield_value(timezone.now())],
-    )
+    with meters_updated_together(cursor, list(changes)):
+        cursor.execute(
+            f"WITH v (id, inserted, first, last) AS (VALUES {rows}) "
+            f"UPDATE {METERS_TABLE} SET reading_count = {METERS_TABLE}.reading_count + v.inserted, "
+            f"first_reading_at = CASE WHEN v.inserted > 0 AND ({METERS_TABLE}.first_reading_at IS NULL "
+            f"OR {METERS_TABLE}.first_reading_at > {first}) THEN {first} ELSE {METERS_TABLE}.first_reading_at END, "
+            f"last_reading_at = CASE WHEN v.inserted > 0 AND ({METERS_TABLE}.last_reading_at IS NULL "
+            f"OR {METERS_TABLE}.last_reading_at < {last}) THEN {last} ELSE {METERS_TABLE}.last_reading_at END, "
+            f"data_version = {METERS_TABLE}.data_version + 1, updated_at = %s "
+            f"FROM v WHERE {METERS_TABLE}.id = v.id",
+            [*params, connection.ops.adapt_datetimefield_value(timezone.now())],
+        )
 
 
 def lock_meters(cursor, meter_ids: Iterable[int]) -> None:
