@@ -131,6 +131,24 @@ def test_migration_makes_a_compressed_hypertable_and_real_time_aggregates(timesc
     assert timescale.catalog() is not None
 
 
+def test_the_aggregates_are_read_within_bounds_on_their_partitioning_column(timescale_store):
+    # Bounds on `bucket` let TimescaleDB plan only the chunks holding the pieces, and its own
+    # (meter_id, bucket) index serves them; migration 0017 dropped the (meter_id, start) ones.
+    assert sql("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'readings_reading_%%_meter_start'") == [(0,)]
+    days = np.arange(START, END + 1, DAY)  # dense day pieces: one range scan
+    ragged = np.array([START + 1800, START + 20 * DAY + 1800, END - 1800])  # scattered hours: probes
+    for edges in (days, ragged):
+        pieces = rollups.plan(edges)
+        for kind in (rollups.DAILY, rollups.HOURLY):
+            mine = pieces.only(pieces.kinds == kind)
+            if not len(mine.los):
+                continue
+            rows, params = rollups._rows_sql("bucket", meter("ts-a").pk, mine)
+            plan = [line for (line,) in sql(f"EXPLAIN SELECT * FROM ({rows}) AS r", params)]
+            conditions = [line for line in plan if "Index Cond" in line]
+            assert conditions and all("bucket >=" in line for line in conditions), "\n".join(plan)
+
+
 def test_the_migration_moves_existing_readings_into_chunks(timescale_store, django_db_blocker):
     with django_db_blocker.unblock(), django_database(timescale_store.create_database("ts_existing")):
         call_command("migrate", "readings", "0014", verbosity=0)

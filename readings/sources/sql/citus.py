@@ -93,10 +93,10 @@ def meters_updated_together(cursor, meter_ids: list[int]):
         return
     lock_meters_on_coordinator(cursor, sorted(meter_ids))
     cursor.execute("SET LOCAL citus.all_modifications_commutative TO on")
-    try:
-        yield
-    finally:
-        cursor.execute("SET LOCAL citus.all_modifications_commutative TO off")
+    yield
+    # Not in a `finally`: after an error the transaction (or savepoint) is rolled back, and the
+    # setting with it; a statement sent then would only hide the error.
+    cursor.execute("SET LOCAL citus.all_modifications_commutative TO off")
 
 
 def spans_condition(spans: Mapping[int, tuple[int, int]], alias: str = "") -> str:

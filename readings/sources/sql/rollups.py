@@ -226,7 +226,7 @@ def _rows_sql(columns: str, meter_id: int, pieces: Pieces) -> tuple[str, list]:
             f"WHERE p.kind = {RAW}"
         ), True
         if raw_pieces.any() and on_timescale:
-            branches[RAW] = timescale.raw_pieces_sql(pieces=pieces.only(raw_pieces), span=span), False
+            branches[RAW] = timescale.raw_pieces_sql(kind=RAW, pieces=pieces.only(raw_pieces), span=span), False
     else:
         branches[RAW] = (
             f"{raw}{table} {join} {TABLE} AS x ON x.meter_id = %s AND x.time >= {time_of('p.lo')} "

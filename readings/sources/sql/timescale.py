@@ -117,19 +117,21 @@ def _find_catalog() -> Catalog | None:
 def rollup_relations() -> tuple[str, str]:
     """The hourly and daily aggregates' materialized rows as relations of (meter_id, start, count,
     total, low, high), `start` in epoch seconds, as readings/sources/sql/rollups.py reads its
-    tables: their materialization hypertables, which a join probes by the (meter_id, start) index
-    (the real-time views, a union with an aggregate, cannot be probed, and a year of days read
-    every row of the meter for each day: 46 ms instead of a few). Above the watermark there are
+    tables: their materialization hypertables, read by TimescaleDB's (meter_id, bucket) index
+    within bounds on `bucket` (see `rolled_pieces_sql`; the real-time views, a union with an
+    aggregate, cannot be probed, and a year of days read every row of the meter for each day: 46
+    ms instead of a few). Above the watermark there are
     no rows; `stale_spans` sends that part to the raw rows, as the real-time view would."""
     found = _required_catalog()
     return found.materialized[HOUR], found.materialized[DAY]
 
 
-def _in_pieces(*, kind: int, pieces, source: str, start: str) -> str:
-    """Rows of `source` (a subquery with `start` epoch seconds) put in their pieces (`pieces`, of
-    one kind, disjoint) by binary search over the pieces' starts, rows between pieces dropped;
-    the pieces as array constants, so that no join with them is planned (joined, the scan of
-    the store was rerun for every piece when the planner took the pieces for one row)."""
+def _in_pieces(*, kind: int, pieces, source: str) -> str:
+    """Rows of `source` (a subquery of start, in epoch seconds, count, total, low, high) put in
+    their pieces (`pieces`, of one kind, disjoint) by binary search over the pieces' starts, rows
+    between pieces dropped. The pieces are array constants, so that no join with them is planned
+    (joined, the scan of the store was rerun for every piece when the planner took the pieces
+    for one row)."""
     order = np.argsort(pieces.los, kind="stable")
 
     def array(values, kind_of):
@@ -137,7 +139,7 @@ def _in_pieces(*, kind: int, pieces, source: str, start: str) -> str:
 
     return (
         f"SELECT ({array(pieces.buckets, 'int[]')})[x.i] AS bucket, {int(kind)} AS kind, x.start, x.count, x.total, x.low, x.high "
-        f"FROM (SELECT y.*, width_bucket(y.{start}, {array(pieces.los, 'bigint[]')}) AS i FROM ({source}) AS y) AS x "
+        f"FROM (SELECT y.*, width_bucket(y.start, {array(pieces.los, 'bigint[]')}) AS i FROM ({source}) AS y) AS x "
         f"WHERE x.i > 0 AND x.start < ({array(pieces.his, 'bigint[]')})[x.i]"
     )
 
@@ -148,17 +150,17 @@ def dense(pieces) -> bool:
     return int((pieces.his - pieces.los).sum()) * 2 >= int(pieces.his.max()) - int(pieces.los.min())
 
 
-def raw_pieces_sql(*, pieces, span: str) -> str:
-    """The rollups read path's raw pieces on TimescaleDB (columns bucket,
-    kind, start, count, total, low, high; parameter: the meter id): the meter's readings over the
-    raw pieces' `span` in one scan, each put in its piece. A probe a piece, as on PostgreSQL,
-    decompresses a batch of a compressed chunk for each (a year of +05:45 days: 730 batches,
-    612 ms); one scan decompresses each batch once."""
+def raw_pieces_sql(*, kind: int, pieces, span: str) -> str:
+    """The rollups read path's raw pieces (of `kind`) on TimescaleDB (columns bucket, kind, start,
+    count, total, low, high; parameter: the meter id): the meter's readings over the raw pieces'
+    `span` in one scan, each put in its piece. A probe a piece, as on PostgreSQL, decompresses a
+    batch of a compressed chunk for each (a year of +05:45 days: 730 batches, 612 ms); one scan
+    decompresses each batch once."""
     source = (
         "SELECT EXTRACT(EPOCH FROM time)::bigint AS start, 1 AS count, value AS total, value AS low, value AS high "
         f"FROM {READINGS} WHERE meter_id = %s {span}"
     )
-    return _in_pieces(kind=0, pieces=pieces, source=source, start="start")
+    return _in_pieces(kind=kind, pieces=pieces, source=source)
 
 
 def rolled_pieces_sql(*, table: str, kind: int, relation: str, pieces) -> tuple[str, bool]:
@@ -175,7 +177,7 @@ def rolled_pieces_sql(*, table: str, kind: int, relation: str, pieces) -> tuple[
     span = f"r.meter_id = %s AND r.bucket >= to_timestamp({lo}) AND r.bucket < to_timestamp({hi})"
     if dense(pieces):
         source = f"SELECT r.start, r.count, r.total, r.low, r.high FROM {relation} AS r WHERE {span}"
-        return _in_pieces(kind=kind, pieces=pieces, source=source, start="start"), False
+        return _in_pieces(kind=kind, pieces=pieces, source=source), False
     return (
         "SELECT p.bucket, p.kind, x.start, x.count, x.total, x.low, x.high "
         f"FROM {table} CROSS JOIN LATERAL (SELECT * FROM {relation} AS r WHERE {span} "
