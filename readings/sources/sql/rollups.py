@@ -112,7 +112,9 @@ def _one_snapshot():
         return
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # No JIT: these are index lookups whose plans can still be costed high (probes of many
+            # pieces), and compiling took a second where running takes milliseconds.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off")
         yield
 
 
@@ -203,7 +205,7 @@ def _rows_sql(columns: str, meter_id: int, pieces: Pieces) -> tuple[str, list]:
         for kind, relation in ((DAILY, day), (HOURLY, hour)):
             mine = pieces.kinds == kind
             if mine.any():
-                branches[kind] = timescale.rolled_pieces_sql(table=table, kind=kind, relation=relation, pieces=pieces.only(mine))
+                branches[kind] = timescale.rolled_pieces_sql(kind=kind, relation=relation, pieces=pieces.only(mine)), False
     # Named: the union takes its columns' names from its first branch, which may be this one.
     raw = (
         f"SELECT p.bucket, p.kind, {epoch_of('x.time')} AS start, 1 AS count, x.value AS total, x.value AS low, "
