@@ -25,6 +25,14 @@ def ts(text: str):
     return stamp
 
 
+def postgres_admin(url: str, statement: str) -> None:
+    """Run one statement outside a transaction (CREATE / DROP DATABASE) on the server at `url`."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(statement)
+
+
 def manage(env: dict, *args: str) -> str:
     """Run a manage.py command with `env`; returns what it printed, raises if it failed."""
     return subprocess.run(

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import REPO, manage  # noqa: F401  (puts the repository on sys.path)
+from common import REPO, manage, postgres_admin  # noqa: F401  (puts the repository on sys.path)
 
 DAYS = 730  # two years a meter: 70,080 readings
 MONTH = ("2019-06-01T00:00:00Z", "2019-07-01T00:00:00Z")
@@ -31,21 +31,15 @@ class Store:
     def create(self) -> None:
         self.drop()
         if self.kind == "postgresql":
-            self.admin(f'CREATE DATABASE "{self.name}"')
+            postgres_admin(self.args.postgres_url, f'CREATE DATABASE "{self.name}"')
         manage(self.env, "migrate", "--no-input", "--verbosity", "0")
 
     def drop(self) -> None:
         if self.kind == "postgresql":
-            self.admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            postgres_admin(self.args.postgres_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         else:
             for suffix in ("", "-wal", "-shm"):
                 Path(self.url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
-
-    def admin(self, statement: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.args.postgres_url, autocommit=True) as connection:
-            connection.execute(statement)
 
     def connect(self):
         if self.kind == "postgresql":

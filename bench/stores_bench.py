@@ -60,7 +60,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from common import manage, start_server, ts  # puts the repository on sys.path
+from common import manage, postgres_admin, start_server, ts  # puts the repository on sys.path
 
 STORES = ["sqlite", "postgresql", "timescaledb", "citus", "influxdb", "csv"]
 TOKEN = "stores-bench-write"  # a service token: reads and writes every meter
@@ -155,8 +155,8 @@ class Store:
     def start(self) -> None:
         if self.kind == "postgresql":
             self.url = self.args.postgres_url.rsplit("/", 1)[0] + "/sb_postgresql"
-            self.admin('DROP DATABASE IF EXISTS "sb_postgresql" WITH (FORCE)')
-            self.admin('CREATE DATABASE "sb_postgresql"')
+            postgres_admin(self.args.postgres_url, 'DROP DATABASE IF EXISTS "sb_postgresql" WITH (FORCE)')
+            postgres_admin(self.args.postgres_url, 'CREATE DATABASE "sb_postgresql"')
         elif self.kind in ("timescaledb", "citus"):
             self.cluster = start_cluster(self.kind, 2 if self.kind == "citus" else 0,
                                          postgresql_settings(self.args.postgres_url))
@@ -180,13 +180,7 @@ class Store:
         if self.cluster:
             self.cluster.stop()
         if self.kind == "postgresql":
-            self.admin('DROP DATABASE IF EXISTS "sb_postgresql" WITH (FORCE)')
-
-    def admin(self, statement: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.args.postgres_url, autocommit=True) as connection:
-            connection.execute(statement)
+            postgres_admin(self.args.postgres_url, 'DROP DATABASE IF EXISTS "sb_postgresql" WITH (FORCE)')
 
     def connect(self):
         if self.engine == "postgresql":

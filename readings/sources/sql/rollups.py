@@ -114,7 +114,8 @@ def _one_snapshot():
         with connection.cursor() as cursor:
             # No JIT: these are index lookups whose plans can still be costed high (probes of many
             # pieces), and compiling took a second where running takes milliseconds.
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off")
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cursor.execute("SET LOCAL jit = off")
         yield
 
 

@@ -133,18 +133,20 @@ def _in_pieces(*, kind: int, pieces, source: str) -> str:
     (joined, the scan of the store was rerun for every piece when the planner took the pieces
     for one row)."""
     order = np.argsort(pieces.los, kind="stable")
-
-    def array(values, kind_of):
-        return "'{" + ",".join(str(int(v)) for v in values[order].tolist()) + "}'::" + kind_of
-
+    buckets, los, his = (_bigints(values[order]) for values in (pieces.buckets, pieces.los, pieces.his))
     return (
-        f"SELECT ({array(pieces.buckets, 'int[]')})[x.i] AS bucket, {int(kind)} AS kind, x.start, x.count, x.total, x.low, x.high "
-        f"FROM (SELECT y.*, width_bucket(y.start, {array(pieces.los, 'bigint[]')}) AS i FROM ({source}) AS y) AS x "
-        f"WHERE x.i > 0 AND x.start < ({array(pieces.his, 'bigint[]')})[x.i]"
+        f"SELECT ({buckets})[x.i]::int AS bucket, {int(kind)} AS kind, x.start, x.count, x.total, x.low, x.high "
+        f"FROM (SELECT y.*, width_bucket(y.start, {los}) AS i FROM ({source}) AS y) AS x "
+        f"WHERE x.i > 0 AND x.start < ({his})[x.i]"
     )
 
 
-def dense(pieces) -> bool:
+def _bigints(values: np.ndarray) -> str:
+    """Integers as an SQL bigint[] constant."""
+    return "'{" + ",".join(str(int(v)) for v in values.tolist()) + "}'::bigint[]"
+
+
+def _dense(pieces) -> bool:
     """Whether `pieces` fill at least half of their whole span: then one scan of the span reads
     little more than the pieces hold."""
     return int((pieces.his - pieces.los).sum()) * 2 >= int(pieces.his.max()) - int(pieces.los.min())
@@ -176,7 +178,7 @@ def rolled_pieces_sql(*, kind: int, relation: str, pieces) -> str:
     took 100 ms to plan for ten years of Berlin months, a statement a piece 440 ms for +05:45.)"""
     lo, hi = int(pieces.los.min()), int(pieces.his.max())
     span = f"r.meter_id = %s AND r.bucket >= to_timestamp({lo}) AND r.bucket < to_timestamp({hi})"
-    if dense(pieces):
+    if _dense(pieces):
         source = f"SELECT r.start, r.count, r.total, r.low, r.high FROM {relation} AS r WHERE {span}"
         return _in_pieces(kind=kind, pieces=pieces, source=source)
     order = np.argsort(pieces.los, kind="stable")
@@ -184,10 +186,9 @@ def rolled_pieces_sql(*, kind: int, relation: str, pieces) -> str:
     # A run starts where a piece does not begin at the end of the one before.
     starts = np.flatnonzero(np.r_[True, los[1:] != his[:-1]])
     ends = np.r_[starts[1:], len(los)] - 1
-    run_los = "'{" + ",".join(map(str, los[starts].tolist())) + "}'::bigint[]"
-    run_his = "'{" + ",".join(map(str, his[ends].tolist())) + "}'::bigint[]"
     source = (
-        f"SELECT x.start, x.count, x.total, x.low, x.high FROM unnest({run_los}, {run_his}) AS g (lo, hi) "
+        f"SELECT x.start, x.count, x.total, x.low, x.high "
+        f"FROM unnest({_bigints(los[starts])}, {_bigints(his[ends])}) AS g (lo, hi) "
         f"CROSS JOIN LATERAL (SELECT * FROM {relation} AS r WHERE {span} "
         "AND r.bucket >= to_timestamp(g.lo) AND r.bucket < to_timestamp(g.hi) OFFSET 0) AS x"
     )
